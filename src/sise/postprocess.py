@@ -1,0 +1,75 @@
+"""Map post-processing shared by every method: resizing, min-max normalisation, Otsu's threshold."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
+    """Scale each map of a (..., H, W) stack to [0, 1]: ``(m - min m) / (max m - min m)``.
+
+    A constant map (max - min <= eps) becomes all zeros: it carries no location information,
+    and dividing by ~0 would turn it into noise or NaN.
+    """
+    flat = maps.flatten(-2)
+    low = flat.amin(dim=-1, keepdim=True)
+    span = flat.amax(dim=-1, keepdim=True) - low
+    scaled = torch.where(span > eps, (flat - low) / span.clamp_min(eps), torch.zeros_like(flat))
+    return scaled.view_as(maps)
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize (``align_corners=False``) of a (N, h, w) or (N, C, h, w) stack to ``size``."""
+    if maps.ndim == 3:
+        return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def is_constant(maps: Tensor, eps: float = 1e-12) -> Tensor:
+    """(N,) True where a (N, h, w) map has max - min <= eps."""
+    flat = maps.flatten(1)
+    return (flat.amax(dim=1) - flat.amin(dim=1)) <= eps
+
+
+def otsu_threshold(maps: Tensor, nbins: int = 256) -> Tensor:
+    """Otsu's threshold of each map of a (N, H, W) stack, batched on the maps' device.
+
+    Otsu (1979) picks the threshold t that maximises the between-class variance
+    ``w_0(t) w_1(t) (μ_0(t) - μ_1(t))²`` of the histogram. The histogram has ``nbins`` equal bins
+    over [min, max] of each map and t is a bin centre, exactly as scikit-image's
+    ``threshold_otsu`` computes it (the tests compare the two). A constant map's threshold is its
+    value.
+
+    Returns:
+        (N,) thresholds, float64 for exactness, on the maps' device.
+    """
+    flat = maps.flatten(1).double()
+    n = flat.shape[0]
+    low = flat.amin(dim=1, keepdim=True)
+    high = flat.amax(dim=1, keepdim=True)
+    span = high - low
+    constant = span.squeeze(1) <= 0
+    safe_span = torch.where(span > 0, span, torch.ones_like(span))
+    # Bin index as numpy.histogram assigns it: equal bins, the last one closed on the right.
+    edges = low + safe_span * torch.linspace(0, 1, nbins + 1, device=flat.device, dtype=flat.dtype)
+    index = ((flat - low) / safe_span * nbins).floor().long().clamp_(0, nbins - 1)
+    # numpy corrects the float estimate against the actual edges; do the same.
+    below = flat < edges.gather(1, index)
+    index = index - below.long()
+    above = (flat >= edges.gather(1, (index + 1).clamp_max(nbins))) & (index < nbins - 1)
+    index = (index + above.long()).clamp_(0, nbins - 1)
+    counts = torch.zeros(n, nbins, device=flat.device, dtype=flat.dtype)
+    counts.scatter_add_(1, index, torch.ones_like(flat))
+    centers = (edges[:, :-1] + edges[:, 1:]) / 2
+
+    weight1 = counts.cumsum(1)
+    weight2 = counts.flip(1).cumsum(1).flip(1)
+    mass = counts * centers
+    mean1 = mass.cumsum(1) / weight1.clamp_min(1e-300)
+    mean2 = mass.flip(1).cumsum(1).flip(1) / weight2.clamp_min(1e-300)
+    between = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
+    best = between.argmax(dim=1, keepdim=True)
+    threshold = centers.gather(1, best).squeeze(1)
+    return torch.where(constant, low.squeeze(1), threshold)
