@@ -264,9 +264,7 @@ def scaled_tolerance(
     return tolerance * math.sqrt((eh / oh) * (ew / ow))
 
 
-def pointing_game_hits(
-    maps: Tensor, gt_mask: Tensor, tolerance: float | Tensor = 15.0
-) -> Tensor:
+def pointing_game_hits(maps: Tensor, gt_mask: Tensor, tolerance: float | Tensor = 15.0) -> Tensor:
     """Pointing-game hit of each map, TorchRay protocol (Zhang et al., "Excitation Backprop").
 
     The point is the arg-max of ``E``. It is a hit if some ground-truth pixel lies at Euclidean

@@ -1,0 +1,192 @@
+"""The ``sise`` command line: explain a photo, compare methods, run benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from sise.errors import SiseError
+from sise.images import load_image, sample_image_path
+from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.models import DEMO_MODEL, LoadedModel, load_model
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "image",
+        nargs="?",
+        help="photo to explain (default: the cat photo shipped with sise)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"{DEMO_MODEL} (default, offline ImageNet weights), a torchvision name "
+        "(resnet50, vgg16, ...) or timm:NAME",
+    )
+    parser.add_argument("--checkpoint", help="state-dict file to load instead of pretrained weights")
+    parser.add_argument("--num-classes", type=int, help="output size of the checkpoint's head")
+    parser.add_argument("--classes", help="text file with one class name per line")
+    parser.add_argument("--target", help="class to explain, as an index or a name (default: top-1)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=224, help="input size in pixels (square)")
+    parser.add_argument("--batch-size", type=int, default=64, help="masked inputs per forward")
+    parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, "torch.Tensor", object]:
+    image_path = Path(args.image) if args.image else sample_image_path("chelsea")
+    rgb = load_image(image_path)
+    names = None
+    if args.classes:
+        names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
+    if args.checkpoint and not args.model:
+        raise SiseError("--checkpoint needs --model to say which architecture the weights fit")
+    loaded = load_model(
+        args.model or DEMO_MODEL,
+        args.checkpoint,
+        num_classes=args.num_classes,
+        class_names=names,
+        device=args.device,
+        input_size=(args.size, args.size),
+    )
+    return loaded, str(image_path), loaded.preprocess(rgb), rgb
+
+
+def _print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str) -> None:
+    with torch.no_grad():
+        logits = loaded.model(inputs)[0]
+    probs = logits.sigmoid() if score == "sigmoid" else logits.softmax(dim=0)
+    top = probs.topk(min(5, probs.numel()))
+    print("top-5 predictions:")
+    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):
+        print(f"  {rank}. {loaded.class_names[i]:<30} {p:.3f}  (class {i})")
+
+
+def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
+    options: dict[str, object] = {"score": args.score}
+    if method in ("sise", "scorecam", "rise"):
+        options["batch_size"] = args.batch_size
+    if method == "sise":
+        options.update(
+            mu=args.mu,
+            selection="adaptive" if args.adaptive else "fixed",
+            baseline=args.baseline,
+            gate=args.gate,
+            progress=not args.no_progress,
+        )
+    return options
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    loaded, image_path, inputs, rgb = _load(args)
+    _print_predictions(loaded, inputs, args.score)
+    target = loaded.class_index(args.target) if args.target is not None else None
+    explainer = make_explainer(args.method, loaded.model, **_method_options(args, args.method))
+    start = time.perf_counter()
+    explanation = explainer(inputs, target)
+    seconds = time.perf_counter() - start
+    cls = int(explanation.targets[0])
+    print(
+        f"explained class: {loaded.class_names[cls]} (class {cls}, "
+        f"{args.score} {float(explanation.scores[0]):.3f})"
+    )
+    print(
+        f"{DISPLAY_NAMES.get(args.method, args.method)}: {seconds:.1f} s, "
+        f"{int(explanation.forward_passes[0])} forward passes"
+    )
+    from sise.viz import save_layer_panel, save_overlay
+
+    out = Path(args.out or f"{Path(image_path).stem}_{args.method}.png")
+    save_overlay(out, rgb, explanation.maps[0])
+    print(f"wrote {out}")
+    if "layer_maps" in explanation.extras:
+        panel = out.with_name(out.stem + "_layers" + out.suffix)
+        layer_maps = explanation.extras["layer_maps"]
+        kept = explanation.extras["kept_maps"]
+        assert isinstance(layer_maps, torch.Tensor) and isinstance(kept, torch.Tensor)
+        save_layer_panel(
+            panel,
+            rgb,
+            layer_maps[0],
+            list(explanation.extras["layer_names"]),  # type: ignore[call-overload]
+            kept[0].tolist(),
+            explanation.maps[0],
+            title=f"{loaded.class_names[cls]} — {loaded.name}",
+        )
+        print(f"wrote {panel}")
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    loaded, image_path, inputs, rgb = _load(args)
+    _print_predictions(loaded, inputs, args.score)
+    target = loaded.class_index(args.target) if args.target is not None else None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(
+        DISPLAY_NAMES
+    )
+    results = []
+    for method in methods:
+        if method not in METHODS:
+            raise SiseError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+        explainer = make_explainer(method, loaded.model, **_method_options(args, method))
+        start = time.perf_counter()
+        explanation = explainer(inputs, target)
+        seconds = time.perf_counter() - start
+        print(f"  {DISPLAY_NAMES.get(method, method):<24} {seconds:7.2f} s")
+        results.append((DISPLAY_NAMES.get(method, method), explanation.maps[0], seconds))
+    from sise.viz import save_comparison
+
+    cls = int(explanation.targets[0])
+    out = Path(args.out or f"{Path(image_path).stem}_compare.png")
+    save_comparison(out, rgb, results, title=f"{loaded.class_names[cls]} — {loaded.name}")
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sise",
+        description="Explain CNN image classifiers with SISE (AAAI-21) and the methods it is "
+        "compared against.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="explain one photo with one method")
+    _add_model_arguments(explain)
+    explain.add_argument("--method", default="sise", help=f"one of: {', '.join(DISPLAY_NAMES)}")
+    explain.add_argument("--out", help="heat-map overlay to write (PNG); the SISE layer panel "
+                         "goes beside it as *_layers.png")
+    explain.add_argument("--mu", type=float, default=0.0, help="SISE: keep maps with α > μ·β")
+    explain.add_argument("--adaptive", action="store_true", help="SISE: Ada-SISE map selection")
+    explain.add_argument("--baseline", default="zero", choices=["zero", "blur"])
+    explain.add_argument("--gate", default="binary", choices=["binary", "soft"])
+    explain.set_defaults(handler=command_explain)
+
+    compare = commands.add_parser("compare", help="all methods on one photo, side by side")
+    _add_model_arguments(compare)
+    compare.add_argument("--methods", help="comma-separated subset (default: all eight)")
+    compare.add_argument("--out", help="figure to write (PNG)")
+    compare.set_defaults(
+        handler=command_compare, mu=0.0, adaptive=False, baseline="zero", gate="binary"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SiseError as error:
+        print(f"sise: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Reading photos from disk into RGB arrays, with errors that say what is wrong."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sise.errors import SiseError
+
+#: Photos shipped with the package (CC0; see ``sise/data/README.md``).
+SAMPLE_IMAGES = {"chelsea": "chelsea.jpg", "coffee": "coffee.jpg"}
+
+
+def sample_image_path(name: str = "chelsea") -> Path:
+    """Path of a photo that ships with the package: ``"chelsea"`` (a cat) or ``"coffee"``."""
+    if name not in SAMPLE_IMAGES:
+        raise SiseError(f"no sample image {name!r}: choose one of {', '.join(SAMPLE_IMAGES)}")
+    return Path(str(resources.files("sise") / "data" / SAMPLE_IMAGES[name]))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Grayscale, palette, 16-bit and RGBA images are converted to RGB (alpha is composited onto
+    white, so transparent regions do not turn black and attract attention).
+
+    Raises:
+        SiseError: the file is missing, is a folder, is not an image, or is corrupt.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SiseError(f"image file {str(path)!r} does not exist: check the path")
+    if path.is_dir():
+        raise SiseError(f"{str(path)!r} is a folder: give the path of an image file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb_array(image)
+    except UnidentifiedImageError as error:
+        raise SiseError(
+            f"{str(path)!r} is not an image PIL can read (JPEG, PNG, BMP, TIFF, WebP ...)"
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise SiseError(f"{str(path)!r} is corrupt or truncated: {error}") from error
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any PIL image as an (H, W, 3) uint8 RGB array."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        span = max(float(array.max() - array.min()), 1.0)
+        image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

