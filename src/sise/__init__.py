@@ -2,8 +2,33 @@
 
 from sise.errors import SiseError
 from sise.layers import discover_layers, resolve_layers
-from sise.methods import SISE, Explainer, Explanation
+from sise.methods import (
+    RISE,
+    SISE,
+    Explainer,
+    Explanation,
+    ExtremalPerturbation,
+    FullGrad,
+    GradCAM,
+    GradCAMPlusPlus,
+    IntegratedGradients,
+    ScoreCAM,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["SISE", "Explainer", "Explanation", "SiseError", "discover_layers", "resolve_layers"]
+__all__ = [
+    "RISE",
+    "SISE",
+    "Explainer",
+    "Explanation",
+    "ExtremalPerturbation",
+    "FullGrad",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "IntegratedGradients",
+    "ScoreCAM",
+    "SiseError",
+    "discover_layers",
+    "resolve_layers",
+]

@@ -65,7 +65,9 @@ def test_ebpg_rejects_negative_maps_and_empty_boxes() -> None:
     with pytest.raises(SiseError, match="non-negative"):
         energy_pointing_game(-MAP[None], CENTRE[None])
     with pytest.raises(SiseError, match=r"sample\(s\) \[1\]"):
-        energy_pointing_game(torch.stack([MAP, MAP]), torch.stack([CENTRE, torch.zeros(4, 4, dtype=torch.bool)]))
+        energy_pointing_game(
+            torch.stack([MAP, MAP]), torch.stack([CENTRE, torch.zeros(4, 4, dtype=torch.bool)])
+        )
     with pytest.raises(SiseError, match="shape"):
         energy_pointing_game(MAP[None], CENTRE[None, :3])
     with pytest.raises(SiseError, match="bool"):
@@ -191,9 +193,7 @@ def test_drop_and_increase_by_hand() -> None:
 def test_drop_and_increase_with_baseline() -> None:
     # b = 1: A -> [[1,1],[2,1]], O = 3 > 2; B -> [[1.5,1.5],[1,1]], O = 3, drop = 100 * 2/5
     baseline = torch.ones_like(X_AB)
-    drop, increase = drop_and_increase(
-        SIGNED, X_AB, CLASS0, E_AB, score="logit", baseline=baseline
-    )
+    drop, increase = drop_and_increase(SIGNED, X_AB, CLASS0, E_AB, score="logit", baseline=baseline)
     assert torch.allclose(drop, torch.tensor([0.0, 40.0]))
     assert increase.tolist() == [True, False]
 

@@ -328,7 +328,7 @@ def pointing_game_accuracy(hits: Tensor, class_ids: Tensor) -> float:
         )
     if hits.numel() == 0:
         raise SiseError("no pointing-game results to average: pass at least one pair")
-    classes, inverse = torch.unique(class_ids, return_inverse=True)
+    classes, inverse = torch.unique(class_ids.to(hits.device), return_inverse=True)
     counts = torch.zeros(len(classes), dtype=torch.float64, device=hits.device)
     counts.scatter_add_(0, inverse, torch.ones_like(hits, dtype=torch.float64))
     hit_counts = torch.zeros_like(counts).scatter_add_(0, inverse, hits.double())
@@ -600,6 +600,12 @@ def insertion_deletion_auc(
     better. The defaults are RISE's: a blurred canvas for insertion, zeros for deletion.
 
     Cost: ``2 · (S + 1)`` forward passes per sample (S ≈ ``steps``); lower ``steps`` on a CPU.
+
+    Args:
+        model, inputs, targets, maps, steps, score, batch_size: as for :func:`causal_curve`.
+        insertion_substrate: the canvas pixels are inserted into (``"blur"``, ``"zero"`` or a
+            tensor).
+        deletion_substrate: what deleted pixels become (``"zero"``, ``"blur"`` or a tensor).
 
     Returns:
         ``(insertion, deletion)``: two (N,) float tensors.

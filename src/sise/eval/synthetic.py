@@ -203,8 +203,9 @@ def make_synthetic_voc(
     (``trainval`` equals ``train``) and ``classes.txt`` with :data:`SYNTHETIC_CLASSES`. Image ids
     are ``000001``, ``000002``, ... Existing files of the same names are overwritten.
 
-    Each image has 1 to ``max_objects`` non-overlapping objects whose side is 24-42 % of the
-    image, of random classes, at random positions and rotations. Read it back with
+    Each image has 1 to ``max_objects`` non-overlapping objects of random classes, at random
+    positions and rotations, each inscribed in a square whose side is 24-42 % of the image
+    side; the box is the object's tight box. Read it back with
     ``VOCDetection2007(root, split="test")``.
 
     Args:

@@ -8,12 +8,22 @@ from torch import nn
 
 from sise.errors import SiseError
 from sise.methods.base import Explainer
+from sise.methods.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from sise.methods.gradient import FullGrad, IntegratedGradients
+from sise.methods.perturbation import RISE, ExtremalPerturbation
 from sise.methods.sise import SISE
 
 MethodFactory = Callable[..., Explainer]
 
 METHODS: dict[str, MethodFactory] = {
     "sise": SISE,
+    "gradcam": GradCAM,
+    "gradcampp": GradCAMPlusPlus,
+    "scorecam": ScoreCAM,
+    "rise": RISE,
+    "extremal": ExtremalPerturbation,
+    "ig": IntegratedGradients,
+    "fullgrad": FullGrad,
 }
 
 #: Display names, in the paper's column order.

@@ -1,0 +1,253 @@
+"""Gradient methods: Integrated Gradients and FullGrad."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from sise.engine import BaselineSpec, make_baseline
+from sise.errors import SiseError
+from sise.hooks import LayerCapture, gradient_pass
+from sise.methods.base import Explainer, Explanation, Targets
+from sise.methods.cam import forward_scores
+from sise.postprocess import minmax_normalize, upsample
+from sise.scores import ScoreKind, class_scores
+
+IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
+
+
+def _all_class_scores(logits: Tensor, kind: ScoreKind) -> Tensor:
+    """(B, K) explained scores of every class, for Captum's ``target`` selection."""
+    if kind == "softmax":
+        return torch.softmax(logits.float(), dim=1)
+    if kind == "sigmoid":
+        return torch.sigmoid(logits.float())
+    return logits.float()
+
+
+class IntegratedGradients(Explainer):
+    """Integrated Gradients (Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep
+    Networks", ICML 2017), computed by Captum's ``IntegratedGradients``.
+
+    For the baseline x' (zeros of the model's input space by default)::
+
+        IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂Ψ_c(x' + t (x − x')) / ∂x_i dt
+
+    approximated with ``n_steps`` points of ``method`` (Captum's default Gauss-Legendre rule).
+    Completeness: ``Σ_i IG_i ≈ Ψ_c(x) − Ψ_c(x')``; the gap is ``extras["delta"]``. The map is
+    ``Σ_channels |IG|``, min-max normalised; the raw attributions are ``extras["attributions"]``.
+
+    Captum differentiates with ``torch.autograd.grad`` with respect to copies of the inputs, so no
+    parameter ``.grad`` is populated and no ``requires_grad`` flag is changed.
+
+    Cost per image: ``n_steps`` forward+backward passes and two forward passes (Ψ_c(x) and
+    Ψ_c(x')).
+
+    Args:
+        model: a classifier returning (N, K) class scores.
+        n_steps: points of the path integral.
+        method: Captum's integration rule.
+        baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
+            ``n_steps × N`` at once.
+    """
+
+    name = "ig"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        n_steps: int = 50,
+        method: IGMethod = "gausslegendre",
+        baseline: BaselineSpec = "zero",
+        score: ScoreKind = "softmax",
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(model, score=score)
+        if n_steps < 1:
+            raise SiseError(f"n_steps must be >= 1, got {n_steps}")
+        self.n_steps = n_steps
+        self.method: IGMethod = method
+        self.baseline = baseline
+        self.batch_size = batch_size
+
+    def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        from captum.attr import IntegratedGradients as CaptumIG
+
+        n = inputs.shape[0]
+        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        baseline = make_baseline(inputs, self.baseline)
+        if baseline is None:
+            baseline = torch.zeros_like(inputs)
+        kind = self.score
+
+        def forward(x: Tensor) -> Tensor:
+            return _all_class_scores(self.model(x), kind)
+
+        attributions = CaptumIG(forward).attribute(
+            inputs.detach(),
+            baselines=baseline.detach(),
+            target=resolved,
+            n_steps=self.n_steps,
+            method=self.method,
+            internal_batch_size=self.batch_size,
+        )
+        attributions = attributions.detach()
+        with torch.no_grad():
+            baseline_scores = class_scores(self.model(baseline), resolved, self.score)
+        delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)
+        return Explanation(
+            maps=minmax_normalize(attributions.abs().sum(dim=1).float()),
+            targets=resolved,
+            scores=scores,
+            forward_passes=torch.full((n,), self.n_steps + 2, device=inputs.device),
+            method=self.name,
+            extras={
+                "attributions": attributions,
+                "baseline_scores": baseline_scores,
+                "delta": delta,
+            },
+        )
+
+
+def effective_bias(module: nn.Module) -> Tensor | None:
+    """The bias a layer adds to its output, or ``None`` if it adds none FullGrad can use.
+
+    Convolutions and linear layers: their ``bias``. Batch normalisation in eval mode is the
+    affine map ``γ (x − μ) / √(σ² + ε) + β``, whose bias is ``β − μ γ / √(σ² + ε)`` (γ = 1 and
+    β = 0 without affine parameters). Batch norm without running statistics, and input-dependent
+    normalisations (LayerNorm, GroupNorm), add no fixed bias and are left out.
+    """
+    if isinstance(module, nn.modules.conv._ConvNd | nn.Linear):
+        return module.bias.detach() if module.bias is not None else None
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if module.running_mean is None or module.running_var is None:
+            return None
+        scale = torch.rsqrt(module.running_var.detach() + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight.detach()
+        bias = -module.running_mean.detach() * scale
+        if module.bias is not None:
+            bias = bias + module.bias.detach()
+        return bias
+    return None
+
+
+class _InputTap(nn.Module):
+    """Runs ``model`` behind an identity, so that hooks on the identity see the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.tap = nn.Identity()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(self.tap(x))
+
+
+def _postprocess_sum(term: Tensor, size: tuple[int, int], chunk: int = 64) -> Tensor:
+    """FullGrad's ψ on each channel map, summed over channels: Σ_c minmax(up(|term_c|)).
+
+    Args:
+        term: (N, C, h, w) gradient ⊙ bias (or ⊙ input) maps.
+        size: (H, W) input size.
+        chunk: channels up-sampled at once (bounds memory for wide layers).
+
+    Returns:
+        (N, H, W).
+    """
+    total = torch.zeros(term.shape[0], *size, device=term.device, dtype=torch.float32)
+    for start in range(0, term.shape[1], chunk):
+        part = upsample(term[:, start : start + chunk].abs().float(), size)
+        total += minmax_normalize(part).sum(dim=1)
+    return total
+
+
+class FullGrad(Explainer):
+    """FullGrad (Srinivas and Fleuret, "Full-Gradient Representation for Neural Network
+    Visualization", NeurIPS 2019).
+
+    The full-gradient decomposition of the explained score is
+    ``Ψ_c(x) = ∇_x Ψ_c · x + Σ_l Σ_c ∇_{b_l} Ψ_c · b_l`` (exact for the logit of a
+    piecewise-linear network, e.g. ReLU with batch norm in eval mode; the sum is
+    ``extras["full_gradient_sum"]``). The saliency map (the paper's Eq. 5) is::
+
+        S(x) = ψ(∇_x Ψ_c ⊙ x) + Σ_l Σ_c ψ(∇_{b_l} Ψ_c ⊙ b_l)
+
+    where the bias-gradient of a layer is the gradient with respect to its output times its
+    (broadcast) bias (:func:`effective_bias`: convolutions, linear layers, batch norm's
+    ``β − μ γ / √(σ² + ε)``), and ψ post-processes each channel map: absolute value, bilinear
+    up-sampling to the input size (``align_corners=False``), min-max to [0, 1]. The terms are
+    summed over channels and layers and the result is min-max normalised. Non-spatial terms (a
+    linear layer's output, one value per unit) are constant maps that min-max to zero: they count
+    in the decomposition but not in the map.
+
+    Gradients are taken with respect to the layers' outputs (and the input) by hooks
+    (:func:`sise.hooks.gradient_pass`), never through parameter ``.grad``. Layers with a bias are
+    found once per input shape; a layer called more than once per forward pass is used at its
+    last call.
+
+    Cost: one forward and one backward pass.
+
+    Args:
+        model: a classifier returning (N, K) class scores.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+    """
+
+    name = "fullgrad"
+
+    def __init__(self, model: nn.Module, *, score: ScoreKind = "softmax") -> None:
+        super().__init__(model, score=score)
+        self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
+
+    def bias_layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
+        """The layers with a usable bias that the model runs on inputs of this shape."""
+        key = tuple(inputs.shape[1:])
+        if key not in self._discovered:
+            candidates = [
+                (name, module)
+                for name, module in self.model.named_modules()
+                if effective_bias(module) is not None
+            ]
+            with torch.no_grad(), LayerCapture(candidates, detach_downstream=False) as capture:
+                self.model(inputs[:1].detach())
+            self._discovered[key] = [(n, m) for n, m in candidates if n in capture.outputs]
+        return self._discovered[key]
+
+    def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        n, _, height, width = inputs.shape
+        layers = self.bias_layers_for(inputs)
+        tapped = _InputTap(self.model)
+        input_name = "<input>"
+        while input_name in {name for name, _ in layers}:
+            input_name = "<" + input_name + ">"
+        grad = gradient_pass(
+            tapped, [(input_name, tapped.tap), *layers], inputs, targets, self.score
+        )
+        input_term = (grad.gradients[0] * inputs.detach()).float()
+        saliency = _postprocess_sum(input_term, (height, width))
+        total = input_term.flatten(1).sum(dim=1)
+        for (_, module), gradient in zip(layers, grad.gradients[1:], strict=True):
+            bias = effective_bias(module)
+            assert bias is not None
+            shape = [1, -1] + [1] * (gradient.ndim - 2)
+            term = (gradient * bias.to(gradient.dtype).view(shape)).float()
+            total = total + term.flatten(1).sum(dim=1)
+            if term.ndim == 4:
+                saliency = saliency + _postprocess_sum(term, (height, width))
+        return Explanation(
+            maps=minmax_normalize(saliency),
+            targets=grad.targets,
+            scores=grad.scores,
+            forward_passes=torch.ones(n, dtype=torch.long, device=inputs.device),
+            method=self.name,
+            extras={
+                "layer_names": [name for name, _ in layers],
+                "full_gradient_sum": total,
+                "saliency": saliency,
+            },
+        )

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.filters import threshold_otsu
+
+from sise.methods.sise import fuse
+from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_otsu_equals_scikit_image(seed):
+    rng = np.random.default_rng(seed)
+    maps = [
+        rng.random((17, 23)),
+        rng.normal(size=(32, 32)) ** 3,  # heavy tails
+        np.concatenate([rng.normal(0, 1, 300), rng.normal(5, 0.5, 100)]).reshape(20, 20),  # bimodal
+        rng.integers(0, 4, (9, 9)).astype(np.float64),  # many ties
+    ]
+    for image in maps:
+        ours = otsu_threshold(torch.from_numpy(image)[None]).item()
+        assert ours == pytest.approx(float(threshold_otsu(image)), abs=1e-9)
+
+
+def test_otsu_is_batched_and_constant_maps_return_their_value():
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 8, 8))
+    stack[1] = 0.25
+    thresholds = otsu_threshold(torch.from_numpy(stack))
+    assert thresholds[1].item() == 0.25
+    for i in (0, 2):
+        assert thresholds[i].item() == pytest.approx(float(threshold_otsu(stack[i])), abs=1e-9)
+
+
+def test_minmax_and_constant_maps():
+    maps = torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    out = minmax_normalize(maps)
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
+    assert torch.equal(out[1], torch.zeros(2, 2))  # constant: zeros, not NaN
+    assert is_constant(maps).tolist() == [False, True]
+
+
+def test_fusion_order_and_gating_on_hand_made_maps():
+    # Three layers, 1x4 maps. Otsu splits each map into {low} and {high} values. (Its threshold
+    # is a histogram bin centre, as in scikit-image, so low values sit below their bin centre.)
+    v1 = torch.tensor([[0.2, 1.0, 0.6, 0.0]])
+    v2 = torch.tensor([[0.0, 1.0, 0.9, 0.09]])  # gate keeps pixels 1, 2
+    v3 = torch.tensor([[0.0, 0.0, 1.0, 0.09]])  # gate keeps pixel 2
+    maps = torch.stack([v1, v2, v3])[None]  # (1, 3, 1, 4)
+    present = torch.ones(1, 3, dtype=torch.bool)
+    # F = v1; F = (F + v2) * [0,1,1,0] = [0, 2, 1.5, 0]; F = (F + v3) * [0,0,1,0] = [0,0,2.5,0]
+    fused = fuse(maps, present)
+    torch.testing.assert_close(fused, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
+    # Shallow to deep matters: reversing the order gates by v1 last and gives another map.
+    # F = v3; F = (v3 + v2) * [0,1,1,0] = [0,1,1.9,0]; F = (F + v1) * (v1 > t1) with t1 Otsu
+    # of v1 = {0.0,0.2,0.6,1.0} (between 0.2 and 0.6): [0, 2, 2.5, 0] -> [0, 0.8, 1, 0]
+    reversed_fused = fuse(maps.flip(1), present)
+    torch.testing.assert_close(reversed_fused, torch.tensor([[[0.0, 0.8, 1.0, 0.0]]]))
+
+
+def test_fusion_skips_a_layer_that_kept_nothing():
+    v1 = torch.tensor([[0.2, 1.0, 0.6, 0.0]])
+    empty = torch.zeros(1, 4)
+    v3 = torch.tensor([[0.0, 0.0, 1.0, 0.09]])
+    maps = torch.stack([v1, empty, v3])[None]
+    present = torch.tensor([[True, False, True]])
+    # Without the empty layer: F = (v1 + v3) * [0, 0, 1, 0] = [0, 0, 1.6, 0]
+    torch.testing.assert_close(fuse(maps, present), torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
+    # A first layer with nothing starts the cascade at the next one, and nothing is NaN.
+    present = torch.tensor([[False, True, True]])
+    out = fuse(torch.stack([empty, v1, v3])[None], present)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))

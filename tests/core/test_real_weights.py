@@ -1,0 +1,66 @@
+"""SISE with real ImageNet weights (EfficientNet-Lite0, shipped offline) on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sise import SISE
+from sise.images import load_image, sample_image_path
+
+ESPRESSO = 967
+# The cup and its contents in the 600x400 coffee photo (x0, y0, x1, y1), read off the photo.
+CUP_BOX = (170, 15, 420, 300)
+
+
+@pytest.fixture(scope="module")
+def coffee(demo):
+    rgb = load_image(sample_image_path("coffee"))
+    x = demo.preprocess(rgb)
+    return rgb, x, SISE(demo.model, batch_size=32)(x)
+
+
+def box_mask(height: int, width: int, photo_hw: tuple[int, int]) -> torch.Tensor:
+    sy, sx = height / photo_hw[0], width / photo_hw[1]
+    x0, y0, x1, y1 = CUP_BOX
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[round(y0 * sy) : round(y1 * sy), round(x0 * sx) : round(x1 * sx)] = True
+    return mask
+
+
+@pytest.mark.slow
+def test_predicts_espresso_and_explains_it(coffee, demo):
+    rgb, x, explanation = coffee
+    assert explanation.targets.tolist() == [ESPRESSO]
+    assert float(explanation.scores[0]) > 0.5
+    saliency = explanation.maps[0]
+    inside = box_mask(*saliency.shape, rgb.shape[:2])
+    energy_on_cup = float(saliency[inside].sum() / saliency.sum())
+    area = float(inside.float().mean())
+    # Most of the map's energy on the cup, well above what a uniform map would put there.
+    assert energy_on_cup > 0.6
+    assert energy_on_cup > 1.5 * area
+
+
+@pytest.mark.slow
+def test_every_layer_contributes_and_maps_are_in_range(coffee):
+    _, _, explanation = coffee
+    kept = explanation.extras["kept_maps"][0]
+    assert explanation.extras["layer_names"] == ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "bn2"]
+    assert (kept > 0).all()
+    assert int(explanation.forward_passes[0]) == 1 + int(kept.sum())
+    for saliency in [explanation.maps[0], *explanation.extras["layer_maps"][0]]:
+        assert float(saliency.min()) == 0.0 and float(saliency.max()) == 1.0
+    # SISE's fused map is sparse where the deepest layer's map is smooth: the gating removes
+    # what the deeper layers do not support.
+    fused, deepest = explanation.maps[0], explanation.extras["layer_maps"][0, -1]
+    assert float((fused > 0.05).float().mean()) < float((deepest > 0.05).float().mean())
+
+
+@pytest.mark.slow
+def test_bf16_fidelity_is_not_needed_for_cpu_default(coffee):
+    # The default path is float32 end to end.
+    _, _, explanation = coffee
+    assert explanation.maps.dtype == torch.float32
+    assert np.isfinite(explanation.maps.numpy()).all()

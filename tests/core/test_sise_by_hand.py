@@ -1,0 +1,99 @@
+"""SISE on a model small enough to compute every number by hand (see HandModel in conftest)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.filters import threshold_otsu
+
+from sise import SISE
+from sise.hooks import gradient_pass
+from sise.layers import discover_layers, resolve_layers
+from sise.methods.sise import select_feature_maps
+
+X = np.array(
+    [[2, -1, 0, 1], [1, 3, -2, 0], [-1, 0, 1, 2], [0, -3, 2, 1]],
+    dtype=np.float64,
+)
+
+
+def minmax(a: np.ndarray) -> np.ndarray:
+    return (a - a.min()) / (a.max() - a.min())
+
+
+def up_2_to_4(p: np.ndarray) -> np.ndarray:
+    """Bilinear 2x2 -> 4x4 with align_corners=False, written out: sample points -0.25 (clamped
+    to 0), 0.25, 0.75, 1.25 (clamped to 1) give the weights below on each axis."""
+    w = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    return w @ p @ w.T
+
+
+def masked_logit(mask: np.ndarray) -> float:
+    # z0(x ⊙ m) = 0.5 mean(relu(-x ⊙ m)) + 1, and relu(-x ⊙ m) = m relu(-x) because m >= 0.
+    return 0.5 * float(np.mean(mask * np.maximum(-X, 0))) + 1.0
+
+
+def layer_map(masks: list[np.ndarray]) -> np.ndarray:
+    total = sum(masked_logit(m) * m / m.sum() for m in masks)
+    return minmax(total)
+
+
+def expected_sise() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    relu_pos, relu_neg = np.maximum(X, 0), np.maximum(-X, 0)
+    # Layer 1 (ReLU output, 4x4): channels x and -x have α = 1 and 0.5 (kept); channel 3 (α = -1)
+    # is rejected; channel 4 is the constant 1 (α = 1 but constant: skipped).
+    v1 = layer_map([minmax(relu_pos), minmax(relu_neg)])
+    pool = lambda a: a.reshape(2, 2, 2, 2).mean(axis=(1, 3))  # noqa: E731
+    v2 = layer_map([minmax(up_2_to_4(pool(relu_pos))), minmax(up_2_to_4(pool(relu_neg)))])
+    fused = minmax((v1 + v2) * (v2 > threshold_otsu(v2)))
+    return v1, v2, fused
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.tensor(X, dtype=torch.float32).view(1, 1, 4, 4)
+
+
+def test_layers_discovered(hand_model):
+    assert discover_layers(hand_model, torch.zeros(1, 1, 4, 4)) == ["relu", "pool"]
+
+
+def test_gradient_scores_and_selection(hand_model, x):
+    layers = resolve_layers(hand_model, ["relu", "pool"])
+    grad = gradient_pass(hand_model, layers, x, 0, "logit")
+    for gradient in grad.gradients:
+        alpha = gradient.sum(dim=(2, 3))[0]
+        torch.testing.assert_close(alpha, torch.tensor([1.0, 0.5, -1.0, 1.0]))
+    kept = select_feature_maps(grad.gradients[0], mu=0.0)[0].tolist()
+    assert kept == [True, True, False, True]
+    # μ = 0.6: α > 0.6 · β = 0.6 drops the channel with α = 0.5.
+    assert select_feature_maps(grad.gradients[0], mu=0.6)[0].tolist() == [True, False, False, True]
+    # z0(x) = 0.5 mean relu(-x) + 1 = 0.5 * 7/16 + 1
+    assert grad.scores.item() == pytest.approx(0.5 * 7 / 16 + 1)
+
+
+def test_sise_matches_hand_computation(hand_model, x):
+    v1, v2, fused = expected_sise()
+    explanation = SISE(hand_model, score="logit")(x, 0)
+    layer_maps = explanation.extras["layer_maps"]
+    np.testing.assert_allclose(layer_maps[0, 0].numpy(), v1, atol=1e-6)
+    np.testing.assert_allclose(layer_maps[0, 1].numpy(), v2, atol=1e-6)
+    np.testing.assert_allclose(explanation.maps[0].numpy(), fused, atol=1e-6)
+    # Two non-constant positive-gradient maps per layer: 1 gradient pass + 4 masked forwards.
+    assert explanation.extras["kept_maps"].tolist() == [[2, 2]]
+    assert explanation.forward_passes.tolist() == [5]
+    assert explanation.targets.tolist() == [0]
+
+
+def test_soft_gate_uses_sigmoid(hand_model, x):
+    v1, v2, _ = expected_sise()
+    gate = 1 / (1 + np.exp(-100 * (v2 - threshold_otsu(v2))))
+    explanation = SISE(hand_model, score="logit", gate="soft")(x, 0)
+    np.testing.assert_allclose(explanation.maps[0].numpy(), minmax((v1 + v2) * gate), atol=1e-5)
+
+
+def test_batch_size_does_not_change_result(hand_model, x):
+    a = SISE(hand_model, score="logit", batch_size=1)(x, 0).maps
+    b = SISE(hand_model, score="logit", batch_size=64)(x, 0).maps
+    torch.testing.assert_close(a, b)

@@ -1,0 +1,376 @@
+"""VOC and COCO readers on tiny fixture datasets written in the real on-disk formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sise.errors import SiseError
+from sise.eval import (
+    VOC_CLASSES,
+    COCODetection2014,
+    EvalImage,
+    EvalPair,
+    VOCDetection2007,
+    boxes_mask,
+    gt_mask,
+)
+
+
+def write_jpeg(path: Path, width: int, height: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), (120, 30, 200)).save(path)
+
+
+def voc_object(name: str, box: tuple[int, int, int, int], difficult: int = 0) -> str:
+    xmin, ymin, xmax, ymax = box
+    return (
+        f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated>"
+        f"<difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
+
+
+def voc_xml(image_id: str, size: tuple[int, int] | None, objects: list[str]) -> str:
+    size_xml = (
+        f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+        if size
+        else ""
+    )
+    return (
+        f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename>"
+        f"{size_xml}<segmented>0</segmented>{''.join(objects)}</annotation>"
+    )
+
+
+@pytest.fixture()
+def voc_root(tmp_path: Path) -> Path:
+    """VOCdevkit with 4 test images: mixed difficult flags, a 1-pixel box, no objects, no size."""
+    base = tmp_path / "VOCdevkit" / "VOC2007"
+    images = {
+        # id: ((width, height), size written in the XML?, objects)
+        "000001": (
+            (20, 10),
+            True,
+            [
+                voc_object("dog", (1, 2, 5, 4)),
+                voc_object("dog", (10, 3, 12, 9), difficult=1),
+                voc_object("person", (1, 1, 20, 10)),  # the whole image
+            ],
+        ),
+        "000002": (
+            (8, 8),
+            True,
+            [voc_object("person", (2, 2, 6, 6), difficult=1), voc_object("cat", (4, 7, 4, 7))],
+        ),
+        "000003": ((8, 8), True, []),
+        "000004": ((16, 12), False, [voc_object("bird", (2, 3, 6, 5))]),
+    }
+    (base / "Annotations").mkdir(parents=True)
+    for image_id, (size, with_size, objects) in images.items():
+        write_jpeg(base / "JPEGImages" / f"{image_id}.jpg", *size)
+        xml = voc_xml(image_id, size if with_size else None, objects)
+        (base / "Annotations" / f"{image_id}.xml").write_text(xml)
+    (base / "ImageSets" / "Main").mkdir(parents=True)
+    (base / "ImageSets" / "Main" / "test.txt").write_text("000001\n000002\n000003\n000004\n")
+    return tmp_path / "VOCdevkit"
+
+
+def test_voc_pairs(voc_root: Path) -> None:
+    data = VOCDetection2007(voc_root)
+    assert data.class_names == list(VOC_CLASSES)
+    jpeg = voc_root / "VOC2007" / "JPEGImages"
+    expected = [
+        EvalPair(
+            "000001",
+            jpeg / "000001.jpg",
+            11,
+            "dog",
+            [(0.0, 1.0, 5.0, 4.0), (9.0, 2.0, 12.0, 9.0)],
+            width=20,
+            height=10,
+            difficult=[False, True],
+            crowd=[False, False],
+        ),
+        EvalPair(
+            "000001",
+            jpeg / "000001.jpg",
+            14,
+            "person",
+            [(0.0, 0.0, 20.0, 10.0)],
+            20,
+            10,
+            [False],
+            [False],
+        ),
+        # 000002's person is difficult only: skipped
+        EvalPair(
+            "000002", jpeg / "000002.jpg", 7, "cat", [(3.0, 6.0, 4.0, 7.0)], 8, 8, [False], [False]
+        ),
+        # 000004 has no <size>: read from the JPEG header
+        EvalPair(
+            "000004",
+            jpeg / "000004.jpg",
+            2,
+            "bird",
+            [(1.0, 2.0, 6.0, 5.0)],
+            16,
+            12,
+            [False],
+            [False],
+        ),
+    ]
+    assert list(data) == expected
+    assert len(data) == 4
+    assert data[2] == expected[2]
+    assert all(pair.mask is None for pair in data)
+    assert data.images() == [
+        EvalImage("000001", jpeg / "000001.jpg", (11, 14)),
+        EvalImage("000002", jpeg / "000002.jpg", (7,)),
+        EvalImage("000003", jpeg / "000003.jpg", ()),
+        EvalImage("000004", jpeg / "000004.jpg", (2,)),
+    ]
+
+
+def test_voc_include_difficult_and_year_folder_root(voc_root: Path) -> None:
+    data = VOCDetection2007(voc_root / "VOC2007", include_difficult=True)
+    assert [(p.image_id, p.class_name, p.difficult) for p in data] == [
+        ("000001", "dog", [False, True]),
+        ("000001", "person", [False]),
+        ("000002", "cat", [False]),
+        ("000002", "person", [True]),
+        ("000004", "bird", [False]),
+    ]
+    assert data[3].boxes == [(1.0, 1.0, 6.0, 6.0)]
+
+
+def test_voc_gt_mask_full_and_half_resolution(voc_root: Path) -> None:
+    data = VOCDetection2007(voc_root)
+    dog, _, cat, _ = list(data)
+    # at the original size a VOC box covers exactly its 1-based inclusive pixels
+    full = np.zeros((10, 20), dtype=bool)
+    full[1:4, 0:5] = True  # rows 2..4, cols 1..5 (1-based)
+    full[2:9, 9:12] = True  # the difficult dog: rows 3..9, cols 10..12
+    assert np.array_equal(gt_mask(dog, 10, 20).numpy(), full)
+    # at half size: (0, .5, 2.5, 2) -> rows 0-1, cols 0-1; (4.5, 1, 6, 4.5) -> rows 1-3, cols 4-5
+    half = np.zeros((5, 10), dtype=bool)
+    half[0:2, 0:2] = True
+    half[1:4, 4:6] = True
+    assert np.array_equal(gt_mask(dog, 5, 10).numpy(), half)
+    # the 1-pixel box: exactly pixel (6, 3); at 4x4 it covers no pixel centre and keeps the
+    # pixel under its middle (3.25, 1.75) -> (3, 1)
+    one = torch.zeros(8, 8, dtype=torch.bool)
+    one[6, 3] = True
+    assert torch.equal(gt_mask(cat, 8, 8), one)
+    assert gt_mask(cat, 4, 4).nonzero().tolist() == [[3, 1]]
+    with pytest.raises(SiseError, match="no segmentation"):
+        gt_mask(cat, 8, 8, use_segmentation=True)
+
+
+def test_boxes_mask_touching_borders() -> None:
+    mask = boxes_mask([(0.0, 0.0, 3.0, 1.0), (2.0, 2.0, 4.0, 4.0)], (4, 4), 4, 4)
+    assert mask.int().tolist() == [[1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+
+
+def test_boxes_mask_counts_pixel_centres() -> None:
+    # centres 0.5, 1.5, 2.5, 3.5: only column 1 lies in [0.75, 2.25), every row in [0.25, 3.75)
+    assert boxes_mask([(0.75, 0.25, 2.25, 3.75)], (4, 4), 4, 4).nonzero()[:, 1].tolist() == [1] * 4
+    # a sliver holding no centre keeps the pixel under its middle (2.75, 0.5)
+    assert boxes_mask([(2.6, 0.0, 2.9, 1.0)], (4, 4), 4, 4).nonzero().tolist() == [[0, 2]]
+
+
+def test_voc_custom_classes(voc_root: Path) -> None:
+    base = voc_root / "VOC2007"
+    names = ["bird", "cat", "dog", "person"]
+    data = VOCDetection2007(voc_root, class_names=names)
+    assert [(p.class_index, p.class_name) for p in data] == [
+        (2, "dog"),
+        (3, "person"),
+        (1, "cat"),
+        (0, "bird"),
+    ]
+    (base / "classes.txt").write_text("person\ndog\ncat\nbird\n")
+    from_file = VOCDetection2007(voc_root)
+    assert from_file.class_names == ["person", "dog", "cat", "bird"]
+    # within an image, pairs follow the class index
+    assert [(p.image_id, p.class_index) for p in from_file] == [
+        ("000001", 0),
+        ("000001", 1),
+        ("000002", 2),
+        ("000004", 3),
+    ]
+
+
+def test_voc_errors(voc_root: Path, tmp_path: Path) -> None:
+    base = voc_root / "VOC2007"
+    with pytest.raises(SiseError, match="no VOC dataset"):
+        VOCDetection2007(tmp_path / "missing")
+    with pytest.raises(SiseError, match="available splits: \\['test'\\]"):
+        VOCDetection2007(voc_root, split="val")
+    (base / "ImageSets" / "Main" / "empty.txt").write_text("\n")
+    with pytest.raises(SiseError, match="lists no images"):
+        VOCDetection2007(voc_root, split="empty")
+    with pytest.raises(SiseError, match="unknown class 'dog'.*000001.xml"):
+        VOCDetection2007(voc_root, class_names=["cat", "person", "bird"])
+    (base / "Annotations" / "000002.xml").write_text("<annotation><object><name>cat</name>")
+    with pytest.raises(SiseError, match="broken VOC annotation .*000002.xml"):
+        VOCDetection2007(voc_root)
+    (base / "Annotations" / "000002.xml").write_text(
+        voc_xml("000002", (8, 8), ["<object><name>cat</name></object>"])
+    )
+    with pytest.raises(SiseError, match="000002.xml: an object has no <bndbox>"):
+        VOCDetection2007(voc_root)
+    (base / "Annotations" / "000002.xml").unlink()
+    with pytest.raises(SiseError, match="000002.xml of image '000002' is missing"):
+        VOCDetection2007(voc_root)
+
+
+# --------------------------------------------------------------------------------------------
+# COCO
+
+
+def polygon_rect(x0: int, y0: int, x1: int, y1: int) -> list[list[int]]:
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def coco_data() -> dict:
+    return {
+        "images": [
+            {"id": 42, "file_name": "COCO_val2014_000000000042.jpg", "width": 6, "height": 5},
+            {"id": 7, "file_name": "COCO_val2014_000000000007.jpg", "width": 6, "height": 5},
+            {"id": 9, "file_name": "COCO_val2014_000000000009.jpg", "width": 6, "height": 5},
+        ],
+        # ids out of order and not contiguous, like COCO's
+        "categories": [
+            {"id": 18, "name": "dog", "supercategory": "animal"},
+            {"id": 1, "name": "person", "supercategory": "person"},
+            {"id": 3, "name": "car", "supercategory": "vehicle"},
+        ],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 42,
+                "category_id": 18,
+                "segmentation": polygon_rect(1, 1, 4, 3),
+                "area": 6.0,
+                "bbox": [1, 1, 3, 2],
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 42,
+                "category_id": 1,
+                # column-major uncompressed RLE: rows 2-4 of columns 1 and 2
+                "segmentation": {"counts": [7, 3, 2, 3, 15], "size": [5, 6]},
+                "area": 6.0,
+                "bbox": [1, 2, 2, 3],
+                "iscrowd": 1,
+            },
+            {
+                "id": 3,
+                "image_id": 42,
+                "category_id": 18,
+                "segmentation": polygon_rect(4, 3, 6, 5),
+                "area": 4.0,
+                "bbox": [4, 3, 2, 2],
+                "iscrowd": 0,
+            },
+            {
+                "id": 4,
+                "image_id": 7,
+                "category_id": 3,
+                "segmentation": polygon_rect(0, 0, 2, 2),
+                "area": 4.0,
+                "bbox": [0, 0, 2, 2],
+                "iscrowd": 0,
+            },
+        ],
+    }
+
+
+@pytest.fixture()
+def coco_root(tmp_path: Path) -> Path:
+    root = tmp_path / "coco"
+    data = coco_data()
+    for image in data["images"]:
+        write_jpeg(root / "val2014" / image["file_name"], image["width"], image["height"])
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(data))
+    return root
+
+
+def grid(cells: list[tuple[slice, slice]], shape: tuple[int, int] = (5, 6)) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    for rows, cols in cells:
+        mask[rows, cols] = True
+    return mask
+
+
+def test_coco_pairs_boxes_and_masks(coco_root: Path) -> None:
+    data = COCODetection2014(coco_root)
+    assert data.class_names == ["person", "car", "dog"]
+    assert data.category_ids == [1, 3, 18]
+    pairs = list(data)
+    assert [(p.image_id, p.class_index, p.class_name) for p in pairs] == [
+        ("42", 0, "person"),
+        ("42", 2, "dog"),
+        ("7", 1, "car"),
+    ]
+    person, dog, car = pairs
+    assert person.image_path == coco_root / "val2014" / "COCO_val2014_000000000042.jpg"
+    assert (person.width, person.height) == (6, 5)
+    # xywh -> xyxy
+    assert person.boxes == [(1.0, 2.0, 3.0, 5.0)]
+    assert dog.boxes == [(1.0, 1.0, 4.0, 3.0), (4.0, 3.0, 6.0, 5.0)]
+    assert car.boxes == [(0.0, 0.0, 2.0, 2.0)]
+    assert (person.crowd, dog.crowd, car.crowd) == ([True], [False, False], [False])
+    assert dog.difficult == [False, False]
+    assert person.mask is not None and dog.mask is not None and car.mask is not None
+    assert np.array_equal(person.mask, grid([(slice(2, 5), slice(1, 3))]))
+    dog_mask = grid([(slice(1, 3), slice(1, 4)), (slice(3, 5), slice(4, 6))])
+    assert np.array_equal(dog.mask, dog_mask)
+    assert np.array_equal(car.mask, grid([(slice(0, 2), slice(0, 2))]))
+    # segmentation as G, at full and at double resolution (nearest neighbour)
+    assert np.array_equal(gt_mask(dog, 5, 6, use_segmentation=True).numpy(), dog_mask)
+    double = gt_mask(dog, 10, 12, use_segmentation=True).numpy()
+    assert np.array_equal(double, np.kron(dog_mask, np.ones((2, 2), dtype=bool)))
+    # boxes as G (the default) match the rectangles here
+    assert np.array_equal(gt_mask(dog, 5, 6).numpy(), dog_mask)
+    assert [image.class_indices for image in data.images()] == [(0, 2), (1,), ()]
+    assert data[1].boxes == dog.boxes
+
+
+def test_coco_without_crowd_and_masks(coco_root: Path) -> None:
+    data = COCODetection2014(coco_root, include_crowd=False, with_masks=False)
+    assert [(p.image_id, p.class_name) for p in data] == [("42", "dog"), ("7", "car")]
+    assert all(p.mask is None for p in data)
+
+
+def test_coco_errors(coco_root: Path, tmp_path: Path) -> None:
+    ann_file = coco_root / "annotations" / "instances_val2014.json"
+    with pytest.raises(SiseError, match="instances_train2014.json not found"):
+        COCODetection2014(coco_root, split="train2014")
+    (coco_root / "annotations" / "instances_other.json").write_text("{}")
+    with pytest.raises(SiseError, match="image folder .*other not found"):
+        COCODetection2014(coco_root, split="other")
+    ann_file.write_text('{"images": [')
+    with pytest.raises(SiseError, match="broken COCO annotation file .*instances_val2014.json"):
+        COCODetection2014(coco_root)
+    ann_file.write_text(json.dumps({"images": []}))
+    with pytest.raises(SiseError, match="needs the lists"):
+        COCODetection2014(coco_root)
+    data = coco_data()
+    data["annotations"][3]["category_id"] = 99
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(SiseError, match="annotation 4 .* unknown category id 99"):
+        COCODetection2014(coco_root)
+    data = coco_data()
+    data["annotations"] = []
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(SiseError, match="no annotated images"):
+        COCODetection2014(coco_root)

@@ -1,0 +1,290 @@
+"""Grad-CAM, Grad-CAM++ and Score-CAM: by hand on the 3x3 hand network, against Captum and
+pytorch-grad-cam where they define the same quantity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONV_B, CONV_W, HAND_X, HEAD_B, HEAD_W, assert_untouched, snapshot
+
+from sise.errors import SiseError
+from sise.methods import GradCAM, GradCAMPlusPlus, ScoreCAM
+from sise.methods.registry import METHODS, make_explainer
+from sise.postprocess import minmax_normalize, upsample
+
+POSITIONS = [(i, j) for i in range(3) for j in range(3)]
+
+
+def hand_forward(x: list[list[float]]) -> tuple[list[list[list[float]]], list[float]]:
+    """The hand network in plain Python: feature maps A_k = relu(w_k x + b_k) and logits."""
+    maps = [
+        [[max(0.0, CONV_W[k] * x[i][j] + CONV_B[k]) for j in range(3)] for i in range(3)]
+        for k in range(2)
+    ]
+    logits = [
+        sum(HEAD_W[c][k][i][j] * maps[k][i][j] for k in range(2) for i, j in POSITIONS)
+        + HEAD_B[c]
+        for c in range(2)
+    ]
+    return maps, logits
+
+
+def softmax(values: list[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def minmax(grid: list[list[float]]) -> list[list[float]]:
+    flat = [v for row in grid for v in row]
+    low, high = min(flat), max(flat)
+    return [[(v - low) / (high - low) for v in row] for row in grid]
+
+
+def as_map(grid: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(grid).view(1, 3, 3)
+
+
+def test_hand_network_logits(hand_net, hand_x):
+    # z0 = 0.25·(1 - 2 + 2 + 3 - 2 + 1) + 0.25·(-2 + 2 - 2) + 0.1 = 0.75 - 0.5 + 0.1 = 0.35
+    # z1 = 0.25·(2 - 3) + 0.25·(1 - 1 + 1) - 0.1 = -0.1
+    _, logits = hand_forward(HAND_X)
+    assert logits == pytest.approx([0.35, -0.1])
+    assert hand_net(hand_x)[0].tolist() == pytest.approx([0.35, -0.1])
+
+
+# ---------------------------------------------------------------------------------- Grad-CAM
+
+
+def test_gradcam_by_hand(hand_net, hand_x):
+    # The head is linear in A, so ∂z0/∂A_k = W[0][k]; w_k is its mean:
+    # w_0 = 0.25·(1 - 1 + 2 + 1 - 1 + 1)/9 = 1/12, w_1 = 0.25·(1 - 1 + 1 + 2 - 1)/9 = 1/18.
+    # L = A_0/12 + A_1/18 = [[5/36, 1/6, 1/9], [1/9, 5/36, 1/4], [1/6, 1/9, 5/36]],
+    # min 1/9, max 1/4 → [[.2, .4, 0], [0, .2, 1], [.4, 0, .2]].
+    explanation = GradCAM(hand_net, "features", score="logit")(hand_x)
+    assert explanation.extras["weights"][0].tolist() == pytest.approx([1 / 12, 1 / 18])
+    expected = torch.tensor([[0.2, 0.4, 0.0], [0.0, 0.2, 1.0], [0.4, 0.0, 0.2]])
+    torch.testing.assert_close(explanation.maps[0], expected, atol=1e-6, rtol=0)
+    assert explanation.targets.tolist() == [0]
+    assert explanation.scores.tolist() == pytest.approx([0.35])
+    assert explanation.forward_passes.tolist() == [1]
+
+
+@pytest.mark.parametrize("score", ["logit", "softmax"])
+def test_gradcam_matches_captum_layer_gradcam(small_cnn, score):
+    from captum.attr import LayerGradCam
+
+    torch.manual_seed(1)
+    inputs = torch.randn(3, 3, 16, 16)
+    layer = small_cnn.features[5]  # an 8x8 map: the up-sampling is exercised
+    ours = GradCAM(small_cnn, layer, score=score)(inputs, [0, 2, 4])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = small_cnn(x)
+        return out if score == "logit" else torch.softmax(out, dim=1)
+
+    cam = LayerGradCam(forward, layer).attribute(
+        inputs, target=[0, 2, 4], relu_attributions=True
+    )
+    reference = minmax_normalize(upsample(cam[:, 0].detach(), (16, 16)))
+    torch.testing.assert_close(ours.maps, reference, atol=1e-5, rtol=0)
+
+
+def test_gradcam_default_layer_is_last_feature_map(small_cnn):
+    explainer = GradCAM(small_cnn)
+    inputs = torch.randn(2, 3, 16, 16)
+    explanation = explainer(inputs)
+    assert explanation.extras["layer"] == "features"
+    assert explanation.maps.shape == (2, 16, 16)
+    assert explainer.layer_for(inputs)[0] == "features"
+
+
+def test_layer_must_be_a_feature_map(small_cnn):
+    with pytest.raises(SiseError, match="feature map"):
+        GradCAM(small_cnn, "head")(torch.randn(1, 3, 16, 16))
+    with pytest.raises(SiseError, match="one layer"):
+        GradCAM(small_cnn, ["features"])  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------- Grad-CAM++
+
+# Hand network, logit of class 0: g = ∂z0/∂A_k = W[0][k]; Σ A_0 = 10, Σ A_1 = 9.
+# Paper (Eq. 10 with Y = exp(S)): α_ij = g² / (2 g² + g³ Σ_ab A_ab) = 1 / (2 + g_ij Σ A).
+#   channel 0: positive g = .25 (three times, α = 1/4.5) and .5 (α = 1/7):
+#     w_0 = .25·3/4.5 + .5/7 = 1/6 + 1/14 = 5/21
+#   channel 1: positive g = .25 (twice, α = 1/4.25) and .5 (α = 1/6.5):
+#     w_1 = .25·2/4.25 + .5/6.5 = 2/17 + 1/13 = 43/221
+# Summed variant: α_ij = g² / (2 g² + Σ_ab A_ab g_ab³), Σ A_0 g³ = 9/64, Σ A_1 g³ = -1/32:
+#   channel 0: α(.25) = .0625/(.125 + 9/64) = 4/17, α(.5) = .25/(.5 + 9/64) = 16/41,
+#     w_0 = .25·3·4/17 + .5·16/41 = 259/697
+#   channel 1: α(.25) = .0625/(.125 - 1/32) = 2/3, α(.5) = .25/(.5 - 1/32) = 8/15,
+#     w_1 = .25·2·2/3 + .5·8/15 = 3/5
+PAPER_WEIGHTS = [5 / 21, 43 / 221]
+SUMMED_WEIGHTS = [259 / 697, 3 / 5]
+
+
+def cam_from_weights(weights: list[float]) -> torch.Tensor:
+    maps, _ = hand_forward(HAND_X)
+    grid = [[max(0.0, sum(weights[k] * maps[k][i][j] for k in range(2))) for j in range(3)] for i in range(3)]
+    return as_map(minmax(grid))
+
+
+@pytest.mark.parametrize(
+    ("denominator", "weights"), [("paper", PAPER_WEIGHTS), ("summed", SUMMED_WEIGHTS)]
+)
+def test_gradcampp_by_hand(hand_net, hand_x, denominator, weights):
+    explanation = GradCAMPlusPlus(hand_net, "features", score="logit", denominator=denominator)(
+        hand_x
+    )
+    assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-6)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-6, rtol=0)
+
+
+def test_gradcampp_softmax_uses_log_score(hand_net, hand_x):
+    # Ψ = p0 = exp(S) with S = log p0 = z0 - logsumexp(z): g = ∂S/∂A = p1 (W0 - W1) for two
+    # classes, α = 1 / (2 + g ΣA) where g ≠ 0, and w_k = Σ α relu(∂Ψ/∂A) with ∂Ψ/∂A = p0 g.
+    maps, logits = hand_forward(HAND_X)
+    p0, p1 = softmax(logits)
+    weights = []
+    for k in range(2):
+        total = sum(maps[k][i][j] for i, j in POSITIONS)
+        w = 0.0
+        for i, j in POSITIONS:
+            g = p1 * (HEAD_W[0][k][i][j] - HEAD_W[1][k][i][j])
+            if g != 0:
+                w += 1 / (2 + g * total) * max(0.0, p0 * g)
+        weights.append(w)
+    explanation = GradCAMPlusPlus(hand_net, "features")(hand_x)
+    assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-5, rtol=0)
+
+
+def test_gradcampp_denominators_agree_for_constant_gradients(gap_net):
+    # Under global average pooling g is constant over each map: g³ ΣA = Σ A g³.
+    inputs = torch.rand(2, 1, 5, 5) * 3
+    paper = GradCAMPlusPlus(gap_net, "features", denominator="paper")(inputs)
+    summed = GradCAMPlusPlus(gap_net, "features", denominator="summed")(inputs)
+    torch.testing.assert_close(paper.maps, summed.maps)
+
+
+def test_gradcampp_zero_gradient_gives_zero_alpha_not_nan(hand_net, hand_x):
+    with torch.no_grad():
+        hand_net.head[1].weight.zero_()
+    explanation = GradCAMPlusPlus(hand_net, "features", score="logit")(hand_x)
+    assert torch.isfinite(explanation.maps).all()
+    assert explanation.maps.abs().sum() == 0
+    assert explanation.extras["alphas"].abs().sum() == 0
+
+
+def test_gradcampp_matches_pytorch_grad_cam(hand_net, hand_x):
+    """pytorch-grad-cam computes the paper's denominator (g³ · Σ A) on the logit; it adds 1e-6 to
+    the denominator, hence the tolerance."""
+    from pytorch_grad_cam import GradCAMPlusPlus as PgcGradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    ours = GradCAMPlusPlus(hand_net, "features", score="logit")(hand_x)
+    reference = PgcGradCAMPlusPlus(model=hand_net, target_layers=[hand_net.features])(
+        input_tensor=hand_x, targets=[ClassifierOutputTarget(0)]
+    )
+    np.testing.assert_allclose(ours.maps.numpy(), reference, atol=1e-4)
+    # and it is *not* the summed (torch-cam) variant, whose map differs here
+    summed = GradCAMPlusPlus(hand_net, "features", score="logit", denominator="summed")(hand_x)
+    assert not np.allclose(summed.maps.numpy(), reference, atol=1e-2)
+
+
+# --------------------------------------------------------------------------------- Score-CAM
+
+
+def hand_scorecam_weights(x: list[list[float]], target: int = 0) -> tuple[list[float], list[float]]:
+    """Masks H_k = minmax(A_k) (no up-sampling at 3x3), scores p_c(x ⊙ H_k), softmax."""
+    maps, _ = hand_forward(x)
+    scores = []
+    for k in range(2):
+        mask = minmax(maps[k])
+        masked = [[x[i][j] * mask[i][j] for j in range(3)] for i in range(3)]
+        scores.append(softmax(hand_forward(masked)[1])[target])
+    return scores, softmax(scores)
+
+
+def test_scorecam_by_hand(hand_net, hand_x):
+    # H_0 = A_0/3, H_1 = A_1/2: x ⊙ H_0 = [[1/3, 4/3, 0], [0, 1/3, 3], [4/3, 0, 1/3]] and
+    # x ⊙ H_1 = 0.5·I (the identity pattern); their class-0 probabilities p_k, then
+    # w = softmax(p_0, p_1) and L = relu(w_0 A_0 + w_1 A_1).
+    scores, weights = hand_scorecam_weights(HAND_X)
+    assert scores == pytest.approx([0.6201, 0.4875], abs=1e-4)  # worked out once, for the record
+    explanation = ScoreCAM(hand_net, "features")(hand_x)
+    assert explanation.extras["channel_scores"][0].tolist() == pytest.approx(scores, rel=1e-5)
+    assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-6, rtol=0)
+    assert explanation.forward_passes.tolist() == [3]  # clean + 2 masked, no baseline needed
+
+
+def test_scorecam_cic_weights_by_hand(hand_net, hand_x):
+    # C_k = p0(x ⊙ H_k) - p0(0); at x = 0, A_0 = 0 and A_1 = 2 everywhere.
+    scores, _ = hand_scorecam_weights(HAND_X)
+    baseline = softmax(hand_forward([[0.0] * 3] * 3)[1])[0]
+    cic = [s - baseline for s in scores]
+    explanation = ScoreCAM(hand_net, "features", weights="cic")(hand_x)
+    assert explanation.extras["weights"][0].tolist() == pytest.approx(cic, rel=1e-5)
+    assert explanation.forward_passes.tolist() == [4]  # + the baseline
+    grid = minmax(
+        [[max(0.0, sum(cic[k] * hand_forward(HAND_X)[0][k][i][j] for k in range(2))) for j in range(3)] for i in range(3)]
+    )
+    torch.testing.assert_close(explanation.maps, as_map(grid), atol=1e-6, rtol=0)
+
+
+def test_scorecam_constant_map_scores_as_baseline(hand_net, hand_x):
+    # With w_1 = 0, A_1 = relu(2) = 2 is constant: its mask is all zero and x ⊙ 0 is the
+    # baseline, so no forward pass is spent on it and it gets Ψ(0).
+    with torch.no_grad():
+        hand_net.features[0].weight[1] = 0.0
+    explanation = ScoreCAM(hand_net, "features")(hand_x)
+    baseline_score = torch.softmax(hand_net(torch.zeros_like(hand_x)), dim=1)[0, 0]
+    assert explanation.extras["channel_scores"][0, 1] == pytest.approx(float(baseline_score))
+    assert explanation.forward_passes.tolist() == [3]  # clean + 1 masked + baseline
+
+
+@pytest.mark.parametrize("constant_channel", [False, True])
+def test_scorecam_matches_pytorch_grad_cam(hand_net, hand_x, constant_channel):
+    from pytorch_grad_cam import ScoreCAM as PgcScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    if constant_channel:
+        with torch.no_grad():
+            hand_net.features[0].weight[1] = 0.0
+    ours = ScoreCAM(hand_net, "features")(hand_x)
+    reference = PgcScoreCAM(model=hand_net, target_layers=[hand_net.features])(
+        input_tensor=hand_x, targets=[ClassifierOutputSoftmaxTarget(0)]
+    )
+    np.testing.assert_allclose(ours.maps.numpy(), reference, atol=1e-5)
+
+
+def test_scorecam_batches_images_together(small_cnn):
+    torch.manual_seed(2)
+    inputs = torch.randn(3, 3, 16, 16)
+    together = ScoreCAM(small_cnn, batch_size=7)(inputs, [1, 2, 3])
+    for i in range(3):
+        alone = ScoreCAM(small_cnn, batch_size=64)(inputs[i : i + 1], [1, 2, 3][i])
+        torch.testing.assert_close(together.maps[i : i + 1], alone.maps, atol=1e-5, rtol=1e-4)
+        assert together.forward_passes[i] == alone.forward_passes[0]
+
+
+# ------------------------------------------------------------------------- shared behaviour
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcampp", "scorecam"])
+def test_cam_methods_leave_the_model_as_they_found_it(small_cnn, name):
+    small_cnn.train()
+    small_cnn.features[0].weight.requires_grad_(False)
+    before = snapshot(small_cnn)
+    inputs = torch.randn(2, 3, 16, 16)
+    explanation = make_explainer(name, small_cnn)(inputs)
+    assert_untouched(small_cnn, before)
+    assert not inputs.requires_grad
+    assert explanation.maps.shape == (2, 16, 16)
+    assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
+    assert explanation.method == name
+    assert name in METHODS
