@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sise.errors import SiseError
@@ -28,7 +29,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{DEMO_MODEL} (default, offline ImageNet weights), a torchvision name "
         "(resnet50, vgg16, ...) or timm:NAME",
     )
-    parser.add_argument("--checkpoint", help="state-dict file to load instead of pretrained weights")
+    parser.add_argument(
+        "--checkpoint", help="state-dict file to load instead of pretrained weights"
+    )
     parser.add_argument("--num-classes", type=int, help="output size of the checkpoint's head")
     parser.add_argument("--classes", help="text file with one class name per line")
     parser.add_argument("--target", help="class to explain, as an index or a name (default: top-1)")
@@ -39,12 +42,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, "torch.Tensor", object]:
+def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, torch.Tensor, np.ndarray]:
     image_path = Path(args.image) if args.image else sample_image_path("chelsea")
     rgb = load_image(image_path)
     names = None
     if args.classes:
-        names = [line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()]
+        names = [
+            line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()
+        ]
     if args.checkpoint and not args.model:
         raise SiseError("--checkpoint needs --model to say which architecture the weights fit")
     loaded = load_model(
@@ -127,8 +132,10 @@ def command_compare(args: argparse.Namespace) -> int:
     loaded, image_path, inputs, rgb = _load(args)
     _print_predictions(loaded, inputs, args.score)
     target = loaded.class_index(args.target) if args.target is not None else None
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(
-        DISPLAY_NAMES
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.methods
+        else list(DISPLAY_NAMES)
     )
     results = []
     for method in methods:
@@ -160,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="explain one photo with one method")
     _add_model_arguments(explain)
     explain.add_argument("--method", default="sise", help=f"one of: {', '.join(DISPLAY_NAMES)}")
-    explain.add_argument("--out", help="heat-map overlay to write (PNG); the SISE layer panel "
-                         "goes beside it as *_layers.png")
+    explain.add_argument(
+        "--out",
+        help="heat-map overlay to write (PNG); the SISE layer panel goes beside it as *_layers.png",
+    )
     explain.add_argument("--mu", type=float, default=0.0, help="SISE: keep maps with α > μ·β")
     explain.add_argument("--adaptive", action="store_true", help="SISE: Ada-SISE map selection")
     explain.add_argument("--baseline", default="zero", choices=["zero", "blur"])

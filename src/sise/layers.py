@@ -230,7 +230,9 @@ def discover_layers(model: nn.Module, example: Tensor) -> list[str]:
 
     # A model that pools functionally: add the last 4-D map if the first flat layer reads
     # exactly its channels (global pooling) rather than its flattened pixels (VGG's classifier).
-    spatial = [c for c in calls if c.out_area not in (None, 0, 1) and c.name and call_counts[c.name] == 1]
+    spatial = [
+        c for c in calls if c.out_area not in (None, 0, 1) and c.name and call_counts[c.name] == 1
+    ]
     if spatial:
         last = max(spatial, key=lambda c: c.order)
         last_id = last.out_id

@@ -87,7 +87,9 @@ class LoadedModel:
         if wanted in lowered:
             return lowered.index(wanted)
         close = difflib.get_close_matches(wanted, lowered, n=5, cutoff=0.6)
-        hint = f"; close names: {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}"
+        hint = (
+            f"; close names: {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}"
+        )
         raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
 
 
@@ -124,7 +126,9 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: 
         if wrong:
             parts.append(
                 "shape mismatch "
-                + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3])
+                + ", ".join(
+                    f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]
+                )
             )
         raise SiseError(
             f"{source} does not fit the architecture ({'; '.join(parts)}); check the model name "
@@ -190,7 +194,7 @@ def load_model(
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             raise SiseError(f"timm has no model {arch!r}" + (f"; close: {close}" if close else ""))
         model = timm.create_model(arch, pretrained=checkpoint is None, num_classes=classes)
-        config = model.pretrained_cfg
+        config: dict = dict(getattr(model, "pretrained_cfg", {}) or {})
         mean, std = tuple(config.get("mean", mean)), tuple(config.get("std", std))
         if checkpoint is not None:
             load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
@@ -211,9 +215,11 @@ def load_model(
     with torch.no_grad():
         out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
     if class_names is None:
-        names = imagenet_class_names() if out_features == 1000 else [
-            f"class {i}" for i in range(out_features)
-        ]
+        names = (
+            imagenet_class_names()
+            if out_features == 1000
+            else [f"class {i}" for i in range(out_features)]
+        )
     else:
         names = list(class_names)
         if len(names) != out_features:

@@ -54,9 +54,14 @@ def save_layer_panel(
     visualisation map with how many feature maps it kept, and the fused map."""
     count = len(layer_names) + 2
     fig, axes = plt.subplots(1, count, figsize=(2.4 * count, 2.8))
-    panels = [("input", None)] + [
-        (f"{name}\n{k} maps", layer_maps[i]) for i, (name, k) in enumerate(zip(layer_names, kept, strict=True))
-    ] + [("SISE (fused)", fused)]
+    panels = (
+        [("input", None)]
+        + [
+            (f"{name}\n{k} maps", layer_maps[i])
+            for i, (name, k) in enumerate(zip(layer_names, kept, strict=True))
+        ]
+        + [("SISE (fused)", fused)]
+    )
     for axis, (label, saliency) in zip(axes, panels, strict=True):
         if saliency is None:
             axis.imshow(rgb)

@@ -47,7 +47,13 @@ def test_predicts_espresso_and_explains_it(coffee, demo):
 def test_every_layer_contributes_and_maps_are_in_range(coffee):
     _, _, explanation = coffee
     kept = explanation.extras["kept_maps"][0]
-    assert explanation.extras["layer_names"] == ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "bn2"]
+    assert explanation.extras["layer_names"] == [
+        "blocks.0",
+        "blocks.1",
+        "blocks.2",
+        "blocks.4",
+        "bn2",
+    ]
     assert (kept > 0).all()
     assert int(explanation.forward_passes[0]) == 1 + int(kept.sum())
     for saliency in [explanation.maps[0], *explanation.extras["layer_maps"][0]]:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import CONV_B, CONV_W, HAND_X, HEAD_B, HEAD_W, assert_untouched, snapshot
+from method_models import CONV_B, CONV_W, HAND_X, HEAD_B, HEAD_W, assert_untouched, snapshot
 
 from sise.errors import SiseError
 from sise.methods import GradCAM, GradCAMPlusPlus, ScoreCAM
@@ -210,11 +210,15 @@ def hand_scorecam_weights(x: list[list[float]], target: int = 0) -> tuple[list[f
 
 
 def test_scorecam_by_hand(hand_net, hand_x):
-    # H_0 = A_0/3, H_1 = A_1/2: x ⊙ H_0 = [[1/3, 4/3, 0], [0, 1/3, 3], [4/3, 0, 1/3]] and
-    # x ⊙ H_1 = 0.5·I (the identity pattern); their class-0 probabilities p_k, then
-    # w = softmax(p_0, p_1) and L = relu(w_0 A_0 + w_1 A_1).
+    # H_0 = A_0/3, H_1 = A_1/2.
+    # x ⊙ H_0 = [[1/3, 4/3, 0], [0, 1/3, 3], [4/3, 0, 1/3]]: A_0 = that, A_1 = relu(2 - that);
+    #   z0 = 0.25·(5/3) + 0 + 0.1 = 0.5167, z1 = -0.4167 + 0.4167 - 0.1 = -0.1,
+    #   p0 = sigmoid(0.6167) = 0.6495.
+    # x ⊙ H_1 = 0.5 on the diagonal, 0 elsewhere: A_0 = 0.5 diag, A_1 = 1.5 diag / 2 elsewhere;
+    #   z0 = 0.25·2 + 0.25·4 + 0.1 = 1.6, z1 = 0.25·1.5 - 0.1 = 0.275, p0 = sigmoid(1.325) = 0.7900.
+    # w = softmax(0.6495, 0.7900) and L = relu(w_0 A_0 + w_1 A_1).
     scores, weights = hand_scorecam_weights(HAND_X)
-    assert scores == pytest.approx([0.6201, 0.4875], abs=1e-4)  # worked out once, for the record
+    assert scores == pytest.approx([0.6495, 0.7900], abs=1e-4)
     explanation = ScoreCAM(hand_net, "features")(hand_x)
     assert explanation.extras["channel_scores"][0].tolist() == pytest.approx(scores, rel=1e-5)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)

@@ -81,7 +81,9 @@ def select_feature_maps(
     return keep
 
 
-def fuse(layer_maps: Tensor, present: Tensor, gate: Gate = "binary", sharpness: float = 100.0) -> Tensor:
+def fuse(
+    layer_maps: Tensor, present: Tensor, gate: Gate = "binary", sharpness: float = 100.0
+) -> Tensor:
     """Cascaded block-wise fusion of layer visualisation maps, shallow to deep.
 
     ``F ← V_1``; for each deeper ``V_l``: ``F ← (F + V_l) ⊙ B(V_l)``, where ``B`` is the binary
@@ -186,7 +188,9 @@ class SISE(Explainer):
 
         sources: list[UpsampledMaps] = []
         kept_counts = []
-        for (name, _), activation, gradient in zip(layers, grad.activations, grad.gradients, strict=True):
+        for (name, _), activation, gradient in zip(
+            layers, grad.activations, grad.gradients, strict=True
+        ):
             if activation.ndim != 4:
                 raise SiseError(
                     f"layer {name!r} outputs shape {tuple(activation.shape)}, not a (N, C, h, w) "
@@ -250,4 +254,3 @@ class SISE(Explainer):
                 "kept_maps": kept,
             },
         )
-
