@@ -30,3 +30,21 @@ def test_explain_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert "close names" in capsys.readouterr().err
     assert main(["explain", "--method", "nonsense", "--no-progress"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_torchvision_model_from_a_local_checkpoint(tmp_path, capsys):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18_3classes.pth"
+    torch.save({"state_dict": torchvision.models.resnet18(num_classes=3).state_dict()}, weights)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("ant\nbee\ncricket\n")
+    out = tmp_path / "x.png"
+    argv = ["explain", "--model", "resnet18", "--checkpoint", str(weights), "--num-classes", "3"]
+    argv += ["--classes", str(classes), "--target", "bee", "--size", "64", "--adaptive"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "explained class: bee (class 1" in printed
+    assert out.exists() and (tmp_path / "x_layers.png").exists()

@@ -3,55 +3,33 @@ pytorch-grad-cam where they define the same quantity."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from method_models import CONV_B, CONV_W, HAND_X, HEAD_B, HEAD_W, assert_untouched, snapshot
-
 from sise.errors import SiseError
 from sise.methods import GradCAM, GradCAMPlusPlus, ScoreCAM
 from sise.methods.registry import METHODS, make_explainer
 from sise.postprocess import minmax_normalize, upsample
-
-POSITIONS = [(i, j) for i in range(3) for j in range(3)]
-
-
-def hand_forward(x: list[list[float]]) -> tuple[list[list[list[float]]], list[float]]:
-    """The hand network in plain Python: feature maps A_k = relu(w_k x + b_k) and logits."""
-    maps = [
-        [[max(0.0, CONV_W[k] * x[i][j] + CONV_B[k]) for j in range(3)] for i in range(3)]
-        for k in range(2)
-    ]
-    logits = [
-        sum(HEAD_W[c][k][i][j] * maps[k][i][j] for k in range(2) for i, j in POSITIONS)
-        + HEAD_B[c]
-        for c in range(2)
-    ]
-    return maps, logits
-
-
-def softmax(values: list[float]) -> list[float]:
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def minmax(grid: list[list[float]]) -> list[list[float]]:
-    flat = [v for row in grid for v in row]
-    low, high = min(flat), max(flat)
-    return [[(v - low) / (high - low) for v in row] for row in grid]
 
 
 def as_map(grid: list[list[float]]) -> torch.Tensor:
     return torch.tensor(grid).view(1, 3, 3)
 
 
+def cam_from_weights(net, weights: list[float]) -> torch.Tensor:
+    """minmax(relu(Σ_k w_k A_k)) on the hand input, in plain Python."""
+    maps, _ = net.by_hand(net.X)
+    grid = [
+        [max(0.0, sum(weights[k] * maps[k][i][j] for k in range(2))) for j in range(3)]
+        for i in range(3)
+    ]
+    return as_map(net.minmax(grid))
+
+
 def test_hand_network_logits(hand_net, hand_x):
     # z0 = 0.25·(1 - 2 + 2 + 3 - 2 + 1) + 0.25·(-2 + 2 - 2) + 0.1 = 0.75 - 0.5 + 0.1 = 0.35
     # z1 = 0.25·(2 - 3) + 0.25·(1 - 1 + 1) - 0.1 = -0.1
-    _, logits = hand_forward(HAND_X)
+    _, logits = hand_net.by_hand(hand_net.X)
     assert logits == pytest.approx([0.35, -0.1])
     assert hand_net(hand_x)[0].tolist() == pytest.approx([0.35, -0.1])
 
@@ -126,12 +104,6 @@ PAPER_WEIGHTS = [5 / 21, 43 / 221]
 SUMMED_WEIGHTS = [259 / 697, 3 / 5]
 
 
-def cam_from_weights(weights: list[float]) -> torch.Tensor:
-    maps, _ = hand_forward(HAND_X)
-    grid = [[max(0.0, sum(weights[k] * maps[k][i][j] for k in range(2))) for j in range(3)] for i in range(3)]
-    return as_map(minmax(grid))
-
-
 @pytest.mark.parametrize(
     ("denominator", "weights"), [("paper", PAPER_WEIGHTS), ("summed", SUMMED_WEIGHTS)]
 )
@@ -140,26 +112,26 @@ def test_gradcampp_by_hand(hand_net, hand_x, denominator, weights):
         hand_x
     )
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-6)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-6, rtol=0)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0)
 
 
 def test_gradcampp_softmax_uses_log_score(hand_net, hand_x):
     # Ψ = p0 = exp(S) with S = log p0 = z0 - logsumexp(z): g = ∂S/∂A = p1 (W0 - W1) for two
     # classes, α = 1 / (2 + g ΣA) where g ≠ 0, and w_k = Σ α relu(∂Ψ/∂A) with ∂Ψ/∂A = p0 g.
-    maps, logits = hand_forward(HAND_X)
-    p0, p1 = softmax(logits)
+    maps, logits = hand_net.by_hand(hand_net.X)
+    p0, p1 = hand_net.softmax(logits)
     weights = []
     for k in range(2):
-        total = sum(maps[k][i][j] for i, j in POSITIONS)
+        total = sum(maps[k][i][j] for i, j in hand_net.POSITIONS)
         w = 0.0
-        for i, j in POSITIONS:
-            g = p1 * (HEAD_W[0][k][i][j] - HEAD_W[1][k][i][j])
+        for i, j in hand_net.POSITIONS:
+            g = p1 * (hand_net.HEAD_W[0][k][i][j] - hand_net.HEAD_W[1][k][i][j])
             if g != 0:
                 w += 1 / (2 + g * total) * max(0.0, p0 * g)
         weights.append(w)
     explanation = GradCAMPlusPlus(hand_net, "features")(hand_x)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-5, rtol=0)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-5, rtol=0)
 
 
 def test_gradcampp_denominators_agree_for_constant_gradients(gap_net):
@@ -198,15 +170,16 @@ def test_gradcampp_matches_pytorch_grad_cam(hand_net, hand_x):
 # --------------------------------------------------------------------------------- Score-CAM
 
 
-def hand_scorecam_weights(x: list[list[float]], target: int = 0) -> tuple[list[float], list[float]]:
+def hand_scorecam_weights(net, target: int = 0) -> tuple[list[float], list[float]]:
     """Masks H_k = minmax(A_k) (no up-sampling at 3x3), scores p_c(x ⊙ H_k), softmax."""
-    maps, _ = hand_forward(x)
+    x = net.X
+    maps, _ = net.by_hand(x)
     scores = []
     for k in range(2):
-        mask = minmax(maps[k])
+        mask = net.minmax(maps[k])
         masked = [[x[i][j] * mask[i][j] for j in range(3)] for i in range(3)]
-        scores.append(softmax(hand_forward(masked)[1])[target])
-    return scores, softmax(scores)
+        scores.append(net.softmax(net.by_hand(masked)[1])[target])
+    return scores, net.softmax(scores)
 
 
 def test_scorecam_by_hand(hand_net, hand_x):
@@ -217,27 +190,26 @@ def test_scorecam_by_hand(hand_net, hand_x):
     # x ⊙ H_1 = 0.5 on the diagonal, 0 elsewhere: A_0 = 0.5 diag, A_1 = 1.5 diag / 2 elsewhere;
     #   z0 = 0.25·2 + 0.25·4 + 0.1 = 1.6, z1 = 0.25·1.5 - 0.1 = 0.275, p0 = sigmoid(1.325) = 0.7900.
     # w = softmax(0.6495, 0.7900) and L = relu(w_0 A_0 + w_1 A_1).
-    scores, weights = hand_scorecam_weights(HAND_X)
+    scores, weights = hand_scorecam_weights(hand_net)
     assert scores == pytest.approx([0.6495, 0.7900], abs=1e-4)
     explanation = ScoreCAM(hand_net, "features")(hand_x)
     assert explanation.extras["channel_scores"][0].tolist() == pytest.approx(scores, rel=1e-5)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(weights), atol=1e-6, rtol=0)
+    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0)
     assert explanation.forward_passes.tolist() == [3]  # clean + 2 masked, no baseline needed
 
 
 def test_scorecam_cic_weights_by_hand(hand_net, hand_x):
     # C_k = p0(x ⊙ H_k) - p0(0); at x = 0, A_0 = 0 and A_1 = 2 everywhere.
-    scores, _ = hand_scorecam_weights(HAND_X)
-    baseline = softmax(hand_forward([[0.0] * 3] * 3)[1])[0]
+    scores, _ = hand_scorecam_weights(hand_net)
+    baseline = hand_net.softmax(hand_net.by_hand([[0.0] * 3] * 3)[1])[0]
     cic = [s - baseline for s in scores]
     explanation = ScoreCAM(hand_net, "features", weights="cic")(hand_x)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(cic, rel=1e-5)
     assert explanation.forward_passes.tolist() == [4]  # + the baseline
-    grid = minmax(
-        [[max(0.0, sum(cic[k] * hand_forward(HAND_X)[0][k][i][j] for k in range(2))) for j in range(3)] for i in range(3)]
+    torch.testing.assert_close(
+        explanation.maps, cam_from_weights(hand_net, cic), atol=1e-6, rtol=0
     )
-    torch.testing.assert_close(explanation.maps, as_map(grid), atol=1e-6, rtol=0)
 
 
 def test_scorecam_constant_map_scores_as_baseline(hand_net, hand_x):
@@ -280,13 +252,13 @@ def test_scorecam_batches_images_together(small_cnn):
 
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcampp", "scorecam"])
-def test_cam_methods_leave_the_model_as_they_found_it(small_cnn, name):
+def test_cam_methods_leave_the_model_as_they_found_it(small_cnn, model_state, name):
     small_cnn.train()
     small_cnn.features[0].weight.requires_grad_(False)
-    before = snapshot(small_cnn)
+    state = model_state(small_cnn)
     inputs = torch.randn(2, 3, 16, 16)
     explanation = make_explainer(name, small_cnn)(inputs)
-    assert_untouched(small_cnn, before)
+    state.assert_unchanged()
     assert not inputs.requires_grad
     assert explanation.maps.shape == (2, 16, 16)
     assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
