@@ -103,7 +103,7 @@ def train(
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss)
+            total += float(loss.detach())
         metrics = evaluate(model, *test_set)
         print(
             f"  {arch} epoch {epoch + 1}/{epochs}: train loss {total / (step + 1):.4f}, "

@@ -184,7 +184,127 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(
         handler=command_compare, mu=0.0, adaptive=False, baseline="zero", gate="binary"
     )
+    _add_benchmark_command(commands)
     return parser
+
+
+def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
+    from sise.eval.benchmark import ALL_METRICS
+
+    bench = commands.add_parser(
+        "benchmark",
+        help="the paper's benchmark: every (image, class) pair, every method, every metric",
+        description="Explain every ground-truth class of every image with each method, score "
+        "the maps with the paper's metrics, store the per-pair results in SQLite (resumable) and "
+        "print the paper's table. Scale out with torchrun --nproc_per_node=K -m sise.cli "
+        "benchmark ... or --nproc K.",
+    )
+    bench.add_argument(
+        "--dataset", required=True, help="voc2007:PATH, coco2014:PATH or synthetic[:PATH]"
+    )
+    bench.add_argument(
+        "--model",
+        required=True,
+        help="synthetic-vgg, synthetic-resnet, torchray-vgg16:CKPT, torchray-resnet50:CKPT, a "
+        "torchvision name or timm:NAME (with --checkpoint)",
+    )
+    bench.add_argument("--checkpoint", help="weights for a torchvision / timm model")
+    bench.add_argument("--methods", help="comma-separated (default: all registered methods)")
+    bench.add_argument(
+        "--metrics", default=",".join(ALL_METRICS), help="comma-separated (default: all)"
+    )
+    bench.add_argument("--limit", type=int, help="first N images of the split")
+    bench.add_argument("--split", help="dataset split (default test; val2014 for COCO)")
+    bench.add_argument("--db", default="results.sqlite", help="SQLite results file")
+    bench.add_argument("--out", help="folder for the Markdown/CSV tables and the figure")
+    bench.add_argument("--name", help="file-name stem of the outputs")
+    bench.add_argument("--size", type=int, help="input size (default: the model's own)")
+    bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    bench.add_argument("--score", default="sigmoid", choices=["softmax", "sigmoid", "logit"])
+    bench.add_argument("--miou-fraction", type=float, default=0.2, help="mIoU: top share kept")
+    bench.add_argument("--drop-baseline", default="zero", choices=["zero", "blur"])
+    bench.add_argument("--steps", type=int, help="insertion/deletion steps (default: input height)")
+    bench.add_argument("--insertion-substrate", default="blur", choices=["zero", "blur"])
+    bench.add_argument("--deletion-substrate", default="zero", choices=["zero", "blur"])
+    bench.add_argument("--pointing-tolerance", type=float, default=15.0)
+    bench.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="a method option, e.g. extremal.iterations=300 (repeatable; JSON values)",
+    )
+    bench.add_argument(
+        "--no-scale-pixel-options",
+        action="store_true",
+        help="keep Extremal Perturbation's pixel-sized defaults (meant for 224 px) as they are",
+    )
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--figure-pairs", type=int, default=4, help="pairs in the example figure")
+    bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument(
+        "--distributed", action="store_true", help="require a torchrun (torch.distributed) launch"
+    )
+    bench.add_argument("--nproc", type=int, help="run in K local processes (no torchrun needed)")
+    bench.add_argument(
+        "--report-only", action="store_true", help="only print the table from the database"
+    )
+    bench.add_argument("--throttle", type=float, default=0.0, help=argparse.SUPPRESS)
+    bench.set_defaults(handler=command_benchmark)
+
+
+def command_benchmark(args: argparse.Namespace) -> int:
+    from sise.eval.benchmark import (
+        BenchmarkConfig,
+        parse_method_options,
+        run_benchmark,
+        run_benchmark_local,
+    )
+
+    methods = (
+        [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.methods
+        else [m for m in DISPLAY_NAMES if m in METHODS]
+    )
+    config = BenchmarkConfig(
+        dataset=args.dataset,
+        model=args.model,
+        methods=methods,
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        db=args.db,
+        out=args.out,
+        limit=args.limit,
+        split=args.split,
+        checkpoint=args.checkpoint,
+        input_size=args.size,
+        device=args.device,
+        score=args.score,
+        miou_fraction=args.miou_fraction,
+        drop_baseline=args.drop_baseline,
+        steps=args.steps,
+        insertion_substrate=args.insertion_substrate,
+        deletion_substrate=args.deletion_substrate,
+        pointing_tolerance=args.pointing_tolerance,
+        method_options=parse_method_options(args.option),
+        scale_pixel_options=not args.no_scale_pixel_options,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        figure_pairs=args.figure_pairs,
+        name=args.name,
+        progress=not args.no_progress,
+        throttle=args.throttle,
+        report_only=args.report_only,
+    )
+    if args.nproc:
+        run_benchmark_local(config, args.nproc)
+        return 0
+    result = run_benchmark(config, distributed=args.distributed)
+    if result is not None:
+        print(result.markdown)
+        for path in result.files:
+            print(f"wrote {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

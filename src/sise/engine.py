@@ -12,14 +12,16 @@ thousands of masks ``m``. The engine
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from sise.device import auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
-from sise.postprocess import minmax_normalize, upsample
+from sise.postprocess import upsample
 from sise.scores import ScoreKind, class_scores
 
 
@@ -31,7 +33,12 @@ class MaskSource(Protocol):
     def __len__(self) -> int: ...
 
     def masks(self, start: int, stop: int) -> Tensor:
-        """Masks ``start:stop`` as a (stop - start, H, W) float tensor in [0, 1]."""
+        """Masks ``start:stop`` as a (stop - start, H, W) float tensor in [0, 1].
+
+        The engine's own sources also take ``out=``, a (stop - start, H, W) float32 tensor to
+        write the masks into (the engine's reusable mask buffer); a source without it still works,
+        its masks are copied into the buffer.
+        """
         ...
 
 
@@ -49,8 +56,10 @@ class TensorMasks:
     def __len__(self) -> int:
         return self._masks.shape[0]
 
-    def masks(self, start: int, stop: int) -> Tensor:
-        return self._masks[start:stop]
+    def masks(self, start: int, stop: int, out: Tensor | None = None) -> Tensor:
+        if out is None:
+            return self._masks[start:stop]
+        return out.copy_(self._masks[start:stop])
 
 
 class UpsampledMaps:
@@ -68,8 +77,19 @@ class UpsampledMaps:
     def __len__(self) -> int:
         return self._maps.shape[0]
 
-    def masks(self, start: int, stop: int) -> Tensor:
-        return minmax_normalize(upsample(self._maps[start:stop].float(), self._size))
+    def masks(self, start: int, stop: int, out: Tensor | None = None) -> Tensor:
+        up = upsample(self._maps[start:stop].float(), self._size)
+        # minmax_normalize, in place: no full-resolution temporaries beyond the up-sampled maps.
+        # A constant map becomes zeros (its span is 0), as in sise.postprocess.minmax_normalize.
+        flat = up.view(up.shape[0], -1)
+        low = flat.amin(dim=1)
+        span = flat.amax(dim=1) - low
+        scale = torch.where(
+            span > 1e-12, span.clamp_min(1e-12).reciprocal(), torch.zeros_like(span)
+        )
+        target = up if out is None else out
+        torch.sub(up, low.view(-1, 1, 1), out=target)
+        return target.mul_(scale.view(-1, 1, 1))
 
 
 class ConcatMasks:
@@ -77,6 +97,7 @@ class ConcatMasks:
 
     def __init__(self, sources: Sequence[MaskSource]) -> None:
         self._sources = [s for s in sources if len(s) > 0]
+        self._take_out = [_takes_out(s) for s in self._sources]
         self._starts = [0]
         for source in self._sources:
             self._starts.append(self._starts[-1] + len(source))
@@ -90,19 +111,46 @@ class ConcatMasks:
     def __len__(self) -> int:
         return self._starts[-1]
 
-    def masks(self, start: int, stop: int) -> Tensor:
+    def masks(self, start: int, stop: int, out: Tensor | None = None) -> Tensor:
         parts = []
-        for source, first, end in zip(self._sources, self._starts, self._starts[1:], strict=False):
+        for index, source in enumerate(self._sources):
+            first, end = self._starts[index], self._starts[index + 1]
             lo, hi = max(start, first), min(stop, end)
-            if lo < hi:
+            if lo >= hi:
+                continue
+            if out is None:
                 parts.append(source.masks(lo - first, hi - first))
+            elif self._take_out[index]:
+                source.masks(lo - first, hi - first, out=out[lo - start : hi - start])  # type: ignore[call-arg]
+            else:
+                out[lo - start : hi - start].copy_(source.masks(lo - first, hi - first))
+        if out is not None:
+            return out
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+def _takes_out(source: MaskSource) -> bool:
+    """Whether ``source.masks`` accepts ``out=`` (the engine's sources do; others may not)."""
+    try:
+        return "out" in inspect.signature(source.masks).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _mask_writer(source: MaskSource) -> Callable[[int, int, Tensor], Tensor]:
+    """``write(start, stop, buffer)``: masks ``start:stop``, written into ``buffer`` if that helps.
+
+    Masks already in memory (:class:`TensorMasks`) are returned as views, uncopied; masks made on
+    the fly are written into the buffer when the source takes ``out=``; any other source's masks
+    are returned as they come.
+    """
+    if isinstance(source, TensorMasks) or not _takes_out(source):
+        return lambda start, stop, buffer: source.masks(start, stop)
+    return lambda start, stop, buffer: source.masks(start, stop, out=buffer)  # type: ignore[call-arg]
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast(device, dtype)
 
 
 @torch.no_grad()
@@ -114,12 +162,17 @@ def score_masked(
     *,
     score: ScoreKind = "softmax",
     baseline: Tensor | None = None,
-    batch_size: int = 64,
+    batch_size: int | Literal["auto"] = 64,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Score every masked input ``b + (x - b) ⊙ m`` with the model, in batches.
+
+    The loop never waits on the device: masks are made on the inputs' device, written into one
+    reusable mask buffer and multiplied into one reusable input buffer, and the scores stay on
+    the device (no ``.item()``, no data-dependent shapes), so a GPU runs ahead of Python. Masks of
+    several images share batches; each batch gathers the images its masks belong to.
 
     Args:
         model: the classifier, already in the mode it should run in.
@@ -129,9 +182,14 @@ def score_masked(
         score: the explained score Ψ_c.
         baseline: (N, C, H, W) value a masked-out pixel takes; ``None`` means zeros (the model's
             input-space zero, i.e. the normalisation mean).
-        batch_size: masked inputs per forward pass.
+        batch_size: masked inputs per forward pass, or ``"auto"``: on CUDA as many as fit in the
+            free device memory (:func:`sise.device.auto_batch_size` probes with one trial forward),
+            on a CPU :data:`sise.device.CPU_BATCH_SIZE`.
         autocast_dtype: run the forwards under autocast to this dtype (e.g. ``torch.bfloat16``).
-        channels_last: build the batch buffer in channels-last memory format.
+        channels_last: run the masked forwards in channels-last memory format: the input buffer
+            is channels-last and, for the duration of this call only, so are the model's 4-D
+            weights (:func:`sise.device.channels_last_weights`; each parameter gets its original
+            tensor back afterwards, so the user's model is left as it was).
         on_batch: called with the number of masks after each batch (progress bars).
 
     Returns:
@@ -142,38 +200,55 @@ def score_masked(
     scores = torch.empty(total, device=device, dtype=torch.float32)
     if total == 0:
         return scores
-    if batch_size < 1:
-        raise SiseError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise SiseError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        with channels_last_weights(model) if channels_last else contextlib.nullcontext():
+            batch_size = auto_batch_size(
+                model,
+                inputs,
+                autocast_dtype=autocast_dtype,
+                channels_last=channels_last,
+                limit=total,
+            )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SiseError(f"batch_size must be >= 1 or 'auto', got {batch_size!r}")
     n, c, h, w = inputs.shape
     rows = min(batch_size, total)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     buffer = torch.empty((rows, c, h, w), device=device, dtype=inputs.dtype).to(
         memory_format=memory_format
     )
+    write_masks = _mask_writer(source)
+    mask_buffer = torch.empty((rows, h, w), device=device, dtype=torch.float32)
     delta = inputs if baseline is None else inputs - baseline
     single = n == 1
-    for start in range(0, total, rows):
-        stop = min(start + rows, total)
-        batch = buffer[: stop - start]
-        masks = source.masks(start, stop).to(dtype=inputs.dtype)[:, None]
-        owners = source.owners[start:stop]
-        # One image: broadcast it instead of gathering copies of it.
-        image_delta = delta if single else delta.index_select(0, owners)
-        torch.mul(image_delta, masks, out=batch)
-        if baseline is not None:
-            batch.add_(baseline if single else baseline.index_select(0, owners))
-        with _autocast(device, autocast_dtype):
-            logits = model(batch)
-        scores[start:stop] = class_scores(logits, targets.index_select(0, owners), score)
-        if on_batch is not None:
-            on_batch(stop - start)
+    with channels_last_weights(model) if channels_last else contextlib.nullcontext():
+        for start in range(0, total, rows):
+            stop = min(start + rows, total)
+            count = stop - start
+            batch = buffer[:count]
+            masks = write_masks(start, stop, mask_buffer[:count]).to(inputs.dtype)[:, None]
+            owners = source.owners[start:stop]
+            # One image: broadcast it instead of gathering copies of it.
+            image_delta = delta if single else delta.index_select(0, owners)
+            torch.mul(image_delta, masks, out=batch)
+            if baseline is not None:
+                batch.add_(baseline if single else baseline.index_select(0, owners))
+            with autocast(device, autocast_dtype):
+                logits = model(batch)
+            scores[start:stop] = class_scores(logits, targets.index_select(0, owners), score)
+            if on_batch is not None:
+                on_batch(count)
     return scores
 
 
 BaselineSpec = str | Tensor | None
 
 
-def make_baseline(inputs: Tensor, baseline: BaselineSpec, blur_sigma: float = 10.0) -> Tensor | None:
+def make_baseline(
+    inputs: Tensor, baseline: BaselineSpec, blur_sigma: float = 10.0
+) -> Tensor | None:
     """The value masked-out pixels take, as (N, C, H, W), or ``None`` for zeros.
 
     Args:
@@ -221,16 +296,28 @@ def weighted_mask_sum(
     total = len(source)
     if total == 0:
         raise SiseError("no masks to sum")
-    first = source.masks(0, min(chunk, total))
+    if chunk < 1:
+        raise SiseError(f"chunk must be >= 1, got {chunk}")
+    rows = min(chunk, total)
+    first = source.masks(0, rows)
     height, width = first.shape[-2:]
     result = torch.zeros(n_images, height * width, device=weights.device, dtype=torch.float32)
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        masks = first if start == 0 else source.masks(start, stop)
-        flat = masks.reshape(stop - start, -1).float()
-        scale = weights[start:stop, None]
+    # One reusable chunk buffer: masks are written into it and scaled in place (a source's own
+    # mask tensor, e.g. TensorMasks', is never modified).
+    buffer = torch.empty(rows, height, width, device=first.device, dtype=torch.float32)
+    takes_out = _takes_out(source)
+    for start in range(0, total, rows):
+        stop = min(start + rows, total)
+        out = buffer[: stop - start]
+        if start == 0:
+            out.copy_(first)
+        elif takes_out and not isinstance(source, TensorMasks):
+            source.masks(start, stop, out=out)  # type: ignore[call-arg]
+        else:
+            out.copy_(source.masks(start, stop))
+        flat = out.view(stop - start, -1)
+        scale = weights[start:stop, None].float()
         if per_unit_area:
             scale = scale / flat.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        weighted = flat * scale
-        result.index_add_(0, source.owners[start:stop], weighted)
+        result.index_add_(0, source.owners[start:stop], flat.mul_(scale))
     return result.view(n_images, height, width)

@@ -108,9 +108,9 @@ class GapNet(nn.Module):
 
 
 class BrightSquareNet(nn.Module):
-    """Responds to bright pixels: class-0 logit = GAIN · mean(relu(x − 0.5)), class 1 its
+    """Responds to bright pixels: class-0 logit = GAIN · mean(relu(x − 0.25)), class 1 its
     negative. A bright square on a dark background is the whole evidence for class 0, and
-    blurring the square below 0.5 removes it."""
+    blurring the square below 0.25 removes it."""
 
     GAIN = 120.0
 
@@ -121,7 +121,7 @@ class BrightSquareNet(nn.Module):
         self.fc = nn.Linear(1, 2, bias=False)
         with torch.no_grad():
             self.detector.weight.fill_(1.0)
-            self.detector.bias.fill_(-0.5)
+            self.detector.bias.fill_(-0.25)
             self.fc.weight.copy_(torch.tensor([[self.GAIN], [-self.GAIN]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -218,7 +218,8 @@ def test_scorecam_constant_map_scores_as_baseline(hand_net, hand_x):
     with torch.no_grad():
         hand_net.features[0].weight[1] = 0.0
     explanation = ScoreCAM(hand_net, "features")(hand_x)
-    baseline_score = torch.softmax(hand_net(torch.zeros_like(hand_x)), dim=1)[0, 0]
+    with torch.no_grad():
+        baseline_score = torch.softmax(hand_net(torch.zeros_like(hand_x)), dim=1)[0, 0]
     assert explanation.extras["channel_scores"][0, 1] == pytest.approx(float(baseline_score))
     assert explanation.forward_passes.tolist() == [3]  # clean + 1 masked + baseline
 

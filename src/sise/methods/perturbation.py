@@ -251,10 +251,11 @@ def perturb(pyramid: Tensor, masks: Tensor) -> Tensor:
 
     Args:
         pyramid: (B, L, C, H, W) blurred copies of each row's image, sharp first.
-        masks: (B, H, W) masks in [0, 1].
+        masks: (B, H, W) masks in [0, 1] (not clamped: a clamp would stop the gradient of
+            values on the bounds).
     """
     levels = pyramid.shape[1]
-    position = (1 - masks.clamp(0, 1)) * (levels - 1)
+    position = (1 - masks) * (levels - 1)
     lower = position.detach().floor().clamp(max=levels - 2).long()
     fraction = (position - lower).unsqueeze(1)  # (B, 1, H, W)
     channels = pyramid.shape[2]
@@ -370,8 +371,12 @@ class ExtremalPerturbation(Explainer):
         self.progress = progress
 
     def masks_from(self, lattice: Tensor, size: tuple[int, int]) -> Tensor:
-        """(B, H, W) smooth masks from (B, 1, h, w) lattice parameters."""
-        smooth = smooth_max_convolution(lattice.clamp(0, 1), self.sigma / self.step, self.temperature)
+        """(B, H, W) smooth masks from (B, 1, h, w) lattice parameters in [0, 1].
+
+        (No clamping here: the parameters are projected to [0, 1] after each step, and a clamp
+        in the graph would zero the gradient of every parameter sitting on a bound.)
+        """
+        smooth = smooth_max_convolution(lattice, self.sigma / self.step, self.temperature)
         return upsample(smooth, size)[:, 0]
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:

@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sise.device import BatchSize, Precision, autocast_dtype_for
 from sise.engine import (
     BaselineSpec,
     ConcatMasks,
@@ -133,8 +134,15 @@ class SISE(Explainer):
         baseline: what masked-out pixels become: ``"zero"`` (the model's input-space zero),
             ``"blur"``, or a tensor.
         gate: fusion gate, ``"binary"`` (paper) or ``"soft"`` (sigmoid, teaching code).
-        batch_size: masked inputs per forward pass.
+        batch_size: masked inputs per forward pass, or ``"auto"``: as many as fit in the free
+            memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
+        precision: the same as a name: ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``;
+            give one of ``precision`` and ``autocast_dtype``. The gradient pass (feature-map
+            selection) always runs in the model's own precision.
+        channels_last: run the masked forwards in channels-last memory format; the model's 4-D
+            weights are held channels-last only while they run and get their original tensors
+            back afterwards (:func:`sise.device.channels_last_weights`).
         progress: show a progress bar over the masked forwards.
     """
 
@@ -151,11 +159,20 @@ class SISE(Explainer):
         baseline: BaselineSpec = "zero",
         gate: Gate = "binary",
         soft_gate_sharpness: float = 100.0,
-        batch_size: int = 64,
+        batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
+        precision: Precision | None = None,
+        channels_last: bool = False,
         progress: bool = False,
     ) -> None:
         super().__init__(model, score=score)
+        if precision is not None:
+            if autocast_dtype is not None and autocast_dtype != autocast_dtype_for(precision):
+                raise SiseError(
+                    f"precision={precision!r} and autocast_dtype={autocast_dtype} disagree: "
+                    "give one of them"
+                )
+            autocast_dtype = autocast_dtype_for(precision)
         if selection not in ("fixed", "adaptive"):
             raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
         if gate not in ("binary", "soft"):
@@ -168,6 +185,7 @@ class SISE(Explainer):
         self.soft_gate_sharpness = soft_gate_sharpness
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
+        self.channels_last = channels_last
         self.progress = progress
         self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
 
@@ -219,6 +237,7 @@ class SISE(Explainer):
                 baseline=baseline,
                 batch_size=self.batch_size,
                 autocast_dtype=self.autocast_dtype,
+                channels_last=self.channels_last,
                 on_batch=advance,
             )
 
