@@ -87,6 +87,7 @@ class GradientPass:
     scores: Tensor
     activations: list[Tensor]
     gradients: list[Tensor]
+    input_gradient: Tensor | None = None
 
 
 def resolve_targets(logits: Tensor, targets: int | Sequence[int] | Tensor | None) -> Tensor:
@@ -120,8 +121,11 @@ def gradient_pass(
     inputs: Tensor,
     targets: int | Sequence[int] | Tensor | None,
     score: ScoreKind,
+    *,
+    with_input_gradient: bool = False,
 ) -> GradientPass:
-    """Forward ``inputs``, then differentiate Ψ_c with respect to the layers' outputs.
+    """Forward ``inputs``, then differentiate Ψ_c with respect to the layers' outputs
+    (and, with ``with_input_gradient``, the input).
 
     Gradients are taken with ``torch.autograd.grad`` with respect to the activations only, so no
     parameter's ``.grad`` is touched and no ``requires_grad`` flag is changed: the input is made a
@@ -140,7 +144,10 @@ def gradient_pass(
         if missing:
             raise SiseError(f"layers {missing} were not run by the model's forward pass")
         activations = [capture.outputs[name] for name, _ in layers]
-        gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+        wrt = [*activations, leaf] if with_input_gradient else activations
+        gradients = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+    input_gradient = gradients[-1].detach() if with_input_gradient else None
+    gradients = gradients[: len(activations)]
     return GradientPass(
         logits=logits.detach(),
         targets=resolved,
@@ -150,4 +157,21 @@ def gradient_pass(
             torch.zeros_like(a) if g is None else g.detach()
             for a, g in zip(activations, gradients, strict=True)
         ],
+        input_gradient=input_gradient,
     )
+
+
+@torch.no_grad()
+def forward_scores(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: int | Sequence[int] | Tensor | None,
+    score: ScoreKind,
+) -> tuple[Tensor, Tensor]:
+    """One plain forward pass: the resolved (N,) targets and the (N,) explained scores Ψ_c(x)."""
+    logits = model(inputs)
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise SiseError(f"the model must return (batch, classes) scores, got {shape}")
+    resolved = resolve_targets(logits, targets)
+    return resolved, class_scores(logits, resolved, score)

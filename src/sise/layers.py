@@ -252,3 +252,12 @@ def discover_layers(model: nn.Module, example: Tensor) -> list[str]:
             "has them."
         )
     return [c.name for c in sorted(selected, key=lambda c: c.order)]
+
+
+def check_feature_map(name: str, activation: Tensor) -> None:
+    """Raise a clear error unless a layer's output is a (N, C, h, w) feature map."""
+    if activation.ndim != 4:
+        raise SiseError(
+            f"layer {name!r} outputs shape {tuple(activation.shape)}, not a (N, C, h, w) feature "
+            "map: choose a convolutional layer"
+        )

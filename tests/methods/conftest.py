@@ -49,7 +49,7 @@ class HandNet(nn.Module):
                 bn.running_mean.copy_(torch.tensor([0.5, -0.25]))
                 bn.running_var.copy_(torch.tensor([4.0, 0.25]))
                 bn.weight.copy_(torch.tensor([2.0, 0.5]))
-                bn.bias.copy_(torch.tensor([0.5, 1.0]))
+                bn.bias.copy_(torch.tensor([0.25, 1.0]))
             layers.append(bn)
         layers.append(nn.ReLU())
         self.features = nn.Sequential(*layers)
@@ -67,7 +67,10 @@ class HandNet(nn.Module):
     def by_hand(cls, x: list[list[float]]) -> tuple[list[list[list[float]]], list[float]]:
         """The network (without batch norm) in plain Python: maps A_k and the two logits."""
         maps = [
-            [[max(0.0, cls.CONV_W[k] * x[i][j] + cls.CONV_B[k]) for j in range(3)] for i in range(3)]
+            [
+                [max(0.0, cls.CONV_W[k] * x[i][j] + cls.CONV_B[k]) for j in range(3)]
+                for i in range(3)
+            ]
             for k in range(2)
         ]
         logits = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from sise.errors import SiseError
 from sise.methods import GradCAM, GradCAMPlusPlus, ScoreCAM
 from sise.methods.registry import METHODS, make_explainer
@@ -64,9 +65,7 @@ def test_gradcam_matches_captum_layer_gradcam(small_cnn, score):
         out = small_cnn(x)
         return out if score == "logit" else torch.softmax(out, dim=1)
 
-    cam = LayerGradCam(forward, layer).attribute(
-        inputs, target=[0, 2, 4], relu_attributions=True
-    )
+    cam = LayerGradCam(forward, layer).attribute(inputs, target=[0, 2, 4], relu_attributions=True)
     reference = minmax_normalize(upsample(cam[:, 0].detach(), (16, 16)))
     torch.testing.assert_close(ours.maps, reference, atol=1e-5, rtol=0)
 
@@ -112,7 +111,9 @@ def test_gradcampp_by_hand(hand_net, hand_x, denominator, weights):
         hand_x
     )
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-6)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0
+    )
 
 
 def test_gradcampp_softmax_uses_log_score(hand_net, hand_x):
@@ -131,7 +132,9 @@ def test_gradcampp_softmax_uses_log_score(hand_net, hand_x):
         weights.append(w)
     explanation = GradCAMPlusPlus(hand_net, "features")(hand_x)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        explanation.maps, cam_from_weights(hand_net, weights), atol=1e-5, rtol=0
+    )
 
 
 def test_gradcampp_denominators_agree_for_constant_gradients(gap_net):
@@ -195,7 +198,9 @@ def test_scorecam_by_hand(hand_net, hand_x):
     explanation = ScoreCAM(hand_net, "features")(hand_x)
     assert explanation.extras["channel_scores"][0].tolist() == pytest.approx(scores, rel=1e-5)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
-    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        explanation.maps, cam_from_weights(hand_net, weights), atol=1e-6, rtol=0
+    )
     assert explanation.forward_passes.tolist() == [3]  # clean + 2 masked, no baseline needed
 
 
@@ -207,9 +212,7 @@ def test_scorecam_cic_weights_by_hand(hand_net, hand_x):
     explanation = ScoreCAM(hand_net, "features", weights="cic")(hand_x)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(cic, rel=1e-5)
     assert explanation.forward_passes.tolist() == [4]  # + the baseline
-    torch.testing.assert_close(
-        explanation.maps, cam_from_weights(hand_net, cic), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(explanation.maps, cam_from_weights(hand_net, cic), atol=1e-6, rtol=0)
 
 
 def test_scorecam_constant_map_scores_as_baseline(hand_net, hand_x):

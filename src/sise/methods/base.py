@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from sise.errors import SiseError
 from sise.hooks import explaining
+from sise.layers import LayerSpec, discover_layers, resolve_layers
 from sise.scores import ScoreKind, check_score_kind
 
 Targets = int | Sequence[int] | Tensor | None
@@ -105,3 +106,34 @@ class Explainer(ABC):
     @abstractmethod
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         """Compute the explanation; the model is already in eval mode."""
+
+
+class LayerExplainer(Explainer):
+    """Base of the methods that explain through one convolutional layer.
+
+    Args:
+        model: a CNN returning (N, K) class scores.
+        layer: the layer, as a name or module; ``None`` uses the last spatial feature map of the
+            network (the last layer :func:`sise.layers.discover_layers` finds), discovered once
+            per input shape.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec | None = None, *, score: ScoreKind = "softmax"
+    ) -> None:
+        super().__init__(model, score=score)
+        if isinstance(layer, Sequence) and not isinstance(layer, str):
+            raise SiseError(f"{type(self).__name__} explains one layer: pass a name or a module")
+        self.layer = resolve_layers(model, [layer])[0] if layer is not None else None
+        self._discovered: dict[tuple[int, ...], tuple[str, nn.Module]] = {}
+
+    def layer_for(self, inputs: Tensor) -> tuple[str, nn.Module]:
+        """The ``(name, module)`` explained for inputs of this shape."""
+        if self.layer is not None:
+            return self.layer
+        key = tuple(inputs.shape[1:])
+        if key not in self._discovered:
+            names = discover_layers(self.model, inputs[:1].detach())
+            self._discovered[key] = resolve_layers(self.model, [names[-1]])[0]
+        return self._discovered[key]

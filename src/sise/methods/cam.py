@@ -17,7 +17,6 @@ method of the package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -34,8 +33,8 @@ from sise.engine import (
 )
 from sise.errors import SiseError
 from sise.hooks import LayerCapture, gradient_pass, resolve_targets
-from sise.layers import LayerSpec, discover_layers, resolve_layers
-from sise.methods.base import Explainer, Explanation, Targets
+from sise.layers import LayerSpec, check_feature_map
+from sise.methods.base import Explanation, LayerExplainer, Targets
 from sise.postprocess import is_constant, minmax_normalize, upsample
 from sise.progress import progress_bar
 from sise.scores import ScoreKind, class_scores
@@ -44,61 +43,9 @@ Denominator = Literal["paper", "summed"]
 ScoreCamWeights = Literal["softmax", "cic"]
 
 
-@torch.no_grad()
-def forward_scores(
-    model: nn.Module, inputs: Tensor, targets: Targets, score: ScoreKind
-) -> tuple[Tensor, Tensor]:
-    """One plain forward pass: the resolved (N,) targets and the (N,) explained scores Ψ_c(x)."""
-    logits = model(inputs)
-    if not isinstance(logits, Tensor) or logits.ndim != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise SiseError(f"the model must return (batch, classes) scores, got {shape}")
-    resolved = resolve_targets(logits, targets)
-    return resolved, class_scores(logits, resolved, score)
-
-
-def _check_feature_map(name: str, activation: Tensor) -> None:
-    if activation.ndim != 4:
-        raise SiseError(
-            f"layer {name!r} outputs shape {tuple(activation.shape)}, not a (N, C, h, w) feature "
-            "map: choose a convolutional layer"
-        )
-
-
 def cam_to_maps(cam: Tensor, size: tuple[int, int]) -> Tensor:
     """``L`` (N, h, w) → explanation maps: bilinear up-sampling to ``size``, then min-max."""
     return minmax_normalize(upsample(cam.float(), size))
-
-
-class LayerExplainer(Explainer):
-    """Base of the methods that explain through one convolutional layer.
-
-    Args:
-        model: a CNN returning (N, K) class scores.
-        layer: the layer, as a name or module; ``None`` uses the last spatial feature map of the
-            network (the last layer :func:`sise.layers.discover_layers` finds), discovered once
-            per input shape.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
-    """
-
-    def __init__(
-        self, model: nn.Module, layer: LayerSpec | None = None, *, score: ScoreKind = "softmax"
-    ) -> None:
-        super().__init__(model, score=score)
-        if isinstance(layer, Sequence) and not isinstance(layer, str):
-            raise SiseError(f"{type(self).__name__} explains one layer: pass a name or a module")
-        self.layer = resolve_layers(model, [layer])[0] if layer is not None else None
-        self._discovered: dict[tuple[int, ...], tuple[str, nn.Module]] = {}
-
-    def layer_for(self, inputs: Tensor) -> tuple[str, nn.Module]:
-        """The ``(name, module)`` explained for inputs of this shape."""
-        if self.layer is not None:
-            return self.layer
-        key = tuple(inputs.shape[1:])
-        if key not in self._discovered:
-            names = discover_layers(self.model, inputs[:1].detach())
-            self._discovered[key] = resolve_layers(self.model, [names[-1]])[0]
-        return self._discovered[key]
 
 
 class GradCAM(LayerExplainer):
@@ -125,12 +72,12 @@ class GradCAM(LayerExplainer):
         name, module = self.layer_for(inputs)
         grad = gradient_pass(self.model, [(name, module)], inputs, targets, self.score)
         activation, gradient = grad.activations[0].float(), grad.gradients[0].float()
-        _check_feature_map(name, activation)
+        check_feature_map(name, activation)
         weights = gradient.mean(dim=(2, 3))
         cam = torch.relu((weights[:, :, None, None] * activation).sum(dim=1))
         n = inputs.shape[0]
         return Explanation(
-            maps=cam_to_maps(cam, tuple(inputs.shape[-2:])),
+            maps=cam_to_maps(cam, (inputs.shape[-2], inputs.shape[-1])),
             targets=grad.targets,
             scores=grad.scores,
             forward_passes=torch.ones(n, dtype=torch.long, device=inputs.device),
@@ -196,8 +143,10 @@ class GradCAMPlusPlus(LayerExplainer):
     taken *at (i, j)* and multiplied by the channel's total activation ``Σ_ab A_ab``. With
     ``Y = exp(S)`` and S piecewise linear (ReLU networks), ``∂ⁿY/∂A_ij^n = exp(S) g_ij^n``, and
     ``exp(S)`` cancels. The authors' code and pytorch-grad-cam compute exactly this; torch-cam
-    uses ``Σ_ab A_ab g_ab³`` instead (offered as ``denominator="summed"``; it coincides with the
-    paper when the gradient is spatially constant, e.g. under global average pooling).
+    writes ``Σ_ab A_ab g_ab³`` instead (offered as ``denominator="summed"``; it coincides with
+    the paper when the gradient is spatially constant, e.g. under global average pooling).
+    pytorch-grad-cam adds 1e-6 to the denominator and plugs the gradient of whatever target it
+    is given into the formula, so it matches ``score="logit"`` here, not the softmax form below.
 
     What the exponential trick means for the explained score Ψ:
 
@@ -236,14 +185,14 @@ class GradCAMPlusPlus(LayerExplainer):
         name, module = self.layer_for(inputs)
         grad = gradient_pass(self.model, [(name, module)], inputs, targets, self.score)
         activation, gradient = grad.activations[0].float(), grad.gradients[0].float()
-        _check_feature_map(name, activation)
+        check_feature_map(name, activation)
         scale = torch.ones_like(grad.scores) if self.score == "logit" else grad.scores
         alphas = gradcampp_alphas(activation, gradient, scale, self.denominator)
         weights = (alphas * torch.relu(gradient)).sum(dim=(2, 3))
         cam = torch.relu((weights[:, :, None, None] * activation).sum(dim=1))
         n = inputs.shape[0]
         return Explanation(
-            maps=cam_to_maps(cam, tuple(inputs.shape[-2:])),
+            maps=cam_to_maps(cam, (inputs.shape[-2], inputs.shape[-1])),
             targets=grad.targets,
             scores=grad.scores,
             forward_passes=torch.ones(n, dtype=torch.long, device=inputs.device),
@@ -276,6 +225,11 @@ class ScoreCAM(LayerExplainer):
     images share full batches (:func:`sise.engine.score_masked`).
 
     Cost: one forward pass, plus one per non-constant map, plus at most one for the baseline.
+
+    Against pytorch-grad-cam's ``ScoreCAM`` (with ``ClassifierOutputSoftmaxTarget``): the same
+    weights; it up-samples the masks with ``align_corners=True`` and min-max normalises ``L``
+    before resizing it, where this class uses ``align_corners=False`` and normalises after
+    up-sampling (as every method here). The two agree when the layer has the input's size.
 
     Args:
         model: a CNN returning (N, K) class scores.
@@ -323,7 +277,7 @@ class ScoreCAM(LayerExplainer):
         resolved = resolve_targets(logits, targets)
         scores = class_scores(logits, resolved, self.score)
         activation = capture.outputs[name].detach().float()
-        _check_feature_map(name, activation)
+        check_feature_map(name, activation)
         channels = activation.shape[1]
 
         maps = activation.flatten(0, 1)  # (N*K, h, w)
@@ -332,9 +286,7 @@ class ScoreCAM(LayerExplainer):
         varying = (~constant).nonzero().squeeze(1)
         has_constant = torch.zeros(n, dtype=torch.bool, device=inputs.device)
         has_constant[owners[constant]] = True
-        needs_baseline = (
-            torch.ones_like(has_constant) if self.weights == "cic" else has_constant
-        )
+        needs_baseline = torch.ones_like(has_constant) if self.weights == "cic" else has_constant
         baseline_images = needs_baseline.nonzero().squeeze(1)
         sources: list[MaskSource] = [
             UpsampledMaps(maps[varying], owners[varying], (height, width)),

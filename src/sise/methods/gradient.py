@@ -9,13 +9,14 @@ from torch import Tensor, nn
 
 from sise.engine import BaselineSpec, make_baseline
 from sise.errors import SiseError
-from sise.hooks import LayerCapture, gradient_pass
+from sise.hooks import LayerCapture, forward_scores, gradient_pass
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.methods.cam import forward_scores
 from sise.postprocess import minmax_normalize, upsample
 from sise.scores import ScoreKind, class_scores
 
-IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
+IGMethod = Literal[
+    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
+]
 
 
 def _all_class_scores(logits: Tensor, kind: ScoreKind) -> Tensor:
@@ -137,18 +138,6 @@ def effective_bias(module: nn.Module) -> Tensor | None:
     return None
 
 
-class _InputTap(nn.Module):
-    """Runs ``model`` behind an identity, so that hooks on the identity see the input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.tap = nn.Identity()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(self.tap(x))
-
-
 def _postprocess_sum(term: Tensor, size: tuple[int, int], chunk: int = 64) -> Tensor:
     """FullGrad's ψ on each channel map, summed over channels: Σ_c minmax(up(|term_c|)).
 
@@ -193,9 +182,16 @@ class FullGrad(Explainer):
 
     Cost: one forward and one backward pass.
 
+    Against pytorch-grad-cam's ``FullGrad``: it takes only ``Conv2d`` and ``BatchNorm2d`` biases
+    (the linear layers' terms vanish from the map anyway), normalises each channel map with
+    ``(m − min) / (max + 1e-7)`` before resizing it (this class: up-sampling first, then an
+    exact min-max, so a layer with a tiny bias still gets a full-range map, as the paper's ψ
+    does). On maps at the input's size the two agree.
+
     Args:
         model: a classifier returning (N, K) class scores.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
+            the network output; the decomposition is exact for the logit).
     """
 
     name = "fullgrad"
@@ -221,17 +217,14 @@ class FullGrad(Explainer):
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
         layers = self.bias_layers_for(inputs)
-        tapped = _InputTap(self.model)
-        input_name = "<input>"
-        while input_name in {name for name, _ in layers}:
-            input_name = "<" + input_name + ">"
         grad = gradient_pass(
-            tapped, [(input_name, tapped.tap), *layers], inputs, targets, self.score
+            self.model, layers, inputs, targets, self.score, with_input_gradient=True
         )
-        input_term = (grad.gradients[0] * inputs.detach()).float()
+        assert grad.input_gradient is not None
+        input_term = (grad.input_gradient * inputs.detach()).float()
         saliency = _postprocess_sum(input_term, (height, width))
         total = input_term.flatten(1).sum(dim=1)
-        for (_, module), gradient in zip(layers, grad.gradients[1:], strict=True):
+        for (_, module), gradient in zip(layers, grad.gradients, strict=True):
             bias = effective_bias(module)
             assert bias is not None
             shape = [1, -1] + [1] * (gradient.ndim - 2)

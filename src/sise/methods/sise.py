@@ -36,7 +36,7 @@ from sise.engine import (
 )
 from sise.errors import SiseError
 from sise.hooks import gradient_pass
-from sise.layers import LayerSpec, discover_layers, resolve_layers
+from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
 from sise.progress import progress_bar
@@ -209,11 +209,7 @@ class SISE(Explainer):
         for (name, _), activation, gradient in zip(
             layers, grad.activations, grad.gradients, strict=True
         ):
-            if activation.ndim != 4:
-                raise SiseError(
-                    f"layer {name!r} outputs shape {tuple(activation.shape)}, not a (N, C, h, w) "
-                    "feature map: choose convolutional layers"
-                )
+            check_feature_map(name, activation)
             keep = select_feature_maps(gradient.float(), self.mu, self.selection)
             image_index, map_index = keep.nonzero(as_tuple=True)
             maps = activation[image_index, map_index]

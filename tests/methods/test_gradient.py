@@ -1,0 +1,179 @@
+"""Integrated Gradients and FullGrad."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sise.methods import FullGrad, IntegratedGradients
+from sise.methods.gradient import effective_bias
+from sise.methods.registry import make_explainer
+
+# ------------------------------------------------------------------------ Integrated Gradients
+
+
+def test_ig_by_hand(hand_net, hand_x):
+    # Logit of class 0 on the path t·x from the zero baseline. ∂z0/∂x = W00·1[t x > 0] −
+    # W01·1[2 − t x > 0]; for x ∈ {1, 2} both units stay on for t < 1, and at the one x = 3
+    # pixel A_1 switches off at t = 2/3 but W01 is 0 there: every integrand is constant, so
+    # IG = x ⊙ (W00 − W01) exactly:
+    #   [[1·(.25 − 0), 2·(−.25 − .25), 0], [0, 1·(.5 − 0), 3·(.25 − 0)], [2·(−.25 − .5), 0, .25]]
+    expected = torch.tensor([[0.25, -1.0, 0.0], [0.0, 0.5, 0.75], [-1.5, 0.0, 0.25]])
+    explanation = IntegratedGradients(hand_net, score="logit", n_steps=8)(hand_x)
+    attributions = explanation.extras["attributions"][0, 0]
+    torch.testing.assert_close(attributions, expected, atol=1e-6, rtol=0)
+    # completeness: Σ IG = z0(x) − z0(0) = 0.35 − (2·0.25·2 + 0.1) = −0.75
+    assert attributions.sum().item() == pytest.approx(-0.75, abs=1e-6)
+    assert explanation.extras["baseline_scores"].item() == pytest.approx(1.1)
+    assert explanation.extras["delta"].abs().item() < 1e-6
+    # map: Σ_channels |IG|, min-max (max 1.5)
+    map_expected = expected.abs() / 1.5
+    torch.testing.assert_close(explanation.maps[0], map_expected, atol=1e-6, rtol=0)
+    assert explanation.forward_passes.tolist() == [10]  # 8 path points + x + baseline
+
+
+@pytest.mark.parametrize("score", ["logit", "softmax"])
+def test_ig_completeness(small_cnn, score):
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 3, 16, 16)
+    explanation = IntegratedGradients(small_cnn, score=score, n_steps=64)(inputs, [1, 4])
+    attributions = explanation.extras["attributions"]
+    assert attributions.shape == inputs.shape
+    gap = explanation.scores - explanation.extras["baseline_scores"]
+    total = attributions.flatten(1).sum(dim=1)
+    torch.testing.assert_close(total, gap, atol=0.02 * gap.abs().max().item() + 1e-4, rtol=0)
+    torch.testing.assert_close(explanation.extras["delta"], total - gap)
+
+
+def test_ig_blur_baseline(small_cnn):
+    torch.manual_seed(1)
+    inputs = torch.randn(1, 3, 16, 16)
+    zero = IntegratedGradients(small_cnn, n_steps=16)(inputs)
+    blur = IntegratedGradients(small_cnn, n_steps=16, baseline="blur")(inputs)
+    assert not torch.allclose(zero.maps, blur.maps)
+    assert blur.extras["baseline_scores"].item() != pytest.approx(
+        zero.extras["baseline_scores"].item()
+    )
+
+
+# ---------------------------------------------------------------------------------- FullGrad
+
+
+def test_fullgrad_by_hand(hand_net, hand_x):
+    # Logit of class 0. Pre-activations: p_0 = x, p_1 = 2 − x; ReLU gates
+    # r_0 = [[1,1,0],[0,1,1],[1,0,1]], r_1 = [[1,0,1],[1,1,0],[0,1,1]].
+    # ∂z0/∂p_k = W0k ⊙ r_k;  ∂z0/∂x = (+1)·∂z0/∂p_0 + (−1)·∂z0/∂p_1
+    #   = .25·([[1,-1,0],[0,2,1],[-1,0,1]] − [[0,0,-1],[1,0,0],[0,-1,0]]) = .25·[[1,-1,1],[-1,2,1],[-1,1,1]]
+    # input term x ⊙ ∂z0/∂x = .25·[[1,-2,0],[0,2,3],[-2,0,1]] → |·|, min-max:
+    #   [[1/3, 2/3, 0], [0, 2/3, 1], [2/3, 0, 1/3]]
+    # conv bias b = (0, 2): channel 0 is 0 (constant, min-max → 0); channel 1:
+    #   2·∂z0/∂p_1 = .5·[[0,0,-1],[1,0,0],[0,-1,0]] → |·|, min-max: [[0,0,1],[1,0,0],[0,1,0]]
+    # linear bias: one value per class, not a map (min-max of a constant → 0).
+    # Sum [[1/3, 2/3, 1], [1, 2/3, 1], [2/3, 1, 1/3]] → min-max:
+    expected = torch.tensor([[0.0, 0.5, 1.0], [1.0, 0.5, 1.0], [0.5, 1.0, 0.0]])
+    explanation = FullGrad(hand_net, score="logit")(hand_x)
+    torch.testing.assert_close(explanation.maps[0], expected, atol=1e-6, rtol=0)
+    assert explanation.extras["layer_names"] == ["features.0", "head.1"]
+    # completeness: Σ x ∂z/∂x + Σ b ∂z/∂b = .75 + (0 − .5) + 0.1 = 0.35 = z0
+    assert explanation.extras["full_gradient_sum"].item() == pytest.approx(0.35, abs=1e-6)
+    assert explanation.forward_passes.tolist() == [1]
+
+
+def test_batchnorm_effective_bias(hand_bn_net):
+    bn = hand_bn_net.features[1]
+    # β − μ γ / √(σ² + ε): 0.25 − 0.5·2/√(4 + ε) ≈ −0.25, 1 − (−0.25)·0.5/√(0.25 + ε) ≈ 1.25
+    eps = bn.eps
+    expected = [0.25 - 0.5 * 2 / np.sqrt(4 + eps), 1.0 + 0.25 * 0.5 / np.sqrt(0.25 + eps)]
+    assert effective_bias(bn).tolist() == pytest.approx(expected)
+    assert effective_bias(torch.nn.ReLU()) is None
+    assert effective_bias(torch.nn.Conv2d(1, 1, 1, bias=False)) is None
+    assert effective_bias(torch.nn.BatchNorm2d(2, track_running_stats=False)) is None
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+def test_fullgrad_completeness(hand_net, hand_bn_net, small_cnn, with_bn):
+    """For the logit of a piecewise-linear network (ReLU, max-pool, eval-mode batch norm):
+    f(x) = ∇_x f · x + Σ_l ∇_{b_l} f · b_l."""
+    model = hand_bn_net if with_bn else small_cnn
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 1, 3, 3) * 2 if with_bn else torch.randn(2, 3, 16, 16)
+    explanation = FullGrad(model, score="logit")(inputs, [0, 1])
+    with torch.no_grad():
+        logits = model(inputs)
+    expected = logits[torch.arange(2), torch.tensor([0, 1])]
+    torch.testing.assert_close(
+        explanation.extras["full_gradient_sum"], expected, atol=1e-5, rtol=1e-5
+    )
+    if not with_bn:
+        assert explanation.extras["layer_names"] == [
+            "features.0",
+            "features.1",
+            "features.4",
+            "features.7",
+            "head",
+        ]
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+def test_fullgrad_matches_pytorch_grad_cam(hand_net, hand_bn_net, hand_x, with_bn):
+    """pytorch-grad-cam's FullGrad: |x ⊙ ∇x| and |b ⊙ ∇_out| for Conv2d/BatchNorm2d layers, each
+    channel min-max normalised (and resized), summed, min-max. On 3x3 maps nothing is resized,
+    so the two agree (up to its 1e-7 in the normalisation)."""
+    from pytorch_grad_cam import FullGrad as PgcFullGrad
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = hand_bn_net if with_bn else hand_net
+    inputs = hand_x * 0.5 - 0.25 if with_bn else hand_x
+    ours = FullGrad(model, score="logit")(inputs)
+    reference = PgcFullGrad(model=model, target_layers=[])(
+        input_tensor=inputs, targets=[ClassifierOutputTarget(0)]
+    )
+    np.testing.assert_allclose(ours.maps.numpy(), reference, atol=1e-5)
+
+
+def test_fullgrad_discovers_layers_once_per_shape(small_cnn):
+    explainer = FullGrad(small_cnn)
+    explainer(torch.randn(1, 3, 16, 16))
+    explainer(torch.randn(3, 3, 16, 16))
+    explainer(torch.randn(1, 3, 12, 12))
+    assert set(explainer._discovered) == {(3, 16, 16), (3, 12, 12)}
+
+
+# ------------------------------------------------------------------------- shared behaviour
+
+
+@pytest.mark.parametrize(("name", "options"), [("ig", {"n_steps": 4}), ("fullgrad", {})])
+def test_gradient_methods_leave_the_model_as_they_found_it(small_cnn, model_state, name, options):
+    small_cnn.train()
+    small_cnn.features[4].weight.requires_grad_(False)
+    state = model_state(small_cnn)
+    inputs = torch.randn(2, 3, 16, 16)
+    explanation = make_explainer(name, small_cnn, **options)(inputs)
+    state.assert_unchanged()
+    assert not inputs.requires_grad and inputs.grad is None
+    assert explanation.maps.shape == (2, 16, 16)
+    assert torch.isfinite(explanation.maps).all()
+    assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("gradcam", {}),
+        ("gradcampp", {}),
+        ("scorecam", {}),
+        ("rise", {"n_masks": 8}),
+        ("extremal", {"iterations": 2, "areas": (0.1,), "step": 4}),
+        ("ig", {"n_steps": 4}),
+        ("fullgrad", {}),
+    ],
+)
+def test_every_method_explains_a_frozen_model(small_cnn, name, options):
+    for parameter in small_cnn.parameters():
+        parameter.requires_grad_(False)
+    torch.manual_seed(3)
+    explanation = make_explainer(name, small_cnn, **options)(torch.randn(1, 3, 16, 16))
+    assert torch.isfinite(explanation.maps).all()
+    assert explanation.maps.max() == 1.0  # a real map, not the all-zero fallback
+    assert all(not p.requires_grad for p in small_cnn.parameters())
