@@ -40,6 +40,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="masked inputs per forward")
     parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a method option, e.g. rise.n_masks=2000 or extremal.iterations=300 (repeatable)",
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, torch.Tensor, np.ndarray]:
@@ -73,6 +79,21 @@ def _print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str) ->
         print(f"  {rank}. {loaded.class_names[i]:<30} {p:.3f}  (class {i})")
 
 
+def _parse_option(text: str) -> tuple[str, str, object]:
+    """``method.key=value`` (value as a Python literal if it is one) as a triple."""
+    import ast
+
+    target, sep, raw = text.partition("=")
+    method, dot, key = target.partition(".")
+    if not sep or not dot or not method or not key:
+        raise SiseError(f"--option {text!r}: write METHOD.KEY=VALUE, e.g. rise.n_masks=2000")
+    try:
+        value: object = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return method, key, value
+
+
 def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
     options: dict[str, object] = {"score": args.score}
     if method in ("sise", "scorecam", "rise"):
@@ -85,6 +106,12 @@ def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
             gate=args.gate,
             progress=not args.no_progress,
         )
+    for text in args.option or []:
+        target, key, value = _parse_option(text)
+        if target not in METHODS:
+            raise SiseError(f"--option {text!r}: unknown method {target!r}")
+        if target == method:
+            options[key] = value
     return options
 
 
@@ -92,7 +119,10 @@ def command_explain(args: argparse.Namespace) -> int:
     loaded, image_path, inputs, rgb = _load(args)
     _print_predictions(loaded, inputs, args.score)
     target = loaded.class_index(args.target) if args.target is not None else None
-    explainer = make_explainer(args.method, loaded.model, **_method_options(args, args.method))
+    try:
+        explainer = make_explainer(args.method, loaded.model, **_method_options(args, args.method))
+    except TypeError as error:
+        raise SiseError(f"bad --option for {args.method}: {error}") from error
     start = time.perf_counter()
     explanation = explainer(inputs, target)
     seconds = time.perf_counter() - start
@@ -141,7 +171,10 @@ def command_compare(args: argparse.Namespace) -> int:
     for method in methods:
         if method not in METHODS:
             raise SiseError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
-        explainer = make_explainer(method, loaded.model, **_method_options(args, method))
+        try:
+            explainer = make_explainer(method, loaded.model, **_method_options(args, method))
+        except TypeError as error:
+            raise SiseError(f"bad --option for {method}: {error}") from error
         start = time.perf_counter()
         explanation = explainer(inputs, target)
         seconds = time.perf_counter() - start
