@@ -283,6 +283,12 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--report-only", action="store_true", help="only print the table from the database"
     )
+    bench.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="aggregate each method over the pairs it completed (default: only the pairs every "
+        "method completed)",
+    )
     bench.add_argument("--throttle", type=float, default=0.0, help=argparse.SUPPRESS)
     bench.set_defaults(handler=command_benchmark)
 
@@ -328,6 +334,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         throttle=args.throttle,
         report_only=args.report_only,
+        common_only=not args.all_pairs,
     )
     if args.nproc:
         run_benchmark_local(config, args.nproc)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sise.methods import FullGrad, IntegratedGradients
-from sise.methods.gradient import effective_bias
+from sise.methods.gradient import _postprocess_sum, effective_bias
 from sise.methods.registry import make_explainer
 
 # ------------------------------------------------------------------------ Integrated Gradients
@@ -80,6 +80,18 @@ def test_fullgrad_by_hand(hand_net, hand_x):
     assert explanation.forward_passes.tolist() == [1]
 
 
+def test_fullgrad_layer_normalization_keeps_channel_weights():
+    """The authors' code normalises a layer's term as a whole: a channel with a tiny term stays
+    tiny. Per-channel normalisation blows it up to the same range as the strong one."""
+    term = torch.zeros(1, 2, 2, 2)
+    term[0, 0] = torch.tensor([[4.0, 0.0], [0.0, 0.0]])  # strong channel
+    term[0, 1] = torch.tensor([[0.0, 0.0], [0.0, 0.01]])  # weak channel
+    layer = _postprocess_sum(term, (2, 2), "layer")
+    channel = _postprocess_sum(term, (2, 2), "channel")
+    torch.testing.assert_close(layer, torch.tensor([[[1.0, 0.0], [0.0, 0.0025]]]))
+    torch.testing.assert_close(channel, torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]))
+
+
 def test_batchnorm_effective_bias(hand_bn_net):
     bn = hand_bn_net.features[1]
     # β − μ γ / √(σ² + ε): 0.25 − 0.5·2/√(4 + ε) ≈ −0.25, 1 − (−0.25)·0.5/√(0.25 + ε) ≈ 1.25
@@ -125,7 +137,7 @@ def test_fullgrad_matches_pytorch_grad_cam(hand_net, hand_bn_net, hand_x, with_b
 
     model = hand_bn_net if with_bn else hand_net
     inputs = hand_x * 0.5 - 0.25 if with_bn else hand_x
-    ours = FullGrad(model, score="logit")(inputs)
+    ours = FullGrad(model, score="logit", normalization="channel")(inputs)
     reference = PgcFullGrad(model=model, target_layers=[])(
         input_tensor=inputs, targets=[ClassifierOutputTarget(0)]
     )

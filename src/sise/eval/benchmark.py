@@ -105,6 +105,11 @@ _SECONDS = MetricInfo("Seconds / pair ↓", False)
 _PIXEL_OPTIONS: dict[str, dict[str, float]] = {
     "extremal": {"step": 7, "sigma": 21.0, "blur_sigma": 20.0},
 }
+#: Method defaults of the benchmark (recorded in the configuration, overridable with --option).
+#: Extremal Perturbation maximises the raw class score, as TorchRay's reward does: a saturated
+#: sigmoid (multi-label models score their classes at ~0.99) leaves its optimiser almost no
+#: gradient, and the area penalty alone then places the mask.
+_BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {"extremal": {"score": "logit"}}
 #: Options that change speed, never results: not part of the configuration.
 _RUNTIME_OPTIONS = ("batch_size", "progress", "autocast_dtype", "precision", "channels_last")
 
@@ -143,6 +148,8 @@ class BenchmarkConfig:
         progress: draw a progress bar.
         throttle: sleep this long after each pair (for interruption tests).
         report_only: do not compute, only build the table from the database.
+        common_only: aggregate only the pairs every method has completed (else each method
+            over its own completed pairs).
     """
 
     dataset: str
@@ -172,6 +179,7 @@ class BenchmarkConfig:
     progress: bool = True
     throttle: float = 0.0
     report_only: bool = False
+    common_only: bool = True
 
 
 @dataclass
@@ -286,7 +294,7 @@ def method_options(
     config: BenchmarkConfig, method: str, input_hw: tuple[int, int]
 ) -> dict[str, Any]:
     """The result-affecting options of ``method`` for this run (recorded in the configuration)."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(_BENCHMARK_DEFAULTS.get(method, {}))
     if config.scale_pixel_options and method in _PIXEL_OPTIONS:
         scale = min(input_hw) / 224.0
         for key, value in _PIXEL_OPTIONS[method].items():
@@ -311,7 +319,7 @@ def _build_explainer(
             f"method {method!r} has no option {unknown[0]!r}; its options: "
             f"{', '.join(k for k in accepted if k != 'model')}"
         )
-    return make_explainer(method, loaded.model, score=config.score, **runtime, **options)
+    return make_explainer(method, loaded.model, **{"score": config.score, **runtime, **options})
 
 
 def parse_method_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -471,46 +479,55 @@ def summarise(
     pairs: Sequence[EvalPair],
     methods: Sequence[str],
     metrics: Sequence[str],
+    *,
+    common_only: bool = True,
 ) -> tuple[dict[str, dict[str, float | None]], dict[str, int]]:
     """Aggregate per-pair rows into the table's values, over the given pairs only.
 
     EBPG, Bbox, mIoU, insertion, deletion: means. Drop%: :func:`average_drop`. Increase%:
     :func:`increase_in_confidence`. Pointing game: :func:`pointing_game_accuracy` (per class,
     then over classes). ``"seconds"``: the mean time per pair.
+
+    With ``common_only`` (the default) only the pairs that every method has completed (every
+    metric stored) count, so that the columns of a partial run are still comparable; the
+    returned counts (method → pairs aggregated) say how many that is.
     """
     wanted = {(p.image_id, p.class_index) for p in pairs}
-    per: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
+    have: dict[tuple[str, int, str], set[str]] = {}
     for row in rows:
         if (row.image_id, row.class_index) in wanted:
-            per.setdefault((row.method, row.metric), []).append(
-                (row.value, row.class_index, row.seconds)
-            )
+            have.setdefault((row.image_id, row.class_index, row.method), set()).add(row.metric)
+    complete = {key for key, found in have.items() if set(metrics) <= found}
+    if common_only:
+        wanted = {pair for pair in wanted if all((*pair, m) in complete for m in methods)}
+    per: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    seconds: dict[str, dict[tuple[str, int], float]] = {}
+    for row in rows:
+        pair = (row.image_id, row.class_index)
+        if pair in wanted and (*pair, row.method) in complete:
+            per.setdefault((row.method, row.metric), []).append((row.value, row.class_index))
+            seconds.setdefault(row.method, {})[pair] = row.seconds
     values: dict[str, dict[str, float | None]] = {m: {} for m in [*metrics, "seconds"]}
     counts: dict[str, int] = {}
     for method in methods:
-        seconds: dict[tuple[str, int], float] = {}
-        counted = 0
         for metric in metrics:
             entries = per.get((method, metric), [])
-            counted = max(counted, len(entries))
             if not entries:
                 values[metric][method] = None
                 continue
-            data = torch.tensor([v for v, _, _ in entries], dtype=torch.float64)
+            data = torch.tensor([v for v, _ in entries], dtype=torch.float64)
             if metric == "drop":
                 values[metric][method] = average_drop(data)
             elif metric == "increase":
                 values[metric][method] = increase_in_confidence(data > 0.5)
             elif metric == "pointing":
-                classes = torch.tensor([c for _, c, _ in entries])
+                classes = torch.tensor([c for _, c in entries])
                 values[metric][method] = pointing_game_accuracy(data > 0.5, classes)
             else:
                 values[metric][method] = float(data.mean())
-        for row in rows:
-            if row.method == method and (row.image_id, row.class_index) in wanted:
-                seconds[(row.image_id, row.class_index)] = row.seconds
-        values["seconds"][method] = float(np.mean(list(seconds.values()))) if seconds else None
-        counts[method] = counted
+        times = seconds.get(method, {})
+        values["seconds"][method] = float(np.mean(list(times.values()))) if times else None
+        counts[method] = len(times)
     return values, counts
 
 
@@ -569,9 +586,11 @@ def _header(
     loaded: LoadedModel,
     pairs: Sequence[EvalPair],
     options: dict[str, dict[str, Any]],
+    counts: dict[str, int],
 ) -> str:
     n_images = len({p.image_id for p in pairs})
     h, w = loaded.input_size
+    aggregated = min(counts.values()) if counts else 0
     settings = [
         f"- dataset: `{config.dataset}` ({kind}, split `{identity['split']}`), "
         f"{n_images} images, {len(pairs)} (image, class) pairs"
@@ -589,6 +608,12 @@ def _header(
         f"`{config.insertion_substrate}` / `{config.deletion_substrate}`; reported as AUC × 100",
         f"- pointing game: {config.pointing_tolerance:g} px tolerance on the original image, "
         "accuracy per class then averaged",
+        (
+            f"- aggregated over the {aggregated} of {len(pairs)} pairs that every method has "
+            "completed"
+            if config.common_only
+            else "- each method aggregated over the pairs it has completed (row Pairs)"
+        ),
     ]
     for method, opts in options.items():
         if opts:
@@ -620,7 +645,7 @@ def save_examples(
     """A grid: one row per example pair (the photo, then each method's map over it)."""
     import matplotlib.pyplot as plt
 
-    from sise.viz import _save, overlay
+    from sise.viz import overlay
 
     rows = [p for p in pairs if any((p.image_id, p.class_index, m) in stored for m in methods)]
     if not rows:
@@ -656,7 +681,16 @@ def save_examples(
             axis.set_yticks([])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    # A 256-colour palette keeps the file small enough to commit (noisy photos compress badly).
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    plt.close(fig)
+    buffer.seek(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(buffer).convert("RGB").quantize(colors=256).save(path, optimize=True)
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -815,8 +849,8 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             _merge_shards(store, db)
             rows = store.rows(config_ids)
             stored_maps = store.maps(config_ids)
-        values, counts = summarise(rows, pairs, methods, metrics)
-        header = _header(config, kind, identity, loaded, pairs, options)
+        values, counts = summarise(rows, pairs, methods, metrics, common_only=config.common_only)
+        header = _header(config, kind, identity, loaded, pairs, options, counts)
         markdown, table_csv = format_table(values, methods, metrics, counts, header)
         files: list[Path] = []
         if config.out is not None:

@@ -272,6 +272,15 @@ class ResultStore:
             conn = self._transaction()
             ok = False
             try:
+                tables = {
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT name FROM other.sqlite_master WHERE type = 'table'"
+                    )
+                }
+                if not {"configs", "results", "maps"} <= tables:  # created, never written
+                    ok = True
+                    return 0
                 conn.execute("INSERT OR IGNORE INTO configs SELECT * FROM other.configs")
                 copied = conn.execute("INSERT OR REPLACE INTO results SELECT * FROM other.results")
                 count = copied.rowcount

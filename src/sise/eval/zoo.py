@@ -158,7 +158,10 @@ def load_torchray_model(
         )
     classes = TORCHRAY_DATASETS[dataset]
     state = read_checkpoint(checkpoint)
-    model = torchvision.models.get_model(arch, weights=None, num_classes=len(classes))
+    # Built on the meta device: no time is spent drawing random weights that the checkpoint
+    # replaces; the strict load below fills every parameter and buffer.
+    with torch.device("meta"):
+        model = torchvision.models.get_model(arch, weights=None, num_classes=len(classes))
     state = _linearise_conv_head(model, state)
     head = state.get(f"{_HEADS[arch]}.weight")
     if head is not None and head.shape[0] != len(classes):
@@ -168,6 +171,7 @@ def load_torchray_model(
             f"checkpoint {str(checkpoint)!r} has a {head.shape[0]}-way head "
             f"{_HEADS[arch]}.weight{hint}, but {dataset} needs {len(classes)} classes"
         )
+    model = model.to_empty(device="cpu")
     load_state_dict_checked(model, state, f"TorchRay {arch} checkpoint {str(checkpoint)!r}")
     model = model.eval().to(device)
     return LoadedModel(
@@ -192,7 +196,8 @@ class SmallVGG(nn.Module):
     average pooling and a linear head.
 
     At 64 × 64 the feature maps are 64, 32, 16 and 8 pixels wide; SISE's layers are the inputs
-    of the three max-pools and the last block's output (``features.5, .12, .19, .26``).
+    of the three max-pools and the last block's output (``features.5, .12, .19`` and
+    ``features``, whose output is that of ``features.26``).
     """
 
     def __init__(self, num_classes: int = 6, widths: Sequence[int] = (16, 32, 64, 128)) -> None:

@@ -138,21 +138,37 @@ def effective_bias(module: nn.Module) -> Tensor | None:
     return None
 
 
-def _postprocess_sum(term: Tensor, size: tuple[int, int], chunk: int = 64) -> Tensor:
-    """FullGrad's ψ on each channel map, summed over channels: Σ_c minmax(up(|term_c|)).
+def _postprocess_sum(
+    term: Tensor, size: tuple[int, int], normalization: str = "layer", chunk: int = 64
+) -> Tensor:
+    """FullGrad's ψ on one layer's term, summed over channels.
+
+    ``"layer"`` (the authors' reference code): |term| min-max normalised per sample over all its
+    channels and positions at once, up-sampled, summed over channels. ``"channel"`` (the paper's
+    Eq. 5 read literally, and pytorch-grad-cam): each channel map up-sampled and min-max
+    normalised on its own, then summed.
 
     Args:
         term: (N, C, h, w) gradient ⊙ bias (or ⊙ input) maps.
         size: (H, W) input size.
+        normalization: ``"layer"`` or ``"channel"``.
         chunk: channels up-sampled at once (bounds memory for wide layers).
 
     Returns:
         (N, H, W).
     """
+    magnitude = term.abs().float()
+    if normalization == "layer":
+        flat = magnitude.flatten(1)
+        low = flat.amin(dim=1).view(-1, 1, 1, 1)
+        span = (flat.amax(dim=1).view(-1, 1, 1, 1) - low).clamp_min(1e-12)
+        magnitude = (magnitude - low) / span
     total = torch.zeros(term.shape[0], *size, device=term.device, dtype=torch.float32)
     for start in range(0, term.shape[1], chunk):
-        part = upsample(term[:, start : start + chunk].abs().float(), size)
-        total += minmax_normalize(part).sum(dim=1)
+        part = upsample(magnitude[:, start : start + chunk], size)
+        if normalization == "channel":
+            part = minmax_normalize(part)
+        total += part.sum(dim=1)
     return total
 
 
@@ -169,9 +185,14 @@ class FullGrad(Explainer):
 
     where the bias-gradient of a layer is the gradient with respect to its output times its
     (broadcast) bias (:func:`effective_bias`: convolutions, linear layers, batch norm's
-    ``β − μ γ / √(σ² + ε)``), and ψ post-processes each channel map: absolute value, bilinear
-    up-sampling to the input size (``align_corners=False``), min-max to [0, 1]. The terms are
-    summed over channels and layers and the result is min-max normalised. Non-spatial terms (a
+    ``β − μ γ / √(σ² + ε)``), and ψ post-processes a term: absolute value, min-max to [0, 1],
+    bilinear up-sampling to the input size (``align_corners=False``). The paper's Eq. 5 writes ψ
+    per channel; the authors' reference code min-max normalises each layer's whole
+    (C, h, w) term at once, so that channels keep their relative weight. That is the default
+    (``normalization="layer"``); ``"channel"`` normalises every channel map on its own (as
+    pytorch-grad-cam does), which lets hundreds of near-zero channels weigh as much as the
+    important ones. The terms are summed over channels and layers and the result is min-max
+    normalised. Non-spatial terms (a
     linear layer's output, one value per unit) are constant maps that min-max to zero: they count
     in the decomposition but not in the map.
 
@@ -183,21 +204,30 @@ class FullGrad(Explainer):
     Cost: one forward and one backward pass.
 
     Against pytorch-grad-cam's ``FullGrad``: it takes only ``Conv2d`` and ``BatchNorm2d`` biases
-    (the linear layers' terms vanish from the map anyway), normalises each channel map with
-    ``(m − min) / (max + 1e-7)`` before resizing it (this class: up-sampling first, then an
-    exact min-max, so a layer with a tiny bias still gets a full-range map, as the paper's ψ
-    does). On maps at the input's size the two agree.
+    (the linear layers' terms vanish from the map anyway) and normalises each channel map with
+    ``(m − min) / (max + 1e-7)`` before resizing it. With ``normalization="channel"`` this class
+    up-samples first, then takes an exact min-max; on maps at the input's size the two agree.
 
     Args:
         model: a classifier returning (N, K) class scores.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
             the network output; the decomposition is exact for the logit).
+        normalization: ``"layer"`` (authors' code, default) or ``"channel"`` (see above).
     """
 
     name = "fullgrad"
 
-    def __init__(self, model: nn.Module, *, score: ScoreKind = "softmax") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        score: ScoreKind = "softmax",
+        normalization: Literal["layer", "channel"] = "layer",
+    ) -> None:
         super().__init__(model, score=score)
+        if normalization not in ("layer", "channel"):
+            raise SiseError(f"unknown normalization {normalization!r}: use 'layer' or 'channel'")
+        self.normalization = normalization
         self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
 
     def bias_layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
@@ -222,7 +252,7 @@ class FullGrad(Explainer):
         )
         assert grad.input_gradient is not None
         input_term = (grad.input_gradient * inputs.detach()).float()
-        saliency = _postprocess_sum(input_term, (height, width))
+        saliency = _postprocess_sum(input_term, (height, width), self.normalization)
         total = input_term.flatten(1).sum(dim=1)
         for (_, module), gradient in zip(layers, grad.gradients, strict=True):
             bias = effective_bias(module)
@@ -231,7 +261,7 @@ class FullGrad(Explainer):
             term = (gradient * bias.to(gradient.dtype).view(shape)).float()
             total = total + term.flatten(1).sum(dim=1)
             if term.ndim == 4:
-                saliency = saliency + _postprocess_sum(term, (height, width))
+                saliency = saliency + _postprocess_sum(term, (height, width), self.normalization)
         return Explanation(
             maps=minmax_normalize(saliency),
             targets=grad.targets,
