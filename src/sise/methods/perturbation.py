@@ -21,7 +21,7 @@ from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import minmax_normalize, upsample
 from sise.progress import progress_bar
-from sise.scores import ScoreKind, class_scores
+from sise.scores import ScoreKind, check_score_kind, class_scores
 
 
 class RandomGridMasks:
@@ -330,7 +330,11 @@ class ExtremalPerturbation(Explainer):
         levels: levels of the blur pyramid.
         learning_rate: Adam's step size.
         area_weight: λ at the first and at the last iteration.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (reported in
+            ``scores`` and ``extras["mask_scores"]``).
+        reward: the score the masks are optimised for. Default ``"logit"``: the paper's reward
+            is the network's raw output, and a saturated softmax or sigmoid (≈ 1 on a confident
+            image) gives masks that barely depend on the class. ``None`` uses ``score``.
         progress: show a progress bar over the iterations.
     """
 
@@ -350,9 +354,11 @@ class ExtremalPerturbation(Explainer):
         learning_rate: float = 0.1,
         area_weight: tuple[float, float] = (1.0, 1000.0),
         score: ScoreKind = "softmax",
+        reward: ScoreKind | None = "logit",
         progress: bool = False,
     ) -> None:
         super().__init__(model, score=score)
+        self.reward: ScoreKind = check_score_kind(reward) if reward is not None else self.score
         self.areas = [float(a) for a in areas]
         if not self.areas or not all(0.0 < a < 1.0 for a in self.areas):
             raise SiseError(f"areas must be fractions in (0, 1), got {list(areas)}")
@@ -405,7 +411,7 @@ class ExtremalPerturbation(Explainer):
                 with torch.enable_grad():
                     masks = self.masks_from(lattice, (height, width))
                     logits = self.model(perturb(pyramid, masks))
-                    reward = class_scores(logits, row_targets, self.score)
+                    reward = class_scores(logits, row_targets, self.reward)
                     penalty = area_regularizer(masks, areas)
                     loss = (weight * penalty - reward).sum()
                     (gradient,) = torch.autograd.grad(loss, [lattice])
