@@ -229,6 +229,34 @@ def test_channels_last_gives_equal_scores_and_restores_the_model():
         assert p is param and p.data.data_ptr() == data.data_ptr() and p.stride() == stride
 
 
+class ViewNet(nn.Module):
+    """Flattens a feature map with ``.view``: it cannot take a channels-last batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * H * W, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def test_auto_channels_last_equals_nchw_and_falls_back_for_view_models():
+    model = _model()
+    inputs, targets, source = _inputs(2), torch.tensor([1, 4]), _random_source(2, 20)
+    plain = score_masked(model, inputs, targets, source, batch_size=8, channels_last=False)
+    auto = score_masked(model, inputs, targets, source, batch_size=8)
+    torch.testing.assert_close(plain, auto, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    view_net = ViewNet().eval()
+    with pytest.raises(RuntimeError, match="view"):
+        view_net(inputs.contiguous(memory_format=torch.channels_last))
+    plain = score_masked(view_net, inputs, targets % 3, source, batch_size=8, channels_last=False)
+    auto = score_masked(view_net, inputs, targets % 3, source, batch_size=8)
+    torch.testing.assert_close(plain, auto, rtol=1e-5, atol=1e-6)
+
+
 def test_channels_last_weights_restores_even_on_error():
     model = _model()
     conv = model.features[0]
@@ -394,3 +422,76 @@ def test_upsample_reference_is_align_corners_false():
     maps = torch.rand(2, 3, 3)
     expected = F.interpolate(maps[:, None], size=(H, W), mode="bilinear", align_corners=False)
     torch.testing.assert_close(upsample(maps, (H, W)), expected[:, 0])
+
+
+# --- the benchmark's smoke run -----------------------------------------------------------------
+
+
+def test_speed_benchmark_quick_run(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    spec = importlib.util.spec_from_file_location("sise_speed_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    speed = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, speed)  # dataclasses look their module up
+    spec.loader.exec_module(speed)
+    out = tmp_path / "quick.txt"
+    report = speed.main(["--quick", "--out", str(out)])
+    assert out.read_text().strip() == report.strip()
+    for label in ("SISE fixed", "SISE adaptive", "bf16+channels_last", "fidelity", "one call"):
+        assert label in report
+    assert "FAIL" not in report
+
+
+# --- CUDA (run by benchmarks/gpu_check.sh; skipped without a GPU) ------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_cuda_auto_batch_and_fast_path_match_cpu():
+    model = _model()
+    inputs = _inputs(2)
+    source = _random_source(2, 50)
+    targets = torch.tensor([1, 2])
+    reference = score_masked(model, inputs, targets, source, batch_size=16)
+    gpu_model = _model().cuda()
+    gpu_source = UpsampledMaps(source._maps.cuda(), source.owners.cuda(), (H, W))
+    size = auto_batch_size(gpu_model, inputs.cuda())
+    assert 1 <= size <= 512 and (size % 8 == 0 or size < 8)
+    for dtype, channels_last, tol in (
+        (None, False, 1e-4),
+        (None, True, 1e-4),
+        (torch.bfloat16, True, 5e-2),
+    ):
+        got = score_masked(
+            gpu_model,
+            inputs.cuda(),
+            targets.cuda(),
+            gpu_source,
+            batch_size="auto",
+            autocast_dtype=dtype,
+            channels_last=channels_last,
+        )
+        torch.testing.assert_close(got.cpu(), reference, rtol=tol, atol=tol)
+
+
+@cuda
+def test_cuda_masked_loop_never_synchronises():
+    model = _model().cuda()
+    inputs = _inputs(2).cuda()
+    source = _random_source(2, 50)
+    gpu_source = UpsampledMaps(source._maps.cuda(), source.owners.cuda(), (H, W))
+    targets = torch.tensor([1, 2], device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        score_masked(model, inputs, targets, gpu_source, batch_size=8, channels_last=True)
+        score_masked(
+            model, inputs, targets, gpu_source, batch_size=8, autocast_dtype=torch.bfloat16
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

@@ -95,11 +95,12 @@ def auto_batch_size(
 ) -> int:
     """A batch size for the masked forwards of ``model`` on inputs shaped like ``inputs``.
 
-    On a CPU this is ``cpu_default``. On CUDA it probes: one trial forward of a few inputs
-    measures the peak memory per sample (activations, plus the masked input and its mask), and the
+    On a CPU this is ``cpu_default``. On CUDA it probes: two trial forwards (2 and 8 inputs)
+    measure the peak memory per sample (activations, plus the masked input and its mask), and the
     batch is the number of samples that fit in ``memory_fraction`` of the free device memory
     (``torch.cuda.mem_get_info``), rounded down to a multiple of 8 and capped at
-    :data:`MAX_AUTO_BATCH_SIZE`. The probe synchronises once, before any masked forward.
+    :data:`MAX_AUTO_BATCH_SIZE`. The probe synchronises, before any masked forward, runs 10
+    images through the model, and resets CUDA's peak-memory statistics.
 
     Args:
         model: the classifier, in the mode it will run in.
@@ -115,20 +116,28 @@ def auto_batch_size(
     if device.type != "cuda":
         return max(1, min(cpu_default, cap))
     c, h, w = inputs.shape[1:]
-    trial = 4
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    probe = inputs[:1].expand(trial, c, h, w).contiguous(memory_format=memory_format)
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    with torch.no_grad(), autocast(device, autocast_dtype):
-        output = _first_tensor(model(probe))
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    del output
-    # Activation memory per sample, plus the masked input and the mask the engine builds for it,
-    # plus a margin for the allocator's rounding and fragmentation.
-    per_sample = max(1, peak - before) / trial
+
+    def peak_of(rows: int) -> int:
+        probe = inputs[:1].expand(rows, c, h, w).contiguous(memory_format=memory_format)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        with torch.no_grad(), autocast(device, autocast_dtype):
+            output = _first_tensor(model(probe))
+        torch.cuda.synchronize(device)
+        del output
+        return torch.cuda.max_memory_allocated(device) - before
+
+    # Two trial sizes: the slope is the memory per sample, without the per-call overheads
+    # (cuDNN workspace, lazily loaded kernels) that a single trial would spread over its samples.
+    small, large = 2, 8
+    peak_small = peak_of(small)
+    peak_large = peak_of(large)
+    slope = (peak_large - peak_small) / (large - small)
+    per_sample = slope if slope > 0 else max(1, peak_large) / large
+    # plus the masked input and the mask the engine builds for each sample, plus a margin for the
+    # allocator's rounding and fragmentation
     per_sample += inputs.element_size() * c * h * w + 4 * h * w * 3
     per_sample *= 1.25
     free, _total = torch.cuda.mem_get_info(device)

@@ -164,7 +164,7 @@ def score_masked(
     baseline: Tensor | None = None,
     batch_size: int | Literal["auto"] = 64,
     autocast_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Score every masked input ``b + (x - b) ⊙ m`` with the model, in batches.
@@ -186,10 +186,16 @@ def score_masked(
             free device memory (:func:`sise.device.auto_batch_size` probes with one trial forward),
             on a CPU :data:`sise.device.CPU_BATCH_SIZE`.
         autocast_dtype: run the forwards under autocast to this dtype (e.g. ``torch.bfloat16``).
-        channels_last: run the masked forwards in channels-last memory format: the input buffer
-            is channels-last and, for the duration of this call only, so are the model's 4-D
-            weights (:func:`sise.device.channels_last_weights`; each parameter gets its original
-            tensor back afterwards, so the user's model is left as it was).
+        channels_last: ``True``: run the masked forwards in channels-last memory format: the
+            input buffer is channels-last and, for the duration of this call only, so are the
+            model's 4-D weights (:func:`sise.device.channels_last_weights`; each parameter gets
+            its original tensor back afterwards, so the user's model is left as it was).
+            ``False``: the input buffer is contiguous (NCHW) and the model is not touched.
+            ``None`` (default, auto): on a CPU only the input buffer is channels-last, which
+            makes oneDNN run the network channels-last (about 20% faster for ResNet-18) without
+            touching the weights; a model that cannot take such an input (one that calls
+            ``.view()`` on a feature map) falls back to NCHW at its first batch. On other
+            devices: ``False``.
         on_batch: called with the number of masks after each batch (progress bars).
 
     Returns:
@@ -200,46 +206,68 @@ def score_masked(
     scores = torch.empty(total, device=device, dtype=torch.float32)
     if total == 0:
         return scores
+    if channels_last is None:
+        input_cl, weights_cl, may_fall_back = device.type == "cpu", False, True
+    else:
+        input_cl = weights_cl = bool(channels_last)
+        may_fall_back = False
     if isinstance(batch_size, str):
         if batch_size != "auto":
             raise SiseError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
-        with channels_last_weights(model) if channels_last else contextlib.nullcontext():
+        with channels_last_weights(model) if weights_cl else contextlib.nullcontext():
             batch_size = auto_batch_size(
-                model,
-                inputs,
-                autocast_dtype=autocast_dtype,
-                channels_last=channels_last,
-                limit=total,
+                model, inputs, autocast_dtype=autocast_dtype, channels_last=input_cl, limit=total
             )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SiseError(f"batch_size must be >= 1 or 'auto', got {batch_size!r}")
     n, c, h, w = inputs.shape
     rows = min(batch_size, total)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    buffer = torch.empty((rows, c, h, w), device=device, dtype=inputs.dtype).to(
-        memory_format=memory_format
-    )
+
+    def new_buffer(cl: bool) -> Tensor:
+        memory_format = torch.channels_last if cl else torch.contiguous_format
+        return torch.empty((rows, c, h, w), device=device, dtype=inputs.dtype).to(
+            memory_format=memory_format
+        )
+
+    buffer = new_buffer(input_cl)
     write_masks = _mask_writer(source)
     mask_buffer = torch.empty((rows, h, w), device=device, dtype=torch.float32)
     delta = inputs if baseline is None else inputs - baseline
     single = n == 1
-    with channels_last_weights(model) if channels_last else contextlib.nullcontext():
+
+    def fill(start: int, stop: int, batch: Tensor) -> Tensor:
+        """The masked inputs ``start:stop`` written into ``batch``; returns their owners."""
+        masks = write_masks(start, stop, mask_buffer[: stop - start]).to(inputs.dtype)[:, None]
+        owners = source.owners[start:stop]
+        # One image: broadcast it instead of gathering copies of it.
+        image_delta = delta if single else delta.index_select(0, owners)
+        torch.mul(image_delta, masks, out=batch)
+        if baseline is not None:
+            batch.add_(baseline if single else baseline.index_select(0, owners))
+        return owners
+
+    def forward(batch: Tensor) -> Tensor:
+        with autocast(device, autocast_dtype):
+            return model(batch)
+
+    with channels_last_weights(model) if weights_cl else contextlib.nullcontext():
         for start in range(0, total, rows):
             stop = min(start + rows, total)
-            count = stop - start
-            batch = buffer[:count]
-            masks = write_masks(start, stop, mask_buffer[:count]).to(inputs.dtype)[:, None]
-            owners = source.owners[start:stop]
-            # One image: broadcast it instead of gathering copies of it.
-            image_delta = delta if single else delta.index_select(0, owners)
-            torch.mul(image_delta, masks, out=batch)
-            if baseline is not None:
-                batch.add_(baseline if single else baseline.index_select(0, owners))
-            with autocast(device, autocast_dtype):
-                logits = model(batch)
+            batch = buffer[: stop - start]
+            owners = fill(start, stop, batch)
+            try:
+                logits = forward(batch)
+            except RuntimeError:
+                if not (may_fall_back and input_cl and start == 0):
+                    raise
+                # auto channels-last: this model wants NCHW (e.g. it .view()s a feature map)
+                input_cl, buffer = False, new_buffer(False)
+                batch = buffer[: stop - start]
+                owners = fill(start, stop, batch)
+                logits = forward(batch)
             scores[start:stop] = class_scores(logits, targets.index_select(0, owners), score)
             if on_batch is not None:
-                on_batch(count)
+                on_batch(stop - start)
     return scores
 
 
@@ -319,5 +347,8 @@ def weighted_mask_sum(
         scale = weights[start:stop, None].float()
         if per_unit_area:
             scale = scale / flat.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        result.index_add_(0, source.owners[start:stop], flat.mul_(scale))
+        if n_images == 1:  # a plain sum is much faster than index_add_ on a CPU
+            result[0] += flat.mul_(scale).sum(dim=0)
+        else:
+            result.index_add_(0, source.owners[start:stop], flat.mul_(scale))
     return result.view(n_images, height, width)

@@ -140,9 +140,11 @@ class SISE(Explainer):
         precision: the same as a name: ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``;
             give one of ``precision`` and ``autocast_dtype``. The gradient pass (feature-map
             selection) always runs in the model's own precision.
-        channels_last: run the masked forwards in channels-last memory format; the model's 4-D
-            weights are held channels-last only while they run and get their original tensors
-            back afterwards (:func:`sise.device.channels_last_weights`).
+        channels_last: ``True``: run the masked forwards in channels-last memory format; the
+            model's 4-D weights are held channels-last only while they run and get their original
+            tensors back afterwards (:func:`sise.device.channels_last_weights`). ``None``
+            (default): channels-last masked inputs on a CPU only, weights untouched; ``False``:
+            NCHW (see :func:`sise.engine.score_masked`).
         progress: show a progress bar over the masked forwards.
     """
 
@@ -162,7 +164,7 @@ class SISE(Explainer):
         batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         precision: Precision | None = None,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__(model, score=score)
