@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from sise.device import auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
 from sise.postprocess import upsample
+from sise.progress import progress_bar
 from sise.scores import ScoreKind, class_scores
 
 
@@ -166,6 +167,7 @@ def score_masked(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool | None = None,
     on_batch: Callable[[int], None] | None = None,
+    progress: str | None = None,
 ) -> Tensor:
     """Score every masked input ``b + (x - b) ⊙ m`` with the model, in batches.
 
@@ -196,12 +198,33 @@ def score_masked(
             touching the weights; a model that cannot take such an input (one that calls
             ``.view()`` on a feature map) falls back to NCHW at its first batch. On other
             devices: ``False``.
-        on_batch: called with the number of masks after each batch (progress bars).
+        on_batch: called with the number of masks after each batch.
+        progress: a label: draw a progress bar over the masked forwards with it.
 
     Returns:
         (M,) float32 scores, on the inputs' device, in the order of the masks.
     """
     total = len(source)
+    if progress is not None and total > 0:
+        with progress_bar(total, progress, True) as advance:
+
+            def both(count: int) -> None:
+                advance(count)
+                if on_batch is not None:
+                    on_batch(count)
+
+            return score_masked(
+                model,
+                inputs,
+                targets,
+                source,
+                score=score,
+                baseline=baseline,
+                batch_size=batch_size,
+                autocast_dtype=autocast_dtype,
+                channels_last=channels_last,
+                on_batch=both,
+            )
     device = inputs.device
     scores = torch.empty(total, device=device, dtype=torch.float32)
     if total == 0:

@@ -36,7 +36,6 @@ from sise.hooks import LayerCapture, gradient_pass, resolve_targets
 from sise.layers import LayerSpec, check_feature_map
 from sise.methods.base import Explanation, LayerExplainer, Targets
 from sise.postprocess import is_constant, minmax_normalize, upsample
-from sise.progress import progress_bar
 from sise.scores import ScoreKind, class_scores
 
 Denominator = Literal["paper", "summed"]
@@ -296,18 +295,17 @@ class ScoreCAM(LayerExplainer):
             ),
         ]
         source = ConcatMasks(sources)
-        with progress_bar(len(source), "Score-CAM masked forwards", self.progress) as advance:
-            masked_scores = score_masked(
-                self.model,
-                inputs,
-                resolved,
-                source,
-                score=self.score,
-                baseline=make_baseline(inputs, self.baseline),
-                batch_size=self.batch_size,
-                autocast_dtype=self.autocast_dtype,
-                on_batch=advance,
-            )
+        masked_scores = score_masked(
+            self.model,
+            inputs,
+            resolved,
+            source,
+            score=self.score,
+            baseline=make_baseline(inputs, self.baseline),
+            batch_size=self.batch_size,
+            autocast_dtype=self.autocast_dtype,
+            progress="Score-CAM masked forwards" if self.progress else None,
+        )
         # NaN where the baseline was not scored (no image map needed it)
         baseline_scores = torch.full((n,), float("nan"), device=inputs.device)
         baseline_scores[baseline_images] = masked_scores[len(varying) :]

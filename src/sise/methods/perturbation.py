@@ -177,18 +177,17 @@ class RISE(Explainer):
         n = inputs.shape[0]
         resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         source = self.mask_source(inputs)
-        with progress_bar(len(source), "RISE masked forwards", self.progress) as advance:
-            masked_scores = score_masked(
-                self.model,
-                inputs,
-                resolved,
-                source,
-                score=self.score,
-                baseline=make_baseline(inputs, self.baseline),
-                batch_size=self.batch_size,
-                autocast_dtype=self.autocast_dtype,
-                on_batch=advance,
-            )
+        masked_scores = score_masked(
+            self.model,
+            inputs,
+            resolved,
+            source,
+            score=self.score,
+            baseline=make_baseline(inputs, self.baseline),
+            batch_size=self.batch_size,
+            autocast_dtype=self.autocast_dtype,
+            progress="RISE masked forwards" if self.progress else None,
+        )
         saliency = weighted_mask_sum(source, masked_scores, n) / (self.n_masks * self.p)
         return Explanation(
             maps=minmax_normalize(saliency),

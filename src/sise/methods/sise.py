@@ -39,7 +39,6 @@ from sise.hooks import gradient_pass
 from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
-from sise.progress import progress_bar
 from sise.scores import ScoreKind
 
 Selection = Literal["fixed", "adaptive"]
@@ -225,19 +224,18 @@ class SISE(Explainer):
         kept = torch.stack(kept_counts, dim=1)  # (N, L)
         source = ConcatMasks(sources)
         baseline = make_baseline(inputs, self.baseline)
-        with progress_bar(len(source), "SISE masked forwards", self.progress) as advance:
-            scores = score_masked(
-                self.model,
-                inputs,
-                grad.targets,
-                source,
-                score=self.score,
-                baseline=baseline,
-                batch_size=self.batch_size,
-                autocast_dtype=self.autocast_dtype,
-                channels_last=self.channels_last,
-                on_batch=advance,
-            )
+        scores = score_masked(
+            self.model,
+            inputs,
+            grad.targets,
+            source,
+            score=self.score,
+            baseline=baseline,
+            batch_size=self.batch_size,
+            autocast_dtype=self.autocast_dtype,
+            channels_last=self.channels_last,
+            progress="SISE masked forwards" if self.progress else None,
+        )
 
         layer_maps = torch.zeros(n, len(layers), height, width, device=inputs.device)
         offset = 0
