@@ -242,7 +242,8 @@ class ViewNet(nn.Module):
         return self.fc(y.view(y.shape[0], -1))
 
 
-def test_auto_channels_last_equals_nchw_and_falls_back_for_view_models():
+def test_auto_channels_last_equals_nchw_and_falls_back_for_view_models(monkeypatch):
+    monkeypatch.setattr("sise.engine.CPU_CHANNELS_LAST_MIN_AREA", 1)  # tiny inputs too
     model = _model()
     inputs, targets, source = _inputs(2), torch.tensor([1, 4]), _random_source(2, 20)
     plain = score_masked(model, inputs, targets, source, batch_size=8, channels_last=False)
