@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import SmallCNN
 from torch import nn
 
 torch.set_num_threads(2)
@@ -32,29 +33,6 @@ class HandModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.relu(self.conv(x))).mean(dim=(2, 3)))
-
-
-class SmallCNN(nn.Module):
-    """A small random CNN with batch norm, dropout and in-place ReLUs (the awkward parts)."""
-
-    def __init__(self, classes: int = 5) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1),
-            nn.BatchNorm2d(8),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-        )
-        self.dropout = nn.Dropout(0.5)
-        self.head = nn.Linear(16, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x).mean(dim=(2, 3))))
 
 
 @pytest.fixture

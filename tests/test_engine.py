@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import SmallCNN
 from torch import Tensor, nn
 
 from sise import SISE
@@ -36,28 +37,6 @@ from sise.scores import class_scores
 H = W = 16
 
 
-class TinyCNN(nn.Module):
-    """Three conv stages with batch norm, in-place ReLUs and max pooling; 6 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1),
-            nn.BatchNorm2d(8),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(8, 12, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(12, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-        )
-        self.head = nn.Linear(16, 6)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
-
-
 class Recorder(nn.Module):
     """Remembers every batch it is given and returns a fixed linear function of it."""
 
@@ -71,9 +50,9 @@ class Recorder(nn.Module):
         return self.fc(x.flatten(1))
 
 
-def _model(seed: int = 0) -> TinyCNN:
+def _model(seed: int = 0) -> SmallCNN:
     torch.manual_seed(seed)
-    model = TinyCNN().eval()
+    model = SmallCNN(classes=6).eval()
     with torch.no_grad():  # non-trivial batch-norm statistics
         bn = model.features[1]
         bn.running_mean.uniform_(-0.2, 0.2)
