@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from sise.errors import SiseError
 from sise.images import load_image, sample_image_path
 from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
 from sise.models import DEMO_MODEL, LoadedModel, load_model
+from sise.options import method_key, parse_option
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,18 +82,8 @@ def _print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str) ->
 
 
 def _parse_option(text: str) -> tuple[str, str, object]:
-    """``method.key=value`` (value as a Python literal if it is one) as a triple."""
-    import ast
-
-    target, sep, raw = text.partition("=")
-    method, dot, key = target.partition(".")
-    if not sep or not dot or not method or not key:
-        raise SiseError(f"--option {text!r}: write METHOD.KEY=VALUE, e.g. rise.n_masks=2000")
-    try:
-        value: object = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return method, key, value
+    """``METHOD.KEY=VALUE`` as a checked triple (the grammar: :mod:`sise.options`)."""
+    return parse_option(text)
 
 
 def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
@@ -106,11 +98,10 @@ def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
             gate=args.gate,
             progress=not args.no_progress,
         )
+    # every --option is checked, also those for methods this command does not run
     for text in args.option or []:
         target, key, value = _parse_option(text)
-        if target not in METHODS:
-            raise SiseError(f"--option {text!r}: unknown method {target!r}")
-        if target == method:
+        if target == method_key(method):
             options[key] = value
     return options
 
@@ -222,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
-    from sise.eval.benchmark import ALL_METRICS
+    from sise.eval.scoring import ALL_METRICS, MetricSettings
 
     bench = commands.add_parser(
         "benchmark",
@@ -233,7 +224,9 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
         "benchmark ... or --nproc K.",
     )
     bench.add_argument(
-        "--dataset", required=True, help="voc2007:PATH, coco2014:PATH or synthetic[:PATH]"
+        "--dataset",
+        required=True,
+        help="voc2007:PATH, coco2014:PATH, synthetic[:PATH] or photos[:PATH]",
     )
     bench.add_argument(
         "--model",
@@ -254,18 +247,21 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--size", type=int, help="input size (default: the model's own)")
     bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     bench.add_argument("--score", default="sigmoid", choices=["softmax", "sigmoid", "logit"])
-    bench.add_argument("--miou-fraction", type=float, default=0.2, help="mIoU: top share kept")
-    bench.add_argument("--drop-baseline", default="zero", choices=["zero", "blur"])
-    bench.add_argument("--steps", type=int, help="insertion/deletion steps (default: input height)")
-    bench.add_argument("--insertion-substrate", default="blur", choices=["zero", "blur"])
-    bench.add_argument("--deletion-substrate", default="zero", choices=["zero", "blur"])
-    bench.add_argument("--pointing-tolerance", type=float, default=15.0)
+    for setting in dataclasses.fields(MetricSettings):  # the metric settings, each once
+        bench.add_argument(
+            f"--{setting.name.replace('_', '-')}",
+            type=_setting_type(setting.name),
+            default=setting.default,
+            choices=setting.metadata.get("choices"),
+            help=setting.metadata.get("help"),
+        )
     bench.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="METHOD.KEY=VALUE",
-        help="a method option, e.g. extremal.iterations=300 (repeatable; JSON values)",
+        help="a method option, e.g. extremal.iterations=300 or extremal.areas=0.05,0.1 "
+        "(repeatable)",
     )
     bench.add_argument(
         "--no-scale-pixel-options",
@@ -273,6 +269,14 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
         help="keep Extremal Perturbation's pixel-sized defaults (meant for 224 px) as they are",
     )
     bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument(
+        "--pack", type=int, help="pairs explained per method call (default: 8 on a GPU, 1 on a CPU)"
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        help="processes reading the next images ahead (default: 4 on a GPU, 0 on a CPU)",
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--figure-pairs", type=int, default=4, help="pairs in the example figure")
     bench.add_argument("--no-progress", action="store_true")
@@ -293,19 +297,30 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.set_defaults(handler=command_benchmark)
 
 
+def _setting_type(name: str) -> type:
+    """The argparse type of a :class:`~sise.eval.scoring.MetricSettings` field (its annotation,
+    without ``| None``)."""
+    import typing
+
+    from sise.eval.scoring import MetricSettings
+
+    hint = typing.get_type_hints(MetricSettings)[name]
+    types = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+    return types[0] if isinstance(types[0], type) else str
+
+
 def command_benchmark(args: argparse.Namespace) -> int:
-    from sise.eval.benchmark import (
-        BenchmarkConfig,
-        parse_method_options,
-        run_benchmark,
-        run_benchmark_local,
-    )
+    from sise.eval.running import BenchmarkConfig, run_benchmark, run_benchmark_local
+    from sise.eval.scoring import MetricSettings
+    from sise.options import parse_method_options
 
     methods = (
         [m.strip() for m in args.methods.split(",") if m.strip()]
-        if args.methods
+        if args.methods is not None
         else [m for m in DISPLAY_NAMES if m in METHODS]
     )
+    if args.nproc is not None and args.nproc < 1:
+        raise SiseError(f"--nproc must be at least 1, got {args.nproc}")
     config = BenchmarkConfig(
         dataset=args.dataset,
         model=args.model,
@@ -319,15 +334,14 @@ def command_benchmark(args: argparse.Namespace) -> int:
         input_size=args.size,
         device=args.device,
         score=args.score,
-        miou_fraction=args.miou_fraction,
-        drop_baseline=args.drop_baseline,
-        steps=args.steps,
-        insertion_substrate=args.insertion_substrate,
-        deletion_substrate=args.deletion_substrate,
-        pointing_tolerance=args.pointing_tolerance,
+        metric_settings=MetricSettings(
+            **{f.name: getattr(args, f.name) for f in dataclasses.fields(MetricSettings)}
+        ),
         method_options=parse_method_options(args.option),
         scale_pixel_options=not args.no_scale_pixel_options,
         batch_size=args.batch_size,
+        pack=args.pack,
+        workers=args.workers,
         seed=args.seed,
         figure_pairs=args.figure_pairs,
         name=args.name,
@@ -336,7 +350,8 @@ def command_benchmark(args: argparse.Namespace) -> int:
         report_only=args.report_only,
         common_only=not args.all_pairs,
     )
-    if args.nproc:
+    config.validate()  # before any process starts or anything is computed
+    if args.nproc is not None and args.nproc > 1:
         run_benchmark_local(config, args.nproc)
         return 0
     result = run_benchmark(config, distributed=args.distributed)

@@ -96,6 +96,7 @@ def test_voc_pairs(voc_root: Path) -> None:
             height=10,
             difficult=[False, True],
             crowd=[False, False],
+            other_boxes=[(0.0, 0.0, 20.0, 10.0)],  # the person
         ),
         EvalPair(
             "000001",
@@ -107,10 +108,20 @@ def test_voc_pairs(voc_root: Path) -> None:
             10,
             [False],
             [False],
+            other_boxes=[(0.0, 1.0, 5.0, 4.0), (9.0, 2.0, 12.0, 9.0)],  # both dogs
         ),
-        # 000002's person is difficult only: skipped
+        # 000002's person is difficult only: skipped as a pair, still an object beside the cat
         EvalPair(
-            "000002", jpeg / "000002.jpg", 7, "cat", [(3.0, 6.0, 4.0, 7.0)], 8, 8, [False], [False]
+            "000002",
+            jpeg / "000002.jpg",
+            7,
+            "cat",
+            [(3.0, 6.0, 4.0, 7.0)],
+            8,
+            8,
+            [False],
+            [False],
+            other_boxes=[(1.0, 1.0, 6.0, 6.0)],
         ),
         # 000004 has no <size>: read from the JPEG header
         EvalPair(
@@ -343,12 +354,17 @@ def test_coco_pairs_boxes_and_masks(coco_root: Path) -> None:
     assert np.array_equal(gt_mask(dog, 5, 6).numpy(), dog_mask)
     assert [image.class_indices for image in data.images()] == [(0, 2), (1,), ()]
     assert data[1].boxes == dog.boxes
+    # the other classes' boxes of the same image (the crowd person included), none for car
+    assert person.other_boxes == dog.boxes
+    assert dog.other_boxes == person.boxes
+    assert car.other_boxes == []
 
 
 def test_coco_without_crowd_and_masks(coco_root: Path) -> None:
     data = COCODetection2014(coco_root, include_crowd=False, with_masks=False)
     assert [(p.image_id, p.class_name) for p in data] == [("42", "dog"), ("7", "car")]
     assert all(p.mask is None for p in data)
+    assert data[0].other_boxes == []  # the crowd person was dropped
 
 
 def test_coco_errors(coco_root: Path, tmp_path: Path) -> None:

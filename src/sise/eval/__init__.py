@@ -1,13 +1,18 @@
-"""Evaluation: the paper's metrics, dataset readers and a synthetic VOC-format dataset."""
+"""Evaluation: the paper's metrics, dataset readers, a synthetic VOC-format dataset, and the
+benchmark (:mod:`sise.eval.running`, :mod:`sise.eval.scoring`, :mod:`sise.eval.reporting`,
+:mod:`sise.eval.distribution`)."""
 
 from sise.eval.datasets import (
     VOC_CLASSES,
     COCODetection2014,
+    Dataset,
     EvalImage,
     EvalPair,
     VOCDetection2007,
     boxes_mask,
+    distractor_mask,
     gt_mask,
+    load_dataset,
 )
 from sise.eval.metrics import (
     average_drop,
@@ -15,6 +20,7 @@ from sise.eval.metrics import (
     blur,
     causal_curve,
     curve_auc,
+    distractor_energy,
     drop_and_increase,
     energy_pointing_game,
     increase_in_confidence,
@@ -32,6 +38,7 @@ from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 
 __all__ = [
     "COCODetection2014",
+    "Dataset",
     "EvalImage",
     "EvalPair",
     "SYNTHETIC_CLASSES",
@@ -43,11 +50,14 @@ __all__ = [
     "boxes_mask",
     "causal_curve",
     "curve_auc",
+    "distractor_energy",
+    "distractor_mask",
     "drop_and_increase",
     "energy_pointing_game",
     "gt_mask",
     "increase_in_confidence",
     "insertion_deletion_auc",
+    "load_dataset",
     "make_synthetic_voc",
     "miou",
     "pointing_game_accuracy",

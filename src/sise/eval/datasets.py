@@ -16,10 +16,11 @@ import io
 import json
 import math
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -28,15 +29,26 @@ from PIL import Image
 from torch import Tensor
 
 from sise.errors import SiseError
+from sise.eval.synthetic import synthetic_dataset
+
+if TYPE_CHECKING:
+    from sise.models import LoadedModel
 
 __all__ = [
+    "DATASET_KINDS",
+    "NEEDS_MODEL",
     "COCODetection2014",
+    "Dataset",
     "EvalImage",
     "EvalPair",
     "VOCDetection2007",
     "VOC_CLASSES",
     "boxes_mask",
+    "dataset_kind",
+    "distractor_mask",
     "gt_mask",
+    "load_dataset",
+    "select_pairs",
 ]
 
 Box = tuple[float, float, float, float]
@@ -81,6 +93,9 @@ class EvalPair:
         difficult: VOC ``difficult`` flag per box (all False for COCO).
         crowd: COCO ``iscrowd`` flag per box (all False for VOC).
         mask: (height, width) bool union of the class's segmentations (COCO), or None.
+        other_boxes: the boxes of the image's objects of *other* classes (VOC: every annotated
+            object, difficult ones included; COCO: every annotation the reader keeps), for the
+            distractor-energy metric; empty when the image holds only this class.
     """
 
     image_id: str
@@ -93,6 +108,7 @@ class EvalPair:
     difficult: list[bool] = field(default_factory=list)
     crowd: list[bool] = field(default_factory=list)
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    other_boxes: list[Box] = field(default_factory=list)
 
 
 class EvalImage(NamedTuple):
@@ -157,6 +173,15 @@ def gt_mask(pair: EvalPair, height: int, width: int, *, use_segmentation: bool =
     full = torch.from_numpy(np.ascontiguousarray(pair.mask, dtype=np.uint8))[None, None].float()
     resized = F.interpolate(full, size=(height, width), mode="nearest-exact")
     return resized[0, 0] > 0.5
+
+
+def distractor_mask(pair: EvalPair, height: int, width: int) -> Tensor:
+    """The region ``D`` of the image's objects of other classes (the union of
+    ``pair.other_boxes``) at ``height × width``, as a bool tensor on the CPU; all False when the
+    image holds no other class."""
+    if not pair.other_boxes:
+        return torch.zeros(height, width, dtype=torch.bool)
+    return boxes_mask(pair.other_boxes, (pair.height, pair.width), height, width)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,6 +343,9 @@ class VOCDetection2007:
             flags = [difficult for _, difficult in entries]
             if all(flags) and not self.include_difficult:
                 continue
+            others = [
+                box for other in sorted(found) if other != class_index for box, _ in found[other]
+            ]
             pairs.append(
                 EvalPair(
                     image_id=image_id,
@@ -329,6 +357,7 @@ class VOCDetection2007:
                     height=height,
                     difficult=flags,
                     crowd=[False] * len(entries),
+                    other_boxes=others,
                 )
             )
         return pairs
@@ -356,6 +385,12 @@ class _CocoRecord:
     image: dict[str, Any]
     class_index: int
     annotations: list[dict[str, Any]]
+    others: list[dict[str, Any]]  # the image's annotations of other classes
+
+
+def _coco_box(annotation: dict[str, Any]) -> Box:
+    x, y, w, h = (float(v) for v in annotation["bbox"])
+    return (x, y, x + w, y + h)
 
 
 class COCODetection2014:
@@ -460,7 +495,12 @@ class COCODetection2014:
             classes = tuple(sorted(per_image))
             self._images.append(EvalImage(str(image["id"]), self._path(image), classes))
             for class_index in classes:
-                self._records.append(_CocoRecord(image, class_index, per_image[class_index]))
+                others = [
+                    ann for other in classes if other != class_index for ann in per_image[other]
+                ]
+                self._records.append(
+                    _CocoRecord(image, class_index, per_image[class_index], others)
+                )
         if not self._records:
             raise SiseError(f"{ann_file} has no annotated images to evaluate")
 
@@ -480,15 +520,13 @@ class COCODetection2014:
             image_path=self._path(image),
             class_index=record.class_index,
             class_name=self.class_names[record.class_index],
-            boxes=[
-                (float(x), float(y), float(x) + float(w), float(y) + float(h))
-                for x, y, w, h in (ann["bbox"] for ann in record.annotations)
-            ],
+            boxes=[_coco_box(ann) for ann in record.annotations],
             width=int(image["width"]),
             height=int(image["height"]),
             difficult=[False] * len(record.annotations),
             crowd=[bool(ann.get("iscrowd", 0)) for ann in record.annotations],
             mask=mask,
+            other_boxes=[_coco_box(ann) for ann in record.others],
         )
 
     def __len__(self) -> int:
@@ -503,3 +541,127 @@ class COCODetection2014:
     def images(self) -> list[EvalImage]:
         """Every image of the annotation file, in file order, with the classes of its pairs."""
         return list(self._images)
+
+
+# --------------------------------------------------------------------------------------------
+# what the benchmark needs of a dataset, and the --dataset argument
+
+
+class Dataset(Protocol):
+    """What the benchmark needs of a dataset: its evaluation pairs, in a fixed order, and its
+    images. :class:`VOCDetection2007` and :class:`COCODetection2014` are such datasets.
+
+    Attributes:
+        class_names: the class of each model output, in index order.
+    """
+
+    @property
+    def class_names(self) -> Sequence[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> EvalPair: ...
+
+    def __iter__(self) -> Iterator[EvalPair]: ...
+
+    def images(self) -> list[EvalImage]:
+        """Every image, in order, with the classes of its pairs."""
+        ...
+
+
+#: The dataset kinds of ``--dataset KIND[:PATH]``, with the names each kind also answers to.
+DATASET_KINDS: dict[str, tuple[str, ...]] = {
+    "voc": ("voc", "voc2007"),
+    "coco": ("coco", "coco2014"),
+    "synthetic": ("synthetic",),
+    "photos": ("photos",),
+}
+
+#: Kinds whose pairs depend on the model (its classes, its predictions): load the model first.
+NEEDS_MODEL: frozenset[str] = frozenset({"photos"})
+
+
+def dataset_kind(spec: str) -> str:
+    """The kind (``voc``, ``coco``, ``synthetic`` or ``photos``) a ``--dataset`` names."""
+    name = spec.partition(":")[0].strip().lower()
+    for kind, names in DATASET_KINDS.items():
+        if name in names:
+            return kind
+    raise SiseError(
+        f"unknown dataset {spec!r}: use voc2007:PATH, coco2014:PATH, synthetic[:PATH] or "
+        "photos[:PATH]"
+    )
+
+
+def load_dataset(
+    spec: str, split: str | None = None, *, loaded: LoadedModel | None = None
+) -> tuple[str, Dataset, dict[str, str]]:
+    """A ``--dataset`` argument as ``(kind, dataset, identity)``.
+
+    * ``voc2007:PATH``: :class:`VOCDetection2007` (split ``test`` by default);
+    * ``coco2014:PATH``: :class:`COCODetection2014` (split ``val2014``, without masks);
+    * ``synthetic[:PATH]``: the synthetic shapes in the VOC layout; without a path, or with a
+      path that holds no dataset yet, the held-out split of the data the shipped synthetic models
+      were trained on is generated (:func:`sise.eval.synthetic.synthetic_dataset`);
+    * ``photos[:PATH]``: photos labelled for an ImageNet model
+      (:func:`sise.eval.photos.photo_dataset`); needs ``loaded``, the model.
+
+    ``identity`` describes the data in the run configuration, so a benchmark resumes only on the
+    same data: the folder and split, or for the generated synthetic data their content.
+    """
+    kind = dataset_kind(spec)
+    path = spec.partition(":")[2]
+    if kind == "voc":
+        if not path:
+            raise SiseError("--dataset voc2007 needs the folder: voc2007:PATH/TO/VOCdevkit")
+        voc = VOCDetection2007(path, split or "test")
+        return "voc", voc, {"kind": "voc2007", "root": str(voc.root.resolve()), "split": voc.split}
+    if kind == "coco":
+        if not path:
+            raise SiseError("--dataset coco2014 needs the folder: coco2014:PATH/TO/COCO")
+        if not Path(path).is_dir():
+            raise SiseError(f"no COCO dataset folder at {path}: check the path")
+        split = split or "val2014"
+        coco = COCODetection2014(path, split, with_masks=False)
+        return "coco", coco, {"kind": "coco2014", "root": str(Path(path).resolve()), "split": split}
+    if kind == "photos":
+        if loaded is None:
+            raise SiseError("--dataset photos needs the model: pass loaded= to load_dataset")
+        from sise.eval.photos import photo_dataset  # only this kind needs it
+
+        photos, identity = photo_dataset(path or None, loaded)
+        return "photos", photos, identity
+    root = Path(path) if path else None
+    has_data = root is not None and (
+        (root / "Annotations").is_dir() or (root / "VOC2007" / "Annotations").is_dir()
+    )
+    if root is None or not has_data:
+        root = synthetic_dataset(root)
+    synthetic = VOCDetection2007(root, split or "test")
+    return (
+        "synthetic",
+        synthetic,
+        {"kind": "synthetic", "content": _content_digest(synthetic), "split": synthetic.split},
+    )
+
+
+def _content_digest(dataset: VOCDetection2007) -> str:
+    """CRC-32s of the class list, the split file and the first image: generated data are the
+    same wherever they are written, so they are identified by content, not by path."""
+    classes = dataset.root / "classes.txt"
+    split_file = dataset.root / "ImageSets" / "Main" / f"{dataset.split}.txt"
+    digest = f"{zlib.crc32(classes.read_bytes() if classes.is_file() else b''):08x}"
+    digest += f"{zlib.crc32(split_file.read_bytes()):08x}"
+    return digest + f"{zlib.crc32(dataset[0].image_path.read_bytes()):08x}"
+
+
+def select_pairs(dataset: Dataset, limit: int | None) -> list[EvalPair]:
+    """The pairs of the first ``limit`` images of the split (all their classes), in order."""
+    if limit is not None and limit < 1:
+        raise SiseError(f"--limit must be >= 1, got {limit}")
+    images = dataset.images()
+    keep = {image.image_id for image in (images if limit is None else images[:limit])}
+    pairs = [pair for pair in dataset if pair.image_id in keep]
+    if not pairs:
+        raise SiseError("the selected images have no ground-truth class to explain")
+    return pairs

@@ -10,6 +10,7 @@ Ground-truth metrics (no model needed):
 * :func:`energy_pointing_game` (EBPG, Wang et al. 2020, Score-CAM),
 * :func:`bbox_score` (Schulz et al. 2020, IBA),
 * :func:`miou` (IoU of the binarised map with G),
+* :func:`distractor_energy` (the share of the map's energy on other classes' objects),
 * :func:`pointing_game_hits` / :func:`pointing_game_accuracy` (Zhang et al. 2016, TorchRay).
 
 Model-truth metrics (all masked forward passes go through :func:`sise.engine.score_masked`):
@@ -42,6 +43,7 @@ __all__ = [
     "blur",
     "causal_curve",
     "curve_auc",
+    "distractor_energy",
     "drop_and_increase",
     "energy_pointing_game",
     "increase_in_confidence",
@@ -148,6 +150,51 @@ def energy_pointing_game(maps: Tensor, boxes_mask: Tensor) -> Tensor:
     total = flat.sum(dim=1)
     ratio = torch.where(total > 0, inside / total.clamp_min(1e-300), torch.zeros_like(total))
     return (100.0 * ratio).float()
+
+
+def distractor_energy(maps: Tensor, gt_mask: Tensor, distractor_mask: Tensor) -> Tensor:
+    """Distractor energy: the share of the map's energy on objects of *other* classes.
+
+    ``100 · Σ_{λ∈D∖G} E(λ) / Σ_λ E(λ)``, with ``D`` the region of the image's objects of other
+    classes (the union of :attr:`sise.eval.datasets.EvalPair.other_boxes`) and ``G`` the
+    explained class's own region: energy on another object that also lies in the class's own
+    boxes is not counted against the map. Lower is better. It complements EBPG
+    (:func:`energy_pointing_game`), which cannot tell energy on background from energy on a
+    competing object; it asks whether a class's map is drawn to the other objects in the image.
+    (This project's metric, not the paper's.)
+
+    Args:
+        maps: (N, H, W) non-negative maps.
+        gt_mask: (N, H, W) bool region ``G`` of the explained class.
+        distractor_mask: (N, H, W) bool region ``D`` of the other classes' objects; a sample
+            whose ``D`` is empty scores NaN (it has nothing to be distracted by: leave it out of
+            averages).
+
+    Returns:
+        (N,) float scores in [0, 100], NaN where ``D`` is empty. An all-zero map scores 0.
+
+    Raises:
+        SiseError: for mismatched shapes or dtypes, an empty ``G``, or negative map values.
+    """
+    _check_gt(maps, gt_mask)
+    if distractor_mask.shape != maps.shape or distractor_mask.dtype != torch.bool:
+        raise SiseError(
+            f"distractor_mask must be a bool tensor of the maps' shape {tuple(maps.shape)}, got "
+            f"{distractor_mask.dtype} {tuple(distractor_mask.shape)}: rasterise it with "
+            "sise.eval.datasets.distractor_mask"
+        )
+    if bool((maps < 0).any()):
+        raise SiseError(
+            "distractor energy is a ratio of energies, so maps must be non-negative; "
+            "normalise them with sise.postprocess.minmax_normalize"
+        )
+    flat = maps.flatten(1).double()
+    outside_own = distractor_mask.flatten(1) & ~gt_mask.flatten(1)
+    on_others = (flat * outside_own).sum(dim=1)
+    total = flat.sum(dim=1)
+    ratio = torch.where(total > 0, on_others / total.clamp_min(1e-300), torch.zeros_like(total))
+    has_others = distractor_mask.flatten(1).any(dim=1)
+    return torch.where(has_others, 100.0 * ratio, torch.full_like(ratio, math.nan)).float()
 
 
 def top_k_membership(maps: Tensor, k: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,14 +150,6 @@ class ResultStore:
         )
         return cid
 
-    def config(self, cid: str) -> dict[str, object]:
-        row = self._conn.execute(
-            "SELECT config FROM configs WHERE config_id = ?", (cid,)
-        ).fetchone()
-        if row is None:
-            raise SiseError(f"no configuration {cid!r} in {self.path}")
-        return dict(json.loads(row[0]))
-
     def write_pair(
         self,
         rows: Sequence[ResultRow],
@@ -212,11 +204,17 @@ class ResultStore:
             self._commit(ok)
 
     def completed(
-        self, config_ids: dict[str, str], metrics: Sequence[str]
+        self,
+        config_ids: dict[str, str],
+        metrics: Sequence[str] | Mapping[tuple[str, int], Collection[str]],
     ) -> set[tuple[str, int, str]]:
-        """``(image_id, class_index, method)`` triples that have every metric in ``metrics``
-        under the method's configuration (``config_ids``: method → config id)."""
-        wanted = set(metrics)
+        """``(image_id, class_index, method)`` triples whose required metrics are all stored
+        under the method's configuration (``config_ids``: method → config id).
+
+        ``metrics``: the metrics every pair needs, or per ``(image_id, class_index)`` the metrics
+        that pair needs (a metric may not apply to every pair); a pair missing from the mapping
+        is never complete.
+        """
         found: dict[tuple[str, int, str], set[str]] = {}
         for method, cid in config_ids.items():
             cursor = self._conn.execute(
@@ -224,6 +222,13 @@ class ResultStore:
             )
             for image_id, class_index, metric in cursor:
                 found.setdefault((image_id, int(class_index), method), set()).add(metric)
+        if isinstance(metrics, Mapping):
+            return {
+                key
+                for key, have in found.items()
+                if key[:2] in metrics and set(metrics[key[:2]]) <= have
+            }
+        wanted = set(metrics)
         return {key for key, have in found.items() if wanted <= have}
 
     def rows(self, config_ids: dict[str, str]) -> list[ResultRow]:
@@ -257,9 +262,6 @@ class ResultStore:
                 array = np.frombuffer(data, dtype=np.float16).reshape(h, w).astype(np.float32)
                 out[(image_id, int(class_index), method)] = (array, float(seconds))
         return out
-
-    def count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def merge_from(self, other: str | Path) -> int:
         """Copy every configuration, result and map of another store into this one (one

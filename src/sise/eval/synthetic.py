@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,14 @@ from PIL import Image, ImageDraw
 
 from sise.errors import SiseError
 
-__all__ = ["SYNTHETIC_CLASSES", "make_synthetic_voc"]
+__all__ = [
+    "SYNTHETIC_CLASSES",
+    "SYNTHETIC_DATA",
+    "SyntheticData",
+    "default_cache_dir",
+    "make_synthetic_voc",
+    "synthetic_dataset",
+]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "star")
 """Class names of the synthetic dataset, in class-index order (also written to classes.txt)."""
@@ -251,4 +260,62 @@ def make_synthetic_voc(
     train = sorted(ids[j] for j in order[n_test:])
     for split, members in (("train", train), ("trainval", train), ("test", test)):
         (base / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(members) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# the dataset the shipped synthetic models were trained on
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """The synthetic dataset the shipped models were trained on (``make_synthetic_voc`` args).
+
+    Its ``train`` split trained the models, its ``test`` split (held out) is what their test mAP
+    and the synthetic benchmark are measured on.
+    """
+
+    n_images: int = 6000
+    image_size: int = 64
+    seed: int = 0
+    test_fraction: float = 0.2
+    max_objects: int = 3
+
+    @property
+    def folder_name(self) -> str:
+        return (
+            f"synthetic-voc-{self.image_size}px-{self.n_images}-seed{self.seed}"
+            f"-test{self.test_fraction:g}-max{self.max_objects}"
+        )
+
+
+SYNTHETIC_DATA = SyntheticData()
+
+
+def default_cache_dir() -> Path:
+    """``$SISE_CACHE`` or ``$XDG_CACHE_HOME/sise`` or ``~/.cache/sise``."""
+    if os.environ.get("SISE_CACHE"):
+        return Path(os.environ["SISE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sise"
+
+
+def synthetic_dataset(root: str | Path | None = None, spec: SyntheticData = SYNTHETIC_DATA) -> Path:
+    """The synthetic dataset of ``spec`` at ``root`` (default: the cache), generated if absent.
+
+    Generation is deterministic (seeded) and takes seconds; a ``.complete`` marker tells a
+    finished folder from an interrupted one.
+    """
+    root = Path(root) if root is not None else default_cache_dir() / spec.folder_name
+    marker = root / ".complete"
+    if not marker.is_file():
+        make_synthetic_voc(
+            root,
+            spec.n_images,
+            image_size=spec.image_size,
+            seed=spec.seed,
+            test_fraction=spec.test_fraction,
+            max_objects=spec.max_objects,
+        )
+        marker.write_text(spec.folder_name + "\n")
     return root

@@ -23,10 +23,8 @@ as ``sise/data/synthetic_{vgg,resnet}.pt`` so that nothing has to be downloaded.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -35,7 +33,13 @@ from torch import Tensor, nn
 
 from sise.errors import SiseError
 from sise.eval.datasets import VOC_CLASSES
-from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from sise.eval.synthetic import (  # the synthetic data live there; kept importable from here
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_DATA,
+    SyntheticData,
+    default_cache_dir,
+    synthetic_dataset,
+)
 from sise.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -53,6 +57,8 @@ __all__ = [
     "load_synthetic_model",
     "load_torchray_model",
     "read_checkpoint",
+    "SyntheticData",
+    "default_cache_dir",
     "synthetic_dataset",
 ]
 
@@ -276,60 +282,6 @@ class SmallResNet(nn.Module):
 
 
 SYNTHETIC_ARCHS: dict[str, type[nn.Module]] = {"vgg": SmallVGG, "resnet": SmallResNet}
-
-
-@dataclass(frozen=True)
-class SyntheticData:
-    """The synthetic dataset the shipped models were trained on (``make_synthetic_voc`` args).
-
-    Its ``train`` split trained the models, its ``test`` split (held out) is what their test mAP
-    and the synthetic benchmark are measured on.
-    """
-
-    n_images: int = 6000
-    image_size: int = 64
-    seed: int = 0
-    test_fraction: float = 0.2
-    max_objects: int = 3
-
-    @property
-    def folder_name(self) -> str:
-        return (
-            f"synthetic-voc-{self.image_size}px-{self.n_images}-seed{self.seed}"
-            f"-test{self.test_fraction:g}-max{self.max_objects}"
-        )
-
-
-SYNTHETIC_DATA = SyntheticData()
-
-
-def default_cache_dir() -> Path:
-    """``$SISE_CACHE`` or ``$XDG_CACHE_HOME/sise`` or ``~/.cache/sise``."""
-    if os.environ.get("SISE_CACHE"):
-        return Path(os.environ["SISE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sise"
-
-
-def synthetic_dataset(root: str | Path | None = None, spec: SyntheticData = SYNTHETIC_DATA) -> Path:
-    """The synthetic dataset of ``spec`` at ``root`` (default: the cache), generated if absent.
-
-    Generation is deterministic (seeded) and takes seconds; a ``.complete`` marker tells a
-    finished folder from an interrupted one.
-    """
-    root = Path(root) if root is not None else default_cache_dir() / spec.folder_name
-    marker = root / ".complete"
-    if not marker.is_file():
-        make_synthetic_voc(
-            root,
-            spec.n_images,
-            image_size=spec.image_size,
-            seed=spec.seed,
-            test_fraction=spec.test_fraction,
-            max_objects=spec.max_objects,
-        )
-        marker.write_text(spec.folder_name + "\n")
-    return root
 
 
 def synthetic_weights_path(kind: str) -> Path:

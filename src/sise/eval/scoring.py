@@ -1,0 +1,477 @@
+"""The benchmark's metrics, each defined once: label, direction, per-pair value, aggregation.
+
+A :class:`Metric` says everything the benchmark needs to know about one metric: its table label,
+whether higher is better, how to compute its value for each explained pair, which pairs it
+applies to, how per-pair values become the table's number, and the line it adds to the table's
+settings. :data:`METRICS` lists them in the table's row order: the paper's rows (EBPG, mIoU,
+Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
+AUC, and this project's distractor energy.
+
+**Adding a metric** is one entry in :data:`METRICS` (and, if it has a setting, one field of
+:class:`MetricSettings`): the runner computes and stores it, resumes it, aggregates it and
+prints it from that entry alone. Per-pair computations shared by several metrics (Drop% and
+Increase% come from the same masked forwards) go through :meth:`ScoringBatch.shared`, so they run
+once.
+
+The metric *settings* (:class:`MetricSettings`) change the stored values, so a run's
+configuration holds them and their hash decides what a rerun may reuse
+(:meth:`MetricSettings.identity`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sise.errors import SiseError
+from sise.eval.datasets import EvalPair, distractor_mask
+from sise.eval.metrics import (
+    average_drop,
+    bbox_score,
+    blur,
+    distractor_energy,
+    drop_and_increase,
+    energy_pointing_game,
+    increase_in_confidence,
+    insertion_deletion_auc,
+    miou,
+    pointing_game_accuracy,
+    pointing_game_hits,
+    scaled_tolerance,
+)
+from sise.eval.store import ResultRow
+from sise.scores import ScoreKind
+
+__all__ = [
+    "ALL_METRICS",
+    "METRICS",
+    "Metric",
+    "MetricSettings",
+    "ScoringBatch",
+    "Summary",
+    "aggregate",
+    "check_metrics",
+    "required_metrics",
+    "score_batch",
+]
+
+_T = TypeVar("_T")
+
+_CANVASES = ("zero", "blur")
+
+
+def _setting(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A :class:`MetricSettings` field's metadata: its command-line help and choices."""
+    return {"help": text, "choices": choices}
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """The settings that change metric values (part of every run's configuration and hash).
+
+    Attributes:
+        miou_fraction: mIoU binarisation: the top share of pixels kept, in (0, 1].
+        drop_baseline: what masked-out pixels become in Drop% / Increase%: ``zero`` (the
+            input-space zero, i.e. the normalisation mean) or ``blur``.
+        steps: insertion / deletion steps (None: the input height, as RISE's 224 at 224 px).
+        insertion_substrate, deletion_substrate: the games' canvases (RISE: blur, zero).
+        pointing_tolerance: pointing-game tolerance in original-image pixels (TorchRay: 15).
+
+    Each field's metadata holds its command-line help (``sise benchmark --miou-fraction`` ...),
+    so the command line lists exactly these settings.
+    """
+
+    miou_fraction: float = field(default=0.2, metadata=_setting("mIoU: top share kept"))
+    drop_baseline: str = field(
+        default="zero",
+        metadata=_setting("Drop%/Increase%: what masked-out pixels become", _CANVASES),
+    )
+    steps: int | None = field(
+        default=None, metadata=_setting("insertion/deletion steps (default: input height)")
+    )
+    insertion_substrate: str = field(
+        default="blur", metadata=_setting("insertion canvas", _CANVASES)
+    )
+    deletion_substrate: str = field(
+        default="zero", metadata=_setting("what deleted pixels become", _CANVASES)
+    )
+    pointing_tolerance: float = field(
+        default=15.0, metadata=_setting("pointing game: tolerance in original-image pixels")
+    )
+
+    def validate(self) -> None:
+        """Refuse a setting out of range with a :class:`SiseError` naming its flag."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            choices = item.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise SiseError(
+                    f"--{item.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                    f"got {value!r}"
+                )
+        fraction = self.miou_fraction
+        if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+            raise SiseError(f"--miou-fraction must lie in (0, 1], got {fraction!r}")
+        if self.steps is not None and (
+            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
+        ):
+            raise SiseError(
+                f"--steps must be a positive integer (or omitted: the input height), got "
+                f"{self.steps!r}"
+            )
+        tolerance = self.pointing_tolerance
+        if not isinstance(tolerance, (int, float)) or not (
+            math.isfinite(tolerance) and tolerance >= 0
+        ):
+            raise SiseError(f"--pointing-tolerance must be a finite number >= 0, got {tolerance!r}")
+
+    def resolved_steps(self, input_hw: tuple[int, int]) -> int:
+        """The insertion / deletion steps for inputs of this size."""
+        return self.steps or input_hw[0]
+
+    def identity(self, input_hw: tuple[int, int]) -> dict[str, object]:
+        """The settings as they enter a run's configuration (defaults resolved)."""
+        return {**asdict(self), "steps": self.resolved_steps(input_hw)}
+
+
+@dataclass
+class ScoringBatch:
+    """What a metric may look at: ``n`` pairs explained by one method, on the model's device.
+
+    Attributes:
+        model: the classifier (for the model-truth metrics).
+        pairs: the ``n`` pairs.
+        inputs: (n, C, H, W) model-ready images.
+        targets: (n,) explained classes.
+        maps: (n, H, W) explanation maps in [0, 1].
+        ground_truth: (n, H, W) bool region ``G`` of each pair's class.
+        settings: the metric settings.
+        score: the explained score.
+        batch_size: masked inputs per forward pass.
+    """
+
+    model: nn.Module
+    pairs: Sequence[EvalPair]
+    inputs: Tensor
+    targets: Tensor
+    maps: Tensor
+    ground_truth: Tensor
+    settings: MetricSettings
+    score: ScoreKind
+    batch_size: int
+    _shared: dict[Callable[..., object], object] = field(default_factory=dict, repr=False)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return (int(self.maps.shape[1]), int(self.maps.shape[2]))
+
+    def shared(self, compute: Callable[[ScoringBatch], _T]) -> _T:
+        """``compute(self)``, computed once per batch for all the metrics that use it."""
+        if compute not in self._shared:
+            self._shared[compute] = compute(self)
+        return self._shared[compute]  # type: ignore[return-value]
+
+
+def _mean(values: Tensor, class_indices: Tensor) -> float:
+    return float(values.double().mean())
+
+
+def _always(pair: EvalPair) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One benchmark metric.
+
+    Attributes:
+        name: the key in the results database and on the command line.
+        label: the table's row label, with its direction arrow.
+        higher_is_better: the table bolds the highest (else the lowest) value of the row.
+        compute: (n,) float64 values of a :class:`ScoringBatch`, one per pair (any value for a
+            pair it does not apply to).
+        aggregate: the table's number from the (P,) per-pair values and the pairs' (P,) class
+            indices (default: the mean).
+        applies: whether the metric has a value for a pair (default: every pair); the others are
+            left out, and the table says over how many pairs the row is.
+        needs_positive_score: a relative change of the score: not with ``--score logit``.
+        describe: the settings line it adds under the table's title (None: nothing to say).
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool
+    compute: Callable[[ScoringBatch], Tensor]
+    aggregate: Callable[[Tensor, Tensor], float] = _mean
+    applies: Callable[[EvalPair], bool] = _always
+    needs_positive_score: bool = False
+    describe: Callable[[MetricSettings, tuple[int, int]], str] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# per-pair computations (each runs once per batch, whatever metrics use it)
+
+
+def _drop_increase(batch: ScoringBatch) -> tuple[Tensor, Tensor]:
+    baseline = blur(batch.inputs) if batch.settings.drop_baseline == "blur" else None
+    return drop_and_increase(
+        batch.model,
+        batch.inputs,
+        batch.targets,
+        batch.maps,
+        score=batch.score,
+        baseline=baseline,
+        batch_size=batch.batch_size,
+    )
+
+
+def _insertion_deletion(batch: ScoringBatch) -> tuple[Tensor, Tensor]:
+    settings = batch.settings
+    return insertion_deletion_auc(
+        batch.model,
+        batch.inputs,
+        batch.targets,
+        batch.maps,
+        steps=settings.resolved_steps(batch.input_hw),
+        score=batch.score,
+        insertion_substrate=settings.insertion_substrate,  # type: ignore[arg-type]
+        deletion_substrate=settings.deletion_substrate,  # type: ignore[arg-type]
+        batch_size=batch.batch_size,
+    )
+
+
+def _pointing_hits(batch: ScoringBatch) -> Tensor:
+    # TorchRay's tolerance is in original-image pixels: scale it to each pair's input grid
+    tolerance = torch.tensor(
+        [
+            scaled_tolerance(
+                (pair.height, pair.width), batch.input_hw, batch.settings.pointing_tolerance
+            )
+            for pair in batch.pairs
+        ],
+        dtype=torch.float64,
+        device=batch.maps.device,
+    )
+    return pointing_game_hits(batch.maps, batch.ground_truth, tolerance).double()
+
+
+def _distractor(batch: ScoringBatch) -> Tensor:
+    h, w = batch.input_hw
+    others = torch.stack([distractor_mask(pair, h, w) for pair in batch.pairs])
+    return distractor_energy(batch.maps, batch.ground_truth, others.to(batch.maps.device)).double()
+
+
+def _describe_drop(settings: MetricSettings, input_hw: tuple[int, int]) -> str:
+    what = (
+        "a masked-out pixel takes the input-space zero, i.e. the normalisation mean"
+        if settings.drop_baseline == "zero"
+        else "a masked-out pixel takes the Gaussian-blurred image"
+    )
+    return f"Drop% / Increase%: masking baseline `{settings.drop_baseline}` ({what})"
+
+
+def _describe_games(settings: MetricSettings, input_hw: tuple[int, int]) -> str:
+    return (
+        f"insertion / deletion: {settings.resolved_steps(input_hw)} steps, canvases "
+        f"`{settings.insertion_substrate}` / `{settings.deletion_substrate}`; reported as AUC × 100"
+    )
+
+
+#: The metrics, in the table's row order (the paper's five first). See the module docstring.
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric(
+            "ebpg",
+            "EBPG (%) ↑",
+            True,
+            lambda b: energy_pointing_game(b.maps, b.ground_truth).double(),
+        ),
+        Metric(
+            "miou",
+            "mIoU (%) ↑",
+            True,
+            lambda b: 100.0 * miou(b.maps, b.ground_truth, b.settings.miou_fraction).double(),
+            describe=lambda s, hw: (
+                f"mIoU: map binarised to its top {100 * s.miou_fraction:g}% of pixels"
+            ),
+        ),
+        Metric("bbox", "Bbox (%) ↑", True, lambda b: bbox_score(b.maps, b.ground_truth).double()),
+        Metric(
+            "drop",
+            "Drop% ↓",
+            False,
+            lambda b: b.shared(_drop_increase)[0].double(),
+            aggregate=lambda values, classes: average_drop(values),
+            needs_positive_score=True,
+            describe=_describe_drop,
+        ),
+        Metric(
+            "increase",
+            "Increase% ↑",
+            True,
+            lambda b: b.shared(_drop_increase)[1].double(),
+            aggregate=lambda values, classes: increase_in_confidence(values > 0.5),
+            needs_positive_score=True,
+            describe=_describe_drop,
+        ),
+        Metric(
+            "pointing",
+            "Pointing game (%) ↑",
+            True,
+            _pointing_hits,
+            aggregate=lambda values, classes: pointing_game_accuracy(values > 0.5, classes),
+            describe=lambda s, hw: (
+                f"pointing game: {s.pointing_tolerance:g} px tolerance on the original image, "
+                "accuracy per class then averaged"
+            ),
+        ),
+        Metric(
+            "insertion",
+            "Insertion AUC (%) ↑",
+            True,
+            lambda b: 100.0 * b.shared(_insertion_deletion)[0].double(),
+            describe=_describe_games,
+        ),
+        Metric(
+            "deletion",
+            "Deletion AUC (%) ↓",
+            False,
+            lambda b: 100.0 * b.shared(_insertion_deletion)[1].double(),
+            describe=_describe_games,
+        ),
+        Metric(
+            "distractor",
+            "Distractor energy (%) ↓",
+            False,
+            _distractor,
+            applies=lambda pair: bool(pair.other_boxes),
+            describe=lambda s, hw: (
+                "distractor energy: the map's energy on objects of other classes outside the "
+                "class's own boxes, over the pairs whose image holds another class"
+            ),
+        ),
+    )
+}
+ALL_METRICS: tuple[str, ...] = tuple(METRICS)
+
+
+def check_metrics(metrics: Sequence[str], score: str) -> list[str]:
+    """The requested metrics in table order, or a :class:`SiseError` for an unknown one, none,
+    or a metric the explained score cannot give."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise SiseError(f"unknown metric {unknown[0]!r}: choose from {', '.join(METRICS)}")
+    chosen = [m for m in METRICS if m in metrics]
+    if not chosen:
+        raise SiseError(f"no metric to compute: choose from {', '.join(METRICS)}")
+    if score == "logit":
+        relative = [m for m in chosen if METRICS[m].needs_positive_score]
+        if relative:
+            raise SiseError(
+                f"{', '.join(relative)} need a positive score: use --score sigmoid or softmax"
+            )
+    return chosen
+
+
+def required_metrics(pair: EvalPair, metrics: Sequence[str]) -> set[str]:
+    """The metrics that have a value for ``pair`` (a pair is complete when all are stored)."""
+    return {m for m in metrics if METRICS[m].applies(pair)}
+
+
+def score_batch(batch: ScoringBatch, metrics: Sequence[str]) -> dict[str, Tensor]:
+    """Each metric's (n,) values of the batch (float64, on the CPU); NaN where it does not
+    apply."""
+    values: dict[str, Tensor] = {}
+    for name in metrics:
+        metric = METRICS[name]
+        applies = torch.tensor([metric.applies(pair) for pair in batch.pairs])
+        if not bool(applies.any()):
+            values[name] = torch.full((len(batch.pairs),), math.nan, dtype=torch.float64)
+            continue
+        computed = metric.compute(batch).detach().double().cpu()
+        if bool((applies & ~torch.isfinite(computed)).any()):
+            raise SiseError(f"metric {name!r} gave a non-finite value on a pair it applies to")
+        values[name] = torch.where(applies, computed, torch.full_like(computed, math.nan))
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# aggregation
+
+
+@dataclass
+class Summary:
+    """The table's numbers.
+
+    Attributes:
+        values: metric (and ``"seconds"``) → method → value (None: no pair).
+        counts: method → pairs aggregated.
+        metric_counts: metric → method → pairs that metric was aggregated over (fewer than
+            ``counts`` for a metric that does not apply to every pair).
+    """
+
+    values: dict[str, dict[str, float | None]]
+    counts: dict[str, int]
+    metric_counts: dict[str, dict[str, int]]
+
+
+def aggregate(
+    rows: Sequence[ResultRow],
+    pairs: Sequence[EvalPair],
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    *,
+    common_only: bool = True,
+) -> Summary:
+    """Aggregate per-pair rows into the table's numbers, over the given pairs only.
+
+    Each metric's own :attr:`Metric.aggregate` (means; Drop%: :func:`average_drop`; Increase%:
+    :func:`increase_in_confidence`; pointing game: :func:`pointing_game_accuracy`, per class then
+    over classes), over the pairs it applies to. ``"seconds"``: the mean time per pair.
+
+    A (pair, method) counts when every metric that applies to the pair is stored. With
+    ``common_only`` (the default) only the pairs that every method has completed count, so that
+    the columns of a partial run are still comparable.
+    """
+    by_key = {(p.image_id, p.class_index): p for p in pairs}
+    have: dict[tuple[str, int, str], set[str]] = {}
+    for row in rows:
+        if (row.image_id, row.class_index) in by_key:
+            have.setdefault((row.image_id, row.class_index, row.method), set()).add(row.metric)
+    complete = {
+        key for key, found in have.items() if required_metrics(by_key[key[:2]], metrics) <= found
+    }
+    wanted = set(by_key)
+    if common_only:
+        wanted = {pair for pair in wanted if all((*pair, m) in complete for m in methods)}
+    per: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    seconds: dict[str, dict[tuple[str, int], float]] = {}
+    for row in rows:
+        pair = (row.image_id, row.class_index)
+        if pair in wanted and (*pair, row.method) in complete:
+            per.setdefault((row.method, row.metric), []).append((row.value, row.class_index))
+            seconds.setdefault(row.method, {})[pair] = row.seconds
+    values: dict[str, dict[str, float | None]] = {m: {} for m in [*metrics, "seconds"]}
+    metric_counts: dict[str, dict[str, int]] = {m: {} for m in metrics}
+    counts: dict[str, int] = {}
+    for method in methods:
+        for name in metrics:
+            entries = per.get((method, name), [])
+            metric_counts[name][method] = len(entries)
+            if not entries:
+                values[name][method] = None
+                continue
+            data = torch.tensor([v for v, _ in entries], dtype=torch.float64)
+            classes = torch.tensor([c for _, c in entries])
+            values[name][method] = METRICS[name].aggregate(data, classes)
+        times = seconds.get(method, {})
+        values["seconds"][method] = float(np.mean(list(times.values()))) if times else None
+        counts[method] = len(times)
+    return Summary(values, counts, metric_counts)
