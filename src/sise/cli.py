@@ -253,7 +253,7 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
             type=_setting_type(setting.name),
             default=setting.default,
             choices=setting.metadata.get("choices"),
-            help=setting.metadata.get("help"),
+            help=str(setting.metadata.get("help", "")).replace("%", "%%"),  # argparse formats
         )
     bench.add_argument(
         "--option",

@@ -402,6 +402,16 @@ def test_workers_preprocess_like_the_model(tiny_data: Path) -> None:
 # mistakes found before any work
 
 
+def test_help_lists_every_metric_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["benchmark", "--help"])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    for flag in ("--miou-fraction", "--drop-baseline", "--steps", "--pointing-tolerance"):
+        assert flag in printed
+    assert "Drop%/Increase%" in printed and "--pack" in printed and "--workers" in printed
+
+
 def test_command_line_checks_settings_before_any_work(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,9 +17,14 @@ Protocol (SPEC sections 2 and 3):
 Throughput: a :class:`torch.utils.data.DataLoader` reads and preprocesses the next pairs while
 the model runs (``workers`` processes; 0 reads in the main process), and up to ``pack`` pairs are
 explained by one method call (every method takes a batch of images with one target each; SISE
-then shares its masked-forward batches between the images) and scored together. On a CPU the
-values equal one-pair-at-a-time runs to float rounding (batched matrix products round
-differently); the time of a packed call is shared equally between its pairs.
+then shares its masked-forward batches between the images) and scored together. The time of a
+packed call is shared equally between its pairs. On a CPU the values equal one-pair-at-a-time
+runs to float rounding (batched matrix products round differently; metrics that rank pixels
+can turn that into a few thousandths of a point). On a GPU they do not, yet: another batch
+composition changes TF32 rounding enough to flip some of SISE's feature-map and gate decisions
+(measured on an H100, ResNet-50: up to 2.6 points on one pair's mIoU; see
+``benchmarks/results/20261126_benchmark_throughput_h100.txt``), so compare runs made with the
+same ``pack``.
 
 Identity and resuming: settings that change results form each method's configuration (the data,
 the model, the explained score, :class:`~sise.eval.scoring.MetricSettings`, the seed, the method

@@ -8,6 +8,8 @@ Layout:
 * ``results(config_id, image_id, class_index, class_name, method, metric, value, seconds,
   created)``: ``seconds`` is the time the method took to explain the pair (the same in each of
   that pair's metric rows); primary key ``(config_id, image_id, class_index, method, metric)``.
+  A metric that does not apply to a pair (distractor energy in an image without other classes)
+  has no row for it.
 * ``maps(config_id, image_id, class_index, method, height, width, data, seconds)``: the
   explanation maps of the few pairs shown in the example figure (float16 bytes).
 * ``results_with_config``: a view joining each result to its configuration JSON.
