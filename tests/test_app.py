@@ -36,7 +36,8 @@ from sise.app import (
 )
 from sise.cli import build_parser
 from sise.images import load_image, sample_image_path
-from sise.methods.registry import METHODS
+from sise.methods.registry import METHODS, make_explainer
+from sise.models import LoadedModel
 from sise.postprocess import minmax_normalize, otsu_threshold
 
 
@@ -204,6 +205,37 @@ def test_layer_gates_are_the_gates_of_the_fusion(demo):
     assert fused is not None
     torch.testing.assert_close(minmax_normalize(fused), explanation.maps[0], atol=1e-6, rtol=0)
     assert sise_layer_views(GradCAM(demo.model)(inputs)) is None
+
+
+def test_every_method_through_the_page(monkeypatch, small_cnn):
+    """Each of the eight methods answers with a prediction and its pictures (a tiny model, so
+    that this stays quick; the real weights are tested above)."""
+    names = ["ant", "bee", "cat", "dog", "eel"]
+
+    def tiny_model(name, checkpoint=None, *, device="cpu", input_size=(224, 224), **_):
+        return LoadedModel(small_cnn, names, input_size, (0.5,) * 3, (0.5,) * 3, name)
+
+    # RISE's 4,000 masks and Extremal Perturbation's 4 x 800 steps take minutes even here.
+    budgets = {"rise": {"n_masks": 100}, "extremal": {"iterations": 20, "areas": (0.1,)}}
+
+    def small_budget(method, model, **options):
+        return make_explainer(method, model, **options, **budgets.get(method, {}))
+
+    monkeypatch.setattr("sise.app.load_model", tiny_model)
+    monkeypatch.setattr("sise.app.make_explainer", small_budget)
+    explorer = Explorer("cpu")
+    rgb = load_image(sample_image_path("chelsea"))
+    for method in METHODS:
+        answer = explorer.explain(
+            ExplainRequest(rgb, "chelsea", "tiny", method, 32, "fixed", "dog")
+        )
+        assert answer["target"] == {"index": 3, "name": "dog", "score": answer["target"]["score"]}
+        assert [p["name"] for p in answer["top5"]] != [] and answer["forward_passes"] >= 1
+        overlay = explorer.image(answer["id"], "overlay")
+        assert overlay is not None and Image.open(io.BytesIO(overlay)).size == (451, 300)
+        assert (answer["layers"] is not None) == (method == "sise"), method
+    assert explorer.models_loaded == 1
+    assert not any(m._forward_pre_hooks for m in small_cnn.modules())
 
 
 def test_one_explanation_at_a_time(monkeypatch):

@@ -52,7 +52,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -488,17 +488,17 @@ class _Handler(BaseHTTPRequestHandler):
     server: AppServer
     server_version = "sise-app"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
             super().log_message(format, *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - the base's name
+    def do_GET(self) -> None:
         self._answer(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802 - the base's name
+    def do_POST(self) -> None:
         self._answer(self._post)
 
-    def _answer(self, route: Any) -> None:
+    def _answer(self, route: Callable[[], None]) -> None:
         """Run a route; turn every failure into a JSON error the page can show."""
         try:
             route()
@@ -722,8 +722,8 @@ PAGE = """<!doctype html>
   <div id="sise-options">
     <label for="selection">SISE feature-map selection</label>
     <select id="selection">
-      <option value="fixed">maps with positive gradient (paper)</option>
-      <option value="adaptive">adaptive: Ada-SISE, faster</option>
+      <option value="fixed">positive gradient (paper)</option>
+      <option value="adaptive">adaptive (Ada-SISE, faster)</option>
     </select>
   </div>
 
