@@ -51,10 +51,17 @@ def server() -> Iterator[AppServer]:
     app.server_close()
 
 
-def call(app: AppServer, path: str, payload: object = None, raw: bytes | None = None):
-    """(status, parsed JSON or bytes, content type) of a GET, or of a POST with a body."""
+def call(
+    app: AppServer,
+    path: str,
+    payload: object = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+):
+    """(status, parsed JSON or bytes, content type) of a GET, or of a JSON POST with a body."""
     body = raw if raw is not None else (None if payload is None else json.dumps(payload).encode())
-    request = urllib.request.Request(app.url.rstrip("/") + path, data=body)
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(app.url.rstrip("/") + path, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             status, data, kind = response.status, response.read(), response.headers["Content-Type"]
@@ -117,6 +124,16 @@ def test_bad_requests_are_explained(server, body, message):
     status, answer, kind = call(server, "/api/explain", raw=body)
     assert (status, kind) == (400, "application/json")
     assert message in answer["error"]
+
+
+def test_only_json_from_this_computer(server):
+    status, answer, _ = call(
+        server, "/api/explain", {"sample": "coffee"}, headers={"Content-Type": "text/plain"}
+    )
+    assert status == 415 and "application/json" in answer["error"]
+    status, answer, _ = call(server, "/api/options", headers={"Host": "evil.example:8765"})
+    assert status == 403 and "127.0.0.1" in answer["error"]
+    assert call(server, "/api/options", headers={"Host": "localhost"})[0] == 200
 
 
 def test_unknown_paths_are_json_404(server):

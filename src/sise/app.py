@@ -21,7 +21,10 @@ plain JavaScript (in :data:`PAGE` below), a JSON API and PNG images.
   loading the weights.
 
 The server listens on 127.0.0.1 only: the page can load any model name and run long computations,
-which is for the person at this computer, not for the network.
+which is for the person at this computer, not for the network. For the same reason it answers
+only requests addressed to ``127.0.0.1`` or ``localhost`` (not another site renamed to this
+address) and takes only ``application/json`` posts (which a browser lets another site's script
+send only after asking, and this server never says yes).
 
 HTTP API (all errors come back as JSON ``{"error": message}`` with status 4xx, or 500 with the
 exception's message for a bug; never an HTML traceback):
@@ -498,9 +501,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._answer(self._post)
 
+    def _from_this_computer(self) -> bool:
+        """Whether the request names this server as the page does.
+
+        Another web site open in the same browser can send requests to 127.0.0.1 too; one that
+        renames itself to this address (DNS rebinding) shows in the ``Host`` header.
+        """
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        return host in ("127.0.0.1", "localhost")
+
     def _answer(self, route: Callable[[], None]) -> None:
         """Run a route; turn every failure into a JSON error the page can show."""
         try:
+            if not self._from_this_computer():
+                self._json({"error": "this page answers only at 127.0.0.1"}, 403)
+                return
             route()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page went away; nobody is left to answer
@@ -545,6 +560,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self) -> None:
         if self.path.split("?", 1)[0] != "/api/explain":
             self._json({"error": f"no API {self.path!r}: POST to /api/explain"}, 404)
+            return
+        # A JSON content type makes a browser ask before another web site's script may post.
+        if self.headers.get_content_type() != "application/json":
+            self._json({"error": "send the request as application/json"}, 415)
             return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
