@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         handler=command_compare, mu=0.0, adaptive=False, baseline="zero", gate="binary"
     )
     _add_benchmark_command(commands)
+    from sise.app import add_app_command
+
+    add_app_command(commands)
     return parser
 
 
