@@ -46,8 +46,8 @@ def test_predicts_espresso_and_explains_it(coffee, demo):
 @pytest.mark.slow
 def test_every_layer_contributes_and_maps_are_in_range(coffee):
     _, _, explanation = coffee
-    kept = explanation.extras["kept_maps"][0]
-    assert explanation.extras["layer_names"] == [
+    kept = explanation.kept_maps[0]
+    assert explanation.layer_names == [
         "blocks.0",
         "blocks.1",
         "blocks.2",
@@ -56,11 +56,11 @@ def test_every_layer_contributes_and_maps_are_in_range(coffee):
     ]
     assert (kept > 0).all()
     assert int(explanation.forward_passes[0]) == 1 + int(kept.sum())
-    for saliency in [explanation.maps[0], *explanation.extras["layer_maps"][0]]:
+    for saliency in [explanation.maps[0], *explanation.layer_maps[0]]:
         assert float(saliency.min()) == 0.0 and float(saliency.max()) == 1.0
     # SISE's fused map is sparse where the deepest layer's map is smooth: the gating removes
     # what the deeper layers do not support.
-    fused, deepest = explanation.maps[0], explanation.extras["layer_maps"][0, -1]
+    fused, deepest = explanation.maps[0], explanation.layer_maps[0, -1]
     assert float((fused > 0.05).float().mean()) < float((deepest > 0.05).float().mean())
 
 

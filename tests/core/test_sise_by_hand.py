@@ -76,12 +76,12 @@ def test_gradient_scores_and_selection(hand_model, x):
 def test_sise_matches_hand_computation(hand_model, x):
     v1, v2, fused = expected_sise()
     explanation = SISE(hand_model, score="logit")(x, 0)
-    layer_maps = explanation.extras["layer_maps"]
+    layer_maps = explanation.layer_maps
     np.testing.assert_allclose(layer_maps[0, 0].numpy(), v1, atol=1e-6)
     np.testing.assert_allclose(layer_maps[0, 1].numpy(), v2, atol=1e-6)
     np.testing.assert_allclose(explanation.maps[0].numpy(), fused, atol=1e-6)
     # Two non-constant positive-gradient maps per layer: 1 gradient pass + 4 masked forwards.
-    assert explanation.extras["kept_maps"].tolist() == [[2, 2]]
+    assert explanation.kept_maps.tolist() == [[2, 2]]
     assert explanation.forward_passes.tolist() == [5]
     assert explanation.targets.tolist() == [0]
 
