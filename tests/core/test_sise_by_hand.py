@@ -97,3 +97,18 @@ def test_batch_size_does_not_change_result(hand_model, x):
     a = SISE(hand_model, score="logit", batch_size=1)(x, 0).maps
     b = SISE(hand_model, score="logit", batch_size=64)(x, 0).maps
     torch.testing.assert_close(a, b)
+
+
+def test_result_is_typed_and_extras_still_work(hand_model, x):
+    from sise.methods.sise import SISEExplanation
+
+    explanation = SISE(hand_model, score="logit")(x, 0)
+    assert isinstance(explanation, SISEExplanation)
+    assert explanation.layer_names == ["relu", "pool"]
+    assert explanation.layer_maps.shape == (1, 2, 4, 4)
+    with pytest.warns(DeprecationWarning, match=r"extras\['layer_maps'\].*SISEExplanation"):
+        old = explanation.extras["layer_maps"]
+    assert old is explanation.layer_maps
+    with pytest.warns(DeprecationWarning, match="kept_maps"):
+        assert explanation.extras.get("kept_maps") is explanation.kept_maps
+    assert "layer_names" in explanation.extras  # membership says nothing: no warning needed
