@@ -124,7 +124,7 @@ def test_method_names_in_any_spelling(tiny_cli, tmp_path, capsys):
         (["--size", "100000"], "--size: 100000 px is out of range"),
         (["--size", "big"], "--size: 'big' is not a whole number"),
         (["--device", "bogus"], "--device: unknown device 'bogus'"),
-        (["--device", "tpu"], "--device: unsupported device 'tpu'"),
+        (["--device", "meta"], "--device: unsupported device 'meta'"),
         (["--batch-size", "0"], "--batch-size: 0 must be at least 1"),
         (["--mu", "nan"], "--mu: nan is out of range"),
     ],
