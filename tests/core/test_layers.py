@@ -82,7 +82,9 @@ class _ListNet(nn.Module):
         super().__init__()
         specs = [(3, 8, 1), (8, 8, 2), (8, 16, 1), (16, 16, 2), (16, 32, 1), (32, 32, 2)]
         blocks = [_Block(*spec) for spec in specs]
-        self.blocks = nn.ModuleList(blocks) if container is nn.ModuleList else nn.Sequential(*blocks)
+        self.blocks = (
+            nn.ModuleList(blocks) if container is nn.ModuleList else nn.Sequential(*blocks)
+        )
         self.fc = nn.Linear(32, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
