@@ -108,7 +108,7 @@ class LayerCapture:
             selected[name] = self._kept[name][call]
         return selected
 
-    def _hook_for(self, name: str):  # noqa: ANN202 - a torch hook
+    def _hook_for(self, name: str):
         index = split_call(name)[1]
         kept = self._kept[name]
 

@@ -123,14 +123,14 @@ def _trace_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[T
     handles = []
     entry_versions: dict[str, list[int | None]] = {}  # a stack per module: calls can nest
 
-    def pre_hook_for(name: str):  # noqa: ANN202 - a torch hook
+    def pre_hook_for(name: str):
         def pre_hook(module: nn.Module, args: object) -> None:
             x = _first_tensor(args)
             entry_versions.setdefault(name, []).append(x._version if x is not None else None)
 
         return pre_hook
 
-    def hook_for(name: str):  # noqa: ANN202 - a torch hook
+    def hook_for(name: str):
         def hook(module: nn.Module, args: object, output: object) -> None:
             x = _first_tensor(args)
             y = output if isinstance(output, Tensor) else None

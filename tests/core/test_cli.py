@@ -205,7 +205,7 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
-    with pytest.raises(SiseError, match="could not write.*No space left"):
+    with pytest.raises(SiseError, match=r"could not write.*No space left"):
         save_overlay(out, rgb, np.ones((8, 8)))
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["overlay.png"]  # no temporary left

@@ -88,7 +88,7 @@ def test_unknown_options(small_cnn):
 def test_class_names(demo):
     assert demo.class_index("Egyptian cat") == 285
     assert demo.class_index("281") == 281
-    with pytest.raises(SiseError, match="no class named 'egyptian kat'.*Egyptian cat"):
+    with pytest.raises(SiseError, match=r"no class named 'egyptian kat'.*Egyptian cat"):
         demo.class_index("egyptian kat")
     with pytest.raises(SiseError, match="out of range"):
         demo.class_index(1000)
@@ -97,7 +97,7 @@ def test_class_names(demo):
 def test_unknown_model_name():
     from sise.models import load_model
 
-    with pytest.raises(SiseError, match="unknown model 'resnet5'.*resnet50"):
+    with pytest.raises(SiseError, match=r"unknown model 'resnet5'.*resnet50"):
         load_model("resnet5")
 
 
@@ -203,7 +203,7 @@ def test_one_output_model_with_softmax_is_refused():
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 1)
     ).eval()
     x = torch.randn(1, 3, 8, 8)
-    with pytest.raises(SiseError, match="single output, whose softmax is always 1.*'sigmoid'"):
+    with pytest.raises(SiseError, match=r"single output, whose softmax is always 1.*'sigmoid'"):
         SISE(model)(x)
     assert SISE(model, score="sigmoid")(x).maps.shape == (1, 8, 8)
 
@@ -248,5 +248,5 @@ def test_decompression_bomb_is_a_message(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(path)
     # PIL refuses images of more than twice MAX_IMAGE_PIXELS; lower it instead of writing GBs.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(SiseError, match="too large to open safely.*MAX_IMAGE_PIXELS"):
+    with pytest.raises(SiseError, match=r"too large to open safely.*MAX_IMAGE_PIXELS"):
         load_image(path)

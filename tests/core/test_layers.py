@@ -43,7 +43,7 @@ def test_layers_by_name_and_module(small_cnn):
 
 
 def test_unknown_layer_name_suggests_close_ones(small_cnn):
-    with pytest.raises(SiseError, match="no layer named 'feature.2'.*features.2"):
+    with pytest.raises(SiseError, match=r"no layer named 'feature\.2'.*features\.2"):
         SISE(small_cnn, layers=["feature.2"])
 
 
@@ -138,7 +138,7 @@ def test_model_without_a_stage_is_refused_not_explained_with_one_layer():
 
     model = _NoStageNet().eval()
     x = torch.randn(1, 3, 16, 16)
-    with pytest.raises(SiseError, match="no down-sampling stage.*layers=\\[...\\]"):
+    with pytest.raises(SiseError, match=r"no down-sampling stage.*layers=\[\.\.\.\]"):
         SISE(model)(x)
     # One-layer methods only need the last map, which is there.
     assert GradCAM(model).layer_for(x)[0] == "features"

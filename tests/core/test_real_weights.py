@@ -31,7 +31,7 @@ def box_mask(height: int, width: int, photo_hw: tuple[int, int]) -> torch.Tensor
 
 @pytest.mark.slow
 def test_predicts_espresso_and_explains_it(coffee, demo):
-    rgb, x, explanation = coffee
+    rgb, _, explanation = coffee
     assert explanation.targets.tolist() == [ESPRESSO]
     assert float(explanation.scores[0]) > 0.5
     saliency = explanation.maps[0]

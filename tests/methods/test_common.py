@@ -172,7 +172,7 @@ def test_targets_must_be_indices(name, model, inputs, target, message):
 
 @method
 def test_half_inputs_for_a_float_model(name, model, inputs):
-    with pytest.raises(SiseError, match="inputs are torch.float16 but the model's weights"):
+    with pytest.raises(SiseError, match=r"inputs are torch\.float16 but the model's weights"):
         build(name, model)(inputs.half())
 
 

@@ -62,7 +62,7 @@ class MovedExtras(dict[str, object]):
         self._warn(key)
         return super().__getitem__(key)
 
-    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+    def get(self, key: str, default: object = None) -> object:
         self._warn(key)
         return super().get(key, default)
 
