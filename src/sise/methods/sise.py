@@ -35,7 +35,7 @@ from sise.engine import (
     score_masked,
     weighted_mask_sum,
 )
-from sise.errors import SiseError, check_flag, check_number
+from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.hooks import gradient_pass
 from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
 from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
@@ -210,12 +210,8 @@ class SISE(Explainer):
             raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
         if gate not in ("binary", "soft"):
             raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
-        if not (batch_size == "auto" or isinstance(batch_size, int)) or isinstance(
-            batch_size, bool
-        ):
-            raise SiseError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
-        if isinstance(batch_size, int) and batch_size < 1:
-            raise SiseError(f"batch_size must be >= 1 or 'auto', got {batch_size}")
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            check_integer("batch_size (or 'auto')", batch_size, low=1)
         if channels_last is not None:
             check_flag("channels_last", channels_last)
         self.layers = resolve_layers(model, layers) if layers is not None else None
