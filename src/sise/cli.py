@@ -4,19 +4,87 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
 
 from sise.errors import SiseError
 from sise.images import load_image, sample_image_path
-from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.methods.registry import DISPLAY_NAMES, METHODS, canonical_name, make_explainer
 from sise.models import DEMO_MODEL, LoadedModel, load_model
 from sise.options import method_key, parse_option
+
+#: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
+MIN_SIZE, MAX_SIZE = 8, 4096
+#: ``--batch-size`` when it is not given.
+DEFAULT_BATCH_SIZE = 64
+
+
+def _image_size(text: str) -> int:
+    """argparse type of ``--size``: an integer number of pixels in [MIN_SIZE, MAX_SIZE]."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{size} px is out of range: use {MIN_SIZE} to {MAX_SIZE} (224 for ImageNet models)"
+        )
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _mu(text: str) -> float:
+    """argparse type of ``--mu``: SISE's selection threshold, a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0 <= mu < 1")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type of ``--device``: a device torch knows and this machine has."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}: use cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has no CUDA GPU that torch can use; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}: use cpu, cuda or mps")
+    return text
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +105,19 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, help="output size of the checkpoint's head")
     parser.add_argument("--classes", help="text file with one class name per line")
     parser.add_argument("--target", help="class to explain, as an index or a name (default: top-1)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--size", type=int, default=224, help="input size in pixels (square)")
-    parser.add_argument("--batch-size", type=int, default=64, help="masked inputs per forward")
+    parser.add_argument(
+        "--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument(
+        "--size", type=_image_size, default=224, help="input size in pixels (square)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"inputs per forward pass of the methods that batch them (default "
+        f"{DEFAULT_BATCH_SIZE}: SISE, Score-CAM, RISE)",
+    )
     parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -50,24 +128,47 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _image_path(args: argparse.Namespace) -> Path:
+    return Path(args.image) if args.image else sample_image_path("chelsea")
+
+
+def _read_class_names(path: Path) -> list[str]:
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise SiseError(
+            f"--classes {str(path)!r} {what}: give a text file with one class name per line"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SiseError(f"could not read --classes {str(path)!r}: {error}") from error
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise SiseError(f"--classes {str(path)!r} holds no class names: write one per line")
+    return names
+
+
 def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, torch.Tensor, np.ndarray]:
-    image_path = Path(args.image) if args.image else sample_image_path("chelsea")
+    image_path = _image_path(args)
     rgb = load_image(image_path)
-    names = None
-    if args.classes:
-        names = [
-            line.strip() for line in Path(args.classes).read_text().splitlines() if line.strip()
-        ]
+    names = _read_class_names(Path(args.classes)) if args.classes else None
     if args.checkpoint and not args.model:
         raise SiseError("--checkpoint needs --model to say which architecture the weights fit")
-    loaded = load_model(
-        args.model or DEMO_MODEL,
-        args.checkpoint,
-        num_classes=args.num_classes,
-        class_names=names,
-        device=args.device,
-        input_size=(args.size, args.size),
-    )
+    name = args.model or DEMO_MODEL
+    try:
+        loaded = load_model(
+            name,
+            args.checkpoint,
+            num_classes=args.num_classes,
+            class_names=names,
+            device=args.device,
+            input_size=(args.size, args.size),
+        )
+    except OSError as error:  # urllib's URLError, Hugging Face's hub errors: no download
+        raise SiseError(
+            f"could not get the pretrained weights of {name!r} ({error}). Without internet, pass "
+            f"--checkpoint FILE with the weights, or use the offline demo model {DEMO_MODEL!r}"
+        ) from error
     return loaded, str(image_path), loaded.preprocess(rgb), rgb
 
 
@@ -106,14 +207,97 @@ def _method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
     return options
 
 
+#: The method flags of ``sise explain``: attribute -> (flag, constructor parameter, default).
+#: A flag given for a method whose constructor lacks the parameter is refused, never dropped.
+METHOD_FLAGS: dict[str, tuple[str, str, object]] = {
+    "mu": ("--mu", "mu", 0.0),
+    "adaptive": ("--adaptive", "selection", False),
+    "baseline": ("--baseline", "baseline", "zero"),
+    "gate": ("--gate", "gate", "binary"),
+    "batch_size": ("--batch-size", "batch_size", DEFAULT_BATCH_SIZE),
+}
+
+
+def _given_flags(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
+    """The method flags given on the command line, as ``parameter: (flag, value)``.
+
+    They default to ``None`` in the parser, so that a flag given is told from one left out;
+    their defaults are put back into ``args`` here.
+    """
+    given: dict[str, tuple[str, object]] = {}
+    for attribute, (flag, parameter, default) in METHOD_FLAGS.items():
+        value = getattr(args, attribute, None)
+        if value is None:
+            setattr(args, attribute, default)
+            continue
+        if attribute == "adaptive":
+            value = "adaptive" if value else "fixed"
+        given[parameter] = (flag, value)
+    return given
+
+
+def _takes(method: str, parameter: str) -> bool:
+    """Whether the method's constructor has a parameter of that name."""
+    parameters = inspect.signature(METHODS[method]).parameters
+    return parameter in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def _apply_flags(
+    methods: Sequence[str],
+    options: dict[str, dict[str, object]],
+    given: dict[str, tuple[str, object]],
+) -> None:
+    """Put each given flag into the options of the methods that take it; refuse a flag that
+    none of them takes (``sise explain --method rise --gate soft``)."""
+    for parameter, (flag, value) in given.items():
+        takers = [m for m in methods if _takes(m, parameter)]
+        if not takers:
+            names = ", ".join(DISPLAY_NAMES.get(m, m) for m in methods)
+            users = ", ".join(DISPLAY_NAMES.get(m, m) for m in METHODS if _takes(m, parameter))
+            raise SiseError(f"{flag} does not apply to {names}: it is an option of {users}")
+        for method in takers:
+            options[method][parameter] = value
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_outputs(outputs: Sequence[Path], args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that cannot be written or that is one of the inputs."""
+    from sise.viz import check_output_path
+
+    inputs = [_image_path(args)] + [Path(p) for p in (args.classes, args.checkpoint) if p]
+    for out in outputs:
+        check_output_path(out)
+        for path in inputs:
+            if _same_file(out, path):
+                raise SiseError(
+                    f"{str(out)!r} is an input of this command: it would be overwritten; "
+                    "give another --out"
+                )
+
+
 def command_explain(args: argparse.Namespace) -> int:
-    loaded, image_path, inputs, rgb = _load(args)
+    method = canonical_name(args.method)
+    image_path = _image_path(args)
+    out = Path(args.out or f"{image_path.stem}_{method}.png")
+    panel = out.with_name(out.stem + "_layers" + out.suffix)
+    _check_outputs([out, panel] if method == "sise" else [out], args)
+    given = _given_flags(args)
+    options = {method: _method_options(args, method)}
+    _apply_flags([method], options, given)
+    loaded, _, inputs, rgb = _load(args)
     _print_predictions(loaded, inputs, args.score)
     target = loaded.class_index(args.target) if args.target is not None else None
     try:
-        explainer = make_explainer(args.method, loaded.model, **_method_options(args, args.method))
+        explainer = make_explainer(method, loaded.model, **options[method])
     except TypeError as error:
-        raise SiseError(f"bad --option for {args.method}: {error}") from error
+        raise SiseError(f"bad --option for {method}: {error}") from error
     start = time.perf_counter()
     explanation = explainer(inputs, target)
     seconds = time.perf_counter() - start
@@ -123,25 +307,21 @@ def command_explain(args: argparse.Namespace) -> int:
         f"{args.score} {float(explanation.scores[0]):.3f})"
     )
     print(
-        f"{DISPLAY_NAMES.get(args.method, args.method)}: {seconds:.1f} s, "
+        f"{DISPLAY_NAMES.get(method, method)}: {seconds:.1f} s, "
         f"{int(explanation.forward_passes[0])} forward passes"
     )
+    from sise.methods.sise import SISEExplanation
     from sise.viz import save_layer_panel, save_overlay
 
-    out = Path(args.out or f"{Path(image_path).stem}_{args.method}.png")
     save_overlay(out, rgb, explanation.maps[0])
     print(f"wrote {out}")
-    if "layer_maps" in explanation.extras:
-        panel = out.with_name(out.stem + "_layers" + out.suffix)
-        layer_maps = explanation.extras["layer_maps"]
-        kept = explanation.extras["kept_maps"]
-        assert isinstance(layer_maps, torch.Tensor) and isinstance(kept, torch.Tensor)
+    if isinstance(explanation, SISEExplanation):
         save_layer_panel(
             panel,
             rgb,
-            layer_maps[0],
-            list(explanation.extras["layer_names"]),  # type: ignore[call-overload]
-            kept[0].tolist(),
+            explanation.layer_maps[0],
+            explanation.layer_names,
+            explanation.kept_maps[0].tolist(),
             explanation.maps[0],
             title=f"{loaded.class_names[cls]} — {loaded.name}",
         )
@@ -150,20 +330,28 @@ def command_explain(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    loaded, image_path, inputs, rgb = _load(args)
+    if args.methods is None:
+        methods = list(DISPLAY_NAMES)
+    else:
+        methods = [canonical_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise SiseError(
+                f"--methods {args.methods!r} names no method: give a comma-separated list of "
+                f"{', '.join(METHODS)}"
+            )
+    image_path = _image_path(args)
+    out = Path(args.out or f"{image_path.stem}_compare.png")
+    _check_outputs([out], args)
+    given = _given_flags(args)
+    options = {method: _method_options(args, method) for method in methods}
+    _apply_flags(methods, options, given)
+    loaded, _, inputs, rgb = _load(args)
     _print_predictions(loaded, inputs, args.score)
     target = loaded.class_index(args.target) if args.target is not None else None
-    methods = (
-        [m.strip() for m in args.methods.split(",") if m.strip()]
-        if args.methods
-        else list(DISPLAY_NAMES)
-    )
     results = []
     for method in methods:
-        if method not in METHODS:
-            raise SiseError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
         try:
-            explainer = make_explainer(method, loaded.model, **_method_options(args, method))
+            explainer = make_explainer(method, loaded.model, **options[method])
         except TypeError as error:
             raise SiseError(f"bad --option for {method}: {error}") from error
         start = time.perf_counter()
@@ -174,14 +362,20 @@ def command_compare(args: argparse.Namespace) -> int:
     from sise.viz import save_comparison
 
     cls = int(explanation.targets[0])
-    out = Path(args.out or f"{Path(image_path).stem}_compare.png")
     save_comparison(out, rgb, results, title=f"{loaded.class_names[cls]} — {loaded.name}")
     print(f"wrote {out}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like the package's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sise",
         description="Explain CNN image classifiers with SISE (AAAI-21) and the methods it is "
         "compared against.",
@@ -193,21 +387,31 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default="sise", help=f"one of: {', '.join(DISPLAY_NAMES)}")
     explain.add_argument(
         "--out",
-        help="heat-map overlay to write (PNG); the SISE layer panel goes beside it as *_layers.png",
+        help="heat-map overlay to write (.png, .jpg, ...; never one of the inputs); the SISE "
+        "layer panel goes beside it as *_layers.png",
     )
-    explain.add_argument("--mu", type=float, default=0.0, help="SISE: keep maps with α > μ·β")
-    explain.add_argument("--adaptive", action="store_true", help="SISE: Ada-SISE map selection")
-    explain.add_argument("--baseline", default="zero", choices=["zero", "blur"])
-    explain.add_argument("--gate", default="binary", choices=["binary", "soft"])
+    # Method flags default to None so that one given can be told from one left out: a flag the
+    # method does not take is refused (see METHOD_FLAGS).
+    explain.add_argument("--mu", type=_mu, help="SISE: keep maps with α > μ·β (default 0)")
+    explain.add_argument(
+        "--adaptive", action="store_true", default=None, help="SISE: Ada-SISE map selection"
+    )
+    explain.add_argument(
+        "--baseline",
+        choices=["zero", "blur"],
+        help="what masked-out pixels become (SISE, Score-CAM, RISE, Integrated Gradients; "
+        "default zero)",
+    )
+    explain.add_argument(
+        "--gate", choices=["binary", "soft"], help="SISE's fusion gate (default binary)"
+    )
     explain.set_defaults(handler=command_explain)
 
     compare = commands.add_parser("compare", help="all methods on one photo, side by side")
     _add_model_arguments(compare)
     compare.add_argument("--methods", help="comma-separated subset (default: all eight)")
-    compare.add_argument("--out", help="figure to write (PNG)")
-    compare.set_defaults(
-        handler=command_compare, mu=0.0, adaptive=False, baseline="zero", gate="binary"
-    )
+    compare.add_argument("--out", help="figure to write (.png, .jpg, ...)")
+    compare.set_defaults(handler=command_compare)
     _add_benchmark_command(commands)
     from sise.app import add_app_command
 
@@ -366,6 +570,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad input is one line on stderr and exit status 2, Ctrl-C 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -373,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SiseError as error:
         print(f"sise: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("sise: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
 
 
 if __name__ == "__main__":

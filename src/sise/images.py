@@ -24,11 +24,13 @@ def sample_image_path(name: str = "chelsea") -> Path:
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
-    Grayscale, palette, 16-bit and RGBA images are converted to RGB (alpha is composited onto
-    white, so transparent regions do not turn black and attract attention).
+    Grayscale, palette, 16-bit, floating-point and RGBA images are converted to RGB (alpha is
+    composited onto white, so transparent regions do not turn black and attract attention).
 
     Raises:
-        SiseError: the file is missing, is a folder, is not an image, or is corrupt.
+        SiseError: the file is missing, is a folder, is not an image, is corrupt, has more pixels
+            than PIL's decompression-bomb limit, or is a float image with values outside
+            [0, 1] and [0, 255] or NaN.
     """
     path = Path(path)
     if not path.exists():
@@ -39,6 +41,13 @@ def load_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return to_rgb_array(image)
+    except SiseError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise SiseError(
+            f"{str(path)!r} is too large to open safely ({error}); if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS, or save a smaller copy of the image"
+        ) from error
     except UnidentifiedImageError as error:
         raise SiseError(
             f"{str(path)!r} is not an image PIL can read (JPEG, PNG, BMP, TIFF, WebP ...)"
@@ -53,8 +62,26 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
+    elif image.mode == "F":
+        image = Image.fromarray(_float_to_uint8(np.asarray(image, dtype=np.float64)))
     elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         span = max(float(array.max() - array.min()), 1.0)
         image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """A single-channel float image (TIFF) as 8 bits: [0, 1] values are scaled by 255, [0, 255]
+    values kept. PIL's own conversion clips to [0, 255], which makes a [0, 1] image black."""
+    if not np.isfinite(array).all():
+        raise SiseError("the float image holds NaN or Inf pixels: save it with finite values")
+    low, high = float(array.min()), float(array.max())
+    if low >= 0 and high <= 1:
+        array = array * 255
+    elif low < 0 or high > 255:
+        raise SiseError(
+            f"the float image has values in [{low:g}, {high:g}]: save it scaled to [0, 1] or "
+            "[0, 255]"
+        )
+    return np.round(array).astype(np.uint8)

@@ -5,22 +5,31 @@ block), shallow to deep, plus the last 4-D feature map before global pooling. Ra
 table per architecture, :func:`discover_layers` finds them from one traced forward pass:
 
 1. Record every module call: its input and output resolution, and which tensor object it returned.
-2. Walk the module tree from the root. A module whose calls (its own and its descendants') see
-   exactly two resolutions, the larger one at its input, is a *down-sampling stage*; a module
-   spanning more resolutions is split into its children; one spanning a single resolution is
-   skipped. Global pooling (a 4-D map in, a 1×1 or flat output) counts as a stage.
+2. Walk the module tree from the root. A module called once whose calls (its own and its
+   descendants') see exactly two resolutions, the larger one at its input, is a *down-sampling
+   stage* (maps larger than its input, from "same"-padding modules, do not count); any other module is split into its children, whether it ran or not, so blocks held
+   in an ``nn.ModuleList`` or ``nn.ModuleDict`` (iterated by the parent's ``forward``, never
+   called themselves) are found like those of an ``nn.Sequential``. A module spanning a single
+   resolution is skipped. Global pooling (a 4-D map in, a 1×1 or flat output) counts as a stage.
 3. Each stage's input tensor is named by the outermost module that returned that very tensor
    object (the last to finish), so ResNet's stage input is ``layer1``, not ``layer1.2.relu``.
+   When that module runs several times per forward pass (one activation module shared by the
+   whole network), the name says which call: ``"_swish@16"`` (see :func:`split_call`).
 4. When the model pools functionally (``x.mean((2, 3))`` in ``forward``), the last 4-D map is
    added if the first flat layer consumes exactly its channels.
 
 This gives ``features.3, 8, 15, 22, 29`` for torchvision VGG16 and ``relu, layer1..layer4`` for
 ResNet-50 (the tests check both), and works for timm and user CNNs.
+
+A model in which no down-sampling stage is found (all pooling done functionally, say) is
+refused rather than explained with the last feature map alone, and inputs so small that a
+feature map shrinks to 1×1 get a warning: the stages after it have no spatial map to show.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,8 +41,26 @@ from sise.errors import SiseError
 LayerSpec = str | nn.Module
 
 
+def split_call(name: str) -> tuple[str, int | None]:
+    """``"blocks.3@2"`` → ``("blocks.3", 2)``; a name without ``@k`` → ``(name, None)``.
+
+    A module that runs several times in one forward pass (a shared activation module, a block
+    applied in a loop) has one output per call. ``"name@k"`` selects the ``k``-th call, counted
+    from 0 in the order the calls finish; ``@-1`` is the last. A plain name means the last call,
+    and the capture warns when such a layer ran more than once.
+    """
+    module_name, at, index = name.rpartition("@")
+    if at and module_name and index.lstrip("-").isdigit():
+        return module_name, int(index)
+    return name, None
+
+
 def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
-    """Turn names or modules into ``(name, module)`` pairs of ``model``, with clear errors."""
+    """Turn names or modules into ``(name, module)`` pairs of ``model``, with clear errors.
+
+    A name may select one call of a module that runs several times: ``"name@k"``
+    (:func:`split_call`).
+    """
     if isinstance(layers, str | nn.Module):
         layers = [layers]
     named = dict(model.named_modules())
@@ -48,14 +75,15 @@ def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> list[tuple[
                 )
             resolved.append((name, layer))
         elif isinstance(layer, str):
-            if layer not in named:
-                close = difflib.get_close_matches(layer, [n for n in named if n], n=3)
+            module_name = split_call(layer)[0]
+            if module_name not in named:
+                close = difflib.get_close_matches(module_name, [n for n in named if n], n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise SiseError(
-                    f"the model has no layer named {layer!r}{hint} "
+                    f"the model has no layer named {module_name!r}{hint} "
                     "(list them with dict(model.named_modules()).keys())"
                 )
-            resolved.append((layer, named[layer]))
+            resolved.append((layer, named[module_name]))
         else:
             raise SiseError(f"a layer is a name or an nn.Module, got {type(layer).__name__}")
     if not resolved:
@@ -73,6 +101,9 @@ class _Call:
     out_id: int | None
     in_shape: tuple[int, ...] | None
     out_shape: tuple[int, ...] | None
+    # It handed back its input untouched (nn.Identity, a zero "same" padding): it returned the
+    # tensor but did not make it. An in-place ReLU returns its input too, but changed.
+    passes_through: bool = False
 
 
 def _first_tensor(args: object) -> Tensor | None:
@@ -90,12 +121,23 @@ def _trace_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[T
     calls: list[_Call] = []
     keep_alive: list[Tensor] = []  # ids are only unique while the tensors live
     handles = []
+    entry_versions: dict[str, list[int | None]] = {}  # a stack per module: calls can nest
 
-    def hook_for(name: str):  # noqa: ANN202 - a torch hook
+    def pre_hook_for(name: str):
+        def pre_hook(module: nn.Module, args: object) -> None:
+            x = _first_tensor(args)
+            entry_versions.setdefault(name, []).append(x._version if x is not None else None)
+
+        return pre_hook
+
+    def hook_for(name: str):
         def hook(module: nn.Module, args: object, output: object) -> None:
             x = _first_tensor(args)
             y = output if isinstance(output, Tensor) else None
             keep_alive.extend(t for t in (x, y) if t is not None)
+            stack = entry_versions.get(name)
+            version = stack.pop() if stack else None
+            untouched = y is not None and y is x and version is not None and y._version == version
             calls.append(
                 _Call(
                     order=len(calls),
@@ -106,6 +148,7 @@ def _trace_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[T
                     out_id=id(y) if y is not None else None,
                     in_shape=tuple(x.shape) if x is not None else None,
                     out_shape=tuple(y.shape) if y is not None else None,
+                    passes_through=untouched,
                 )
             )
 
@@ -113,9 +156,11 @@ def _trace_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[T
 
     try:
         for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(pre_hook_for(name)))
             handles.append(module.register_forward_hook(hook_for(name)))
-        with torch.no_grad():
-            model(example)
+        # Outside inference mode: its tensors keep no version counter.
+        with torch.inference_mode(False), torch.no_grad():
+            model(example.clone() if example.is_inference() else example)
     finally:
         for handle in handles:
             handle.remove()
@@ -141,38 +186,57 @@ def _spatial_area(shape: tuple[int, ...] | None, other: tuple[int, ...] | None) 
     return area
 
 
-def _traced_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[Tensor]]:
+def _traced_calls(
+    model: nn.Module, example: Tensor
+) -> tuple[list[_Call], list[_Call], list[Tensor]]:
+    """The calls on ``example`` and, when the model takes it, on ``example`` at twice the size.
+
+    The second list is empty for a model that only takes its own input size. Both lists get
+    their spatial areas (:func:`_spatial_area`, each trace compared with the other).
+    """
     calls, keep_alive = _trace_calls(model, example)
     larger = torch.nn.functional.interpolate(example, scale_factor=2.0, mode="nearest")
     try:
-        other_calls, _ = _trace_calls(model, larger)
-    except Exception:  # a fixed-size model (flatten into a Linear): assume NCHW
-        other_calls = []
+        other_calls, other_alive = _trace_calls(model, larger)
+    except (RuntimeError, ValueError, AssertionError):
+        # What a model that takes one input size raises for another: torch's shape mismatch
+        # (a flatten into a Linear) or the model's own size check. Any other error is a fault
+        # of the model and propagates. Without a second trace the layout is taken to be NCHW.
+        other_calls, other_alive = [], []
     if [c.name for c in other_calls] != [c.name for c in calls]:
         other_calls = []
-    for index, call in enumerate(calls):
-        other = other_calls[index] if other_calls else None
-        call.in_area = _spatial_area(call.in_shape, other.in_shape if other else None)
-        if call.in_area == 0:
-            call.in_area = None
-        call.out_area = _spatial_area(call.out_shape, other.out_shape if other else None)
-    return calls, keep_alive
+    for mine, theirs in ((calls, other_calls), (other_calls, calls)):
+        for index, call in enumerate(mine):
+            other = theirs[index] if theirs else None
+            call.in_area = _spatial_area(call.in_shape, other.in_shape if other else None)
+            if call.in_area == 0:
+                call.in_area = None
+            call.out_area = _spatial_area(call.out_shape, other.out_shape if other else None)
+    return calls, other_calls, keep_alive + other_alive
 
 
-def discover_layers(model: nn.Module, example: Tensor) -> list[str]:
-    """Names of SISE's layers for ``model``, shallow to deep, found by tracing ``example``.
+def _is_spatial_map(call: _Call) -> bool:
+    """Whether a call outputs a feature map of the network's path: more than 1x1, and not a
+    padded copy of its input (TF-style "same" padding modules enlarge the map a little)."""
+    if call.out_area is None or call.out_area <= 1:
+        return False
+    return call.in_area is None or call.out_area <= call.in_area
 
-    Args:
-        model: the CNN (run in whatever mode it is in; callers use eval mode).
-        example: one model-ready input, (1, C, H, W).
 
-    Raises:
-        SiseError: if the model produces no spatial feature map that enters a down-sampling stage.
-    """
-    calls, _keep_alive = _traced_calls(model, example)
+@dataclass
+class _Found:
+    call: _Call
+    name: str  # "module" or "module@k" for one call of a module that runs several times
+    enters_stage: bool  # it enters a down-sampling stage that keeps a spatial map (not GAP)
+
+
+def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
+    """Steps 2-4 of the module docstring on one trace."""
     call_counts: dict[str, int] = {}
+    call_number: dict[int, int] = {}  # call order -> which call of its module it is
     for call in calls:
-        call_counts[call.name] = call_counts.get(call.name, 0) + 1
+        call_number[call.order] = call_counts.get(call.name, 0)
+        call_counts[call.name] = call_number[call.order] + 1
     names = [name for name, _ in model.named_modules()]
     children: dict[str, list[str]] = {name: [] for name in names}
     for name in names:
@@ -191,67 +255,126 @@ def discover_layers(model: nn.Module, example: Tensor) -> list[str]:
 
     def visit(name: str) -> None:
         own = by_module.get(name, [])
-        if not own:
-            return
         if len(own) == 1 and own[0].in_area is not None:
-            out_area = own[0].out_area
-            # 1x1 maps inside a block are squeeze-excitation gates, not a resolution of the path
-            areas = {own[0].in_area, out_area} | {
-                c.out_area for c in subtree_calls(name) if c.out_area is not None and c.out_area > 1
+            in_area, out_area = own[0].in_area, own[0].out_area
+            # 1x1 maps inside a block are squeeze-excitation gates, and maps larger than the
+            # block's input are "same" padding (TF-style padding modules): neither is a
+            # resolution of the path.
+            areas = {in_area, out_area} | {
+                c.out_area
+                for c in subtree_calls(name)
+                if c.out_area is not None and 1 < c.out_area <= in_area
             }
             areas.discard(None)
             if len(areas) <= 1:
                 return
-            if len(areas) == 2 and out_area is not None and out_area < own[0].in_area:
+            if len(areas) == 2 and out_area is not None and out_area < in_area:
                 # Pooling to 1x1 mid-network is squeeze-excitation, not the final global pooling.
                 if out_area > 1 or not any(
-                    c.order > own[0].order and (c.out_area or 0) > 1 for c in calls
+                    c.order > own[0].order and _is_spatial_map(c) for c in calls
                 ):
                     stage_inputs.append(own[0])
                 return
+        # Split into children, also when this module never ran itself: an nn.ModuleList or
+        # nn.ModuleDict is iterated by its parent's forward, and only its children are called.
         for child in children.get(name, []):
             visit(child)
 
     visit("")
 
-    # The module that returned a tensor object: the last single-call module to finish with it.
+    # The module that returned a tensor object: the last to finish with it, i.e. the outermost.
     producer: dict[int, _Call] = {}
     for call in calls:
-        if call.out_id is not None and call_counts[call.name] == 1 and call.name:
+        if call.out_id is not None and call.name and not call.passes_through:
             producer[call.out_id] = call
 
-    selected: list[_Call] = []
+    def layer_name(call: _Call) -> str:
+        if call_counts[call.name] == 1:
+            return call.name
+        return f"{call.name}@{call_number[call.order]}"
+
+    selected: dict[int, _Found] = {}  # by call order
     for stage in sorted(stage_inputs, key=lambda c: c.order):
         made_by = producer.get(stage.in_id) if stage.in_id is not None else None
         if made_by is None or made_by.out_area in (None, 0, 1):
             continue  # the model's own input, or not a spatial map
-        if all(made_by.name != s.name for s in selected):
-            selected.append(made_by)
+        enters = stage.out_area is not None and stage.out_area > 1
+        found = selected.setdefault(made_by.order, _Found(made_by, layer_name(made_by), False))
+        found.enters_stage |= enters
 
     # A model that pools functionally: add the last 4-D map if the first flat layer reads
     # exactly its channels (global pooling) rather than its flattened pixels (VGG's classifier).
-    spatial = [
-        c for c in calls if c.out_area not in (None, 0, 1) and c.name and call_counts[c.name] == 1
-    ]
+    spatial = [c for c in calls if _is_spatial_map(c) and c.name]
     if spatial:
         last = max(spatial, key=lambda c: c.order)
         last_id = last.out_id
         last_producer = producer.get(last_id) if last_id is not None else None
-        if last_producer is not None and all(last_producer.out_id != s.out_id for s in selected):
+        if last_producer is not None and all(
+            last_producer.out_id != s.call.out_id for s in selected.values()
+        ):
             channels = last_producer.out_shape[1] if last_producer.out_shape else None
             flat_after = [
                 c for c in calls if c.order > last.order and c.in_area is None and c.in_shape
             ]
             if flat_after and flat_after[0].in_shape and flat_after[0].in_shape[-1] == channels:
-                selected.append(last_producer)
+                selected[last_producer.order] = _Found(
+                    last_producer, layer_name(last_producer), False
+                )
+    return [selected[order] for order in sorted(selected)]
 
-    if not selected:
+
+def discover_layers(model: nn.Module, example: Tensor, *, require_stage: bool = True) -> list[str]:
+    """Names of SISE's layers for ``model``, shallow to deep, found by tracing ``example``.
+
+    Args:
+        model: the CNN (run in whatever mode it is in; callers use eval mode).
+        example: one model-ready input, (1, C, H, W).
+        require_stage: refuse a model in which no feature map enters a down-sampling stage
+            (only the last map before global pooling is found). SISE fuses one map per stage,
+            so it needs at least one; the one-layer methods (Grad-CAM) pass ``False``.
+
+    Returns:
+        Module names; a module that runs several times per forward pass is named with the call
+        that produced the map, ``"name@k"`` (:func:`split_call`).
+
+    Raises:
+        SiseError: if the model produces no spatial feature map that enters a down-sampling stage.
+
+    Warns:
+        UserWarning: if a feature map shrinks to 1×1 at this input size but not at twice the
+            size: the input is too small for the model's deepest stages, which SISE then leaves
+            out.
+    """
+    calls, larger, _keep_alive = _traced_calls(model, example)
+    found = _find_layers(model, calls)
+    if not found:
         raise SiseError(
             "found no convolutional feature map that enters a down-sampling stage: SISE needs a "
             "CNN with spatial (N, C, h, w) feature maps. Pass layers=[...] explicitly if the model "
             "has them."
         )
-    return [c.name for c in sorted(selected, key=lambda c: c.order)]
+    if require_stage and not any(f.enters_stage for f in found):
+        raise SiseError(
+            f"found no down-sampling stage in the model, only its last feature map "
+            f"{found[-1].name!r}; SISE fuses the maps that enter each stage and one map alone is "
+            "not SISE. If the model down-samples with functions in its forward (F.max_pool2d, "
+            "strided slicing), pass the maps that enter those steps as layers=[...]"
+        )
+    collapsed = [
+        call.name
+        for call, bigger in zip(calls, larger, strict=False)
+        if call.name and call.out_area == 1 and (bigger.out_area or 0) > 1
+    ]
+    if collapsed:
+        height, width = example.shape[-2:]
+        warnings.warn(
+            f"inputs of {height}x{width} px are too small for this model: its feature map "
+            f"{collapsed[0]!r} shrinks to 1x1, so the stages after it have no spatial map and "
+            f"SISE uses only {[f.name for f in found]}. Use larger inputs (the size the model "
+            "was trained at).",
+            stacklevel=2,
+        )
+    return [f.name for f in found]
 
 
 def check_feature_map(name: str, activation: Tensor) -> None:

@@ -93,7 +93,24 @@ class LoadedModel:
         raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+#: Entries that training scripts wrap a state dict in, unwrapped in this order, repeatedly.
+CHECKPOINT_WRAPPERS = ("state_dict", "model_state_dict", "model")
+#: Key prefixes added by wrappers of the model: DataParallel/DDP and ``torch.compile``.
+CHECKPOINT_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """A checkpoint file as a flat ``{name: tensor}`` state dict: the package's one unwrapper.
+
+    Loads with ``weights_only=True`` (no code in the file runs), then unwraps, as long as one
+    is there, the first of the ``"state_dict"`` / ``"model_state_dict"`` / ``"model"`` entries
+    that holds a dict; drops entries that are not tensors (an epoch count, a config); strips the
+    ``module.`` (DataParallel) and ``_orig_mod.`` (``torch.compile``) key prefixes.
+
+    Raises:
+        SiseError: the file is missing or unreadable, or holds no tensors.
+    """
+    path = Path(path)
     if not path.is_file():
         raise SiseError(f"checkpoint {str(path)!r} does not exist: check the path")
     try:
@@ -102,13 +119,30 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         raise SiseError(
             f"could not read checkpoint {str(path)!r} as a PyTorch state dict: {error}"
         ) from error
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
-            loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise SiseError(f"checkpoint {str(path)!r} does not hold a state dict of tensors")
-    # Checkpoints saved from DataParallel/DistributedDataParallel prefix every key.
-    return {k.removeprefix("module."): v for k, v in loaded.items()}
+    while isinstance(loaded, dict):
+        inner = next(
+            (loaded[k] for k in CHECKPOINT_WRAPPERS if isinstance(loaded.get(k), dict)), None
+        )
+        if inner is None:
+            break
+        loaded = inner
+    if not isinstance(loaded, dict):
+        raise SiseError(
+            f"checkpoint {str(path)!r} holds a {type(loaded).__name__}, not a state dict"
+        )
+    state: dict[str, Tensor] = {}
+    for key, value in loaded.items():
+        if isinstance(value, Tensor):
+            name = str(key)
+            for prefix in CHECKPOINT_PREFIXES:
+                name = name.removeprefix(prefix)
+            state[name] = value
+    if not state:
+        raise SiseError(f"checkpoint {str(path)!r} holds no tensors")
+    return state
+
+
+_read_state_dict = read_checkpoint  # the name load_model uses
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

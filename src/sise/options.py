@@ -35,7 +35,7 @@ from typing import Literal, Union, get_args, get_origin
 import torch
 
 from sise.errors import SiseError
-from sise.methods.registry import METHODS
+from sise.methods.registry import METHODS, canonical_name
 
 __all__ = [
     "RUNTIME_OPTIONS",
@@ -77,10 +77,7 @@ _EXAMPLE = "e.g. rise.n_masks=2000 or extremal.areas=0.05,0.1"
 def method_key(name: str) -> str:
     """A method name as the registry spells it (``Grad-CAM`` → ``gradcam``, ``grad-cam++`` →
     ``gradcampp``), or a :class:`SiseError` naming the known methods."""
-    key = name.strip().lower().replace("-", "").replace("_", "").replace("+", "p")
-    if key not in METHODS:
-        raise SiseError(f"unknown method {name.strip()!r}: choose from {', '.join(METHODS)}")
-    return key
+    return canonical_name(name)
 
 
 def _word(text: str) -> OptionValue:

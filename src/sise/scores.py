@@ -27,6 +27,27 @@ def check_score_kind(kind: str) -> ScoreKind:
     return kind  # type: ignore[return-value]
 
 
+def check_logits(output: object, kind: ScoreKind) -> Tensor:
+    """The model's output if it is a (batch, classes) tensor whose ``kind`` score can vary.
+
+    This is the one check of a model's output; every path to Ψ_c goes through it. A model with a
+    single output explained with ``"softmax"`` is refused: the softmax of one logit is always 1,
+    so every method would explain a constant and return a blank map.
+    """
+    if not isinstance(output, Tensor) or output.ndim != 2:
+        shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise SiseError(
+            f"the model must return (batch, classes) scores, got {shape}: wrap it so that its "
+            "forward returns one row of class scores per input"
+        )
+    if kind == "softmax" and output.shape[1] == 1:
+        raise SiseError(
+            "the model has a single output, whose softmax is always 1: explain it with "
+            "score='sigmoid' (a binary classifier's probability) or score='logit'"
+        )
+    return output
+
+
 def class_scores(logits: Tensor, targets: Tensor, kind: ScoreKind) -> Tensor:
     """Ψ_c for each row: ``softmax(z)_c``, ``sigmoid(z_c)`` or ``z_c``.
 
@@ -38,11 +59,7 @@ def class_scores(logits: Tensor, targets: Tensor, kind: ScoreKind) -> Tensor:
     Returns:
         (B,) scores, in the dtype of ``logits`` promoted to at least float32.
     """
-    if logits.ndim != 2:
-        raise SiseError(
-            f"the model must return (batch, classes) scores, it returned shape {tuple(logits.shape)}"
-        )
-    logits = logits.float()
+    logits = check_logits(logits, kind).float()
     picked = logits.gather(1, targets.view(-1, 1)).squeeze(1)
     if kind == "logit":
         return picked

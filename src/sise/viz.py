@@ -1,19 +1,76 @@
-"""Pictures of explanations: a heat map over the photo, SISE's per-layer panel, method comparisons."""
+"""Pictures of explanations: a heat map over the photo, SISE's per-layer panel, method comparisons.
+
+Every file is written to a temporary file beside its destination, then renamed onto it, so a
+failed write (a full disk, an interrupt) never leaves a truncated picture in place of a good one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sise.errors import SiseError
+
+#: File types both Pillow (the overlay) and matplotlib (the panels) can write.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pdf")
+
+
+def check_output_path(path: str | Path) -> Path:
+    """``path`` if a picture can be written there, else a :class:`SiseError` saying why.
+
+    It must name a file (not a folder) with one of :data:`IMAGE_SUFFIXES`, in a folder that
+    exists or can be created, and that is writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SiseError(
+            f"{str(path)!r} is a folder: give a file name, e.g. {str(path / 'map.png')!r}"
+        )
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        found = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        raise SiseError(
+            f"cannot write a picture to {str(path)!r} ({found}): use one of "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folder that will hold the new ones
+    if not folder.is_dir():
+        raise SiseError(f"cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SiseError(f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable")
+    return path
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary)`` for a file beside ``path``, then rename it onto ``path``.
+
+    The rename is atomic on one file system: ``path`` holds either its old content or the whole
+    new picture. The temporary file keeps ``path``'s extension, which tells the writer the format.
+    """
+    path = check_output_path(path)
+    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise SiseError(f"could not write {str(path)!r}: {error}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def resize_map(saliency: Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
@@ -32,13 +89,11 @@ def overlay(rgb: np.ndarray, saliency: Tensor | np.ndarray, alpha: float = 0.5) 
 
 
 def save_overlay(path: str | Path, rgb: np.ndarray, saliency: Tensor | np.ndarray) -> Path:
-    """Write :func:`overlay` as an image file (PNG/JPEG by extension)."""
+    """Write :func:`overlay` as an image file (PNG, JPEG, ... by extension), atomically."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(rgb, saliency)).save(path)
-    return path
+    picture = Image.fromarray(overlay(rgb, saliency))
+    return write_atomically(path, picture.save)
 
 
 def save_layer_panel(
@@ -101,8 +156,7 @@ def save_comparison(
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=110))
+    finally:
+        plt.close(fig)

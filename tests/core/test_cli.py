@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from sise import SiseError
 from sise.cli import main
 
 
@@ -48,3 +51,187 @@ def test_torchvision_model_from_a_local_checkpoint(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "explained class: bee (class 1" in printed
     assert out.exists() and (tmp_path / "x_layers.png").exists()
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch, small_cnn):
+    """``sise.cli`` with a small CNN instead of the demo model; records each explainer built."""
+    import torch
+
+    import sise.cli as cli
+    from sise.models import LoadedModel
+
+    loaded = LoadedModel(
+        small_cnn, [f"class {i}" for i in range(5)], (32, 32), (0.5,) * 3, (0.5,) * 3, "tiny"
+    )
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+    def fake_load(args):
+        return loaded, str(cli._image_path(args)), loaded.preprocess(rgb), rgb
+
+    built: dict[str, object] = {}
+    real = cli.make_explainer
+
+    def recording(name, model, **options):
+        explainer = real(name, model, **options)
+        built[explainer.name] = explainer
+        return explainer
+
+    monkeypatch.setattr(cli, "_load", fake_load)
+    monkeypatch.setattr(cli, "make_explainer", recording)
+    torch.manual_seed(0)
+    return built
+
+
+def test_a_flag_applies_to_every_method_that_takes_it(tiny_cli, tmp_path):
+    out = tmp_path / "rise.png"
+    argv = ["explain", "--method", "rise", "--baseline", "blur", "--batch-size", "8"]
+    assert main([*argv, "--option", "rise.n_masks=16", "--out", str(out), "--no-progress"]) == 0
+    assert tiny_cli["rise"].baseline == "blur"
+    assert tiny_cli["rise"].batch_size == 8
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "gradcam", "--baseline", "blur"], "--baseline does not apply to Grad-CAM"),
+        (["--method", "rise", "--gate", "soft"], "--gate does not apply to RISE: .* of SISE"),
+        (["--method", "fullgrad", "--mu", "0.5"], "--mu does not apply to FullGrad"),
+        (["--method", "ig", "--adaptive"], "--adaptive does not apply to Integrated Gradients"),
+        (["--method", "gradcampp", "--batch-size", "8"], "--batch-size does not apply"),
+    ],
+)
+def test_a_flag_the_method_does_not_take_is_refused(tiny_cli, capsys, argv, message):
+    assert main(["explain", *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not tiny_cli  # refused before anything was built
+
+
+def test_method_names_in_any_spelling(tiny_cli, tmp_path, capsys):
+    out = tmp_path / "both.png"
+    assert main(["compare", "--methods", "grad-cam, Grad-CAM++", "--out", str(out)]) == 0
+    assert set(tiny_cli) == {"gradcam", "gradcampp"}
+    assert main(["explain", "--method", "Integrated Gradients", "--out", str(out)]) == 0
+    assert "Integrated Gradients:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--size", "0"], "--size: 0 px is out of range"),
+        (["--size", "-5"], "--size: -5 px is out of range"),
+        (["--size", "100000"], "--size: 100000 px is out of range"),
+        (["--size", "big"], "--size: 'big' is not a whole number"),
+        (["--device", "bogus"], "--device: unknown device 'bogus'"),
+        (["--device", "meta"], "--device: unsupported device 'meta'"),
+        (["--batch-size", "0"], "--batch-size: 0 must be at least 1"),
+        (["--mu", "nan"], "--mu: nan is out of range"),
+    ],
+)
+def test_bad_flags_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit):
+        main(["explain", "--device", "cuda"])
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_missing_class_file(tmp_path, capsys):
+    assert main(["explain", "--classes", str(tmp_path / "missing.txt")]) == 2
+    assert "--classes" in (err := capsys.readouterr().err) and "does not exist" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert main(["explain", "--classes", str(empty)]) == 2
+    assert "holds no class names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        (".", "is a folder"),
+        ("map.gif", "extension '.gif'"),
+        ("map", "no extension"),
+        ("notes.txt/map.png", "is a file, not a folder"),
+    ],
+)
+def test_bad_out_is_refused_before_the_work(tiny_cli, tmp_path, capsys, out, message):
+    (tmp_path / "notes.txt").write_text("a file")
+    assert main(["explain", "--out", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "top-5" not in captured.out and not tiny_cli
+
+
+def test_compare_with_no_method(capsys):
+    assert main(["compare", "--methods", ","]) == 2
+    assert "names no method" in capsys.readouterr().err
+
+
+def test_an_input_is_never_overwritten(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    before = photo.read_bytes()
+    assert main(["explain", str(photo), "--out", str(photo)]) == 2
+    assert "is an input of this command" in capsys.readouterr().err
+    # the SISE panel goes beside the overlay: it may not replace an input either
+    panel_input = tmp_path / "x_layers.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(panel_input)
+    assert main(["explain", str(panel_input), "--out", str(tmp_path / "x.png")]) == 2
+    assert photo.read_bytes() == before
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    from sise.viz import save_overlay
+
+    out = tmp_path / "overlay.png"
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    save_overlay(out, rgb, np.zeros((8, 8)))
+    before = out.read_bytes()
+
+    def full_disk(self, fp, *args, **kwargs):
+        with open(fp, "wb") as handle:
+            handle.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(SiseError, match=r"could not write.*No space left"):
+        save_overlay(out, rgb, np.ones((8, 8)))
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["overlay.png"]  # no temporary left
+
+
+def test_offline_torchvision_name_is_one_line(monkeypatch, capsys):
+    from urllib.error import URLError
+
+    import torchvision.models._api
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    assert main(["explain", "--model", "resnet18", "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "could not get the pretrained weights of 'resnet18'" in err
+    assert "--checkpoint" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import sise.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", interrupted)
+    assert main(["explain"]) == 130
+    assert capsys.readouterr().err == "sise: interrupted\n"

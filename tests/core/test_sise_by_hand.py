@@ -76,12 +76,12 @@ def test_gradient_scores_and_selection(hand_model, x):
 def test_sise_matches_hand_computation(hand_model, x):
     v1, v2, fused = expected_sise()
     explanation = SISE(hand_model, score="logit")(x, 0)
-    layer_maps = explanation.extras["layer_maps"]
+    layer_maps = explanation.layer_maps
     np.testing.assert_allclose(layer_maps[0, 0].numpy(), v1, atol=1e-6)
     np.testing.assert_allclose(layer_maps[0, 1].numpy(), v2, atol=1e-6)
     np.testing.assert_allclose(explanation.maps[0].numpy(), fused, atol=1e-6)
     # Two non-constant positive-gradient maps per layer: 1 gradient pass + 4 masked forwards.
-    assert explanation.extras["kept_maps"].tolist() == [[2, 2]]
+    assert explanation.kept_maps.tolist() == [[2, 2]]
     assert explanation.forward_passes.tolist() == [5]
     assert explanation.targets.tolist() == [0]
 
@@ -97,3 +97,18 @@ def test_batch_size_does_not_change_result(hand_model, x):
     a = SISE(hand_model, score="logit", batch_size=1)(x, 0).maps
     b = SISE(hand_model, score="logit", batch_size=64)(x, 0).maps
     torch.testing.assert_close(a, b)
+
+
+def test_result_is_typed_and_extras_still_work(hand_model, x):
+    from sise.methods.sise import SISEExplanation
+
+    explanation = SISE(hand_model, score="logit")(x, 0)
+    assert isinstance(explanation, SISEExplanation)
+    assert explanation.layer_names == ["relu", "pool"]
+    assert explanation.layer_maps.shape == (1, 2, 4, 4)
+    with pytest.warns(DeprecationWarning, match=r"extras\['layer_maps'\].*SISEExplanation"):
+        old = explanation.extras["layer_maps"]
+    assert old is explanation.layer_maps
+    with pytest.warns(DeprecationWarning, match="kept_maps"):
+        assert explanation.extras.get("kept_maps") is explanation.kept_maps
+    assert "layer_names" in explanation.extras  # membership says nothing: no warning needed

@@ -46,6 +46,7 @@ from sise.models import (
     LoadedModel,
     load_model,
     load_state_dict_checked,
+    read_checkpoint,  # re-exported: the one checkpoint unwrapper lives in sise.models
 )
 
 __all__ = [
@@ -83,36 +84,6 @@ _HEADS = {"vgg16": "classifier.6", "resnet50": "fc"}
 
 # --------------------------------------------------------------------------------------------
 # checkpoints
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """A checkpoint file as a flat ``{name: tensor}`` state dict.
-
-    Unwraps ``"state_dict"`` / ``"model"`` / ``"model_state_dict"`` entries, drops non-tensor
-    entries and DataParallel's ``module.`` prefix. Loads with ``weights_only=True`` (no code runs).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SiseError(f"checkpoint {str(path)!r} does not exist: check the path")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise SiseError(f"could not read checkpoint {str(path)!r}: {error}") from error
-    while isinstance(loaded, dict):
-        inner = next(
-            (loaded[k] for k in ("state_dict", "model", "model_state_dict") if k in loaded), None
-        )
-        if not isinstance(inner, dict):
-            break
-        loaded = inner
-    if not isinstance(loaded, dict):
-        raise SiseError(
-            f"checkpoint {str(path)!r} holds a {type(loaded).__name__}, not a state dict"
-        )
-    state = {str(k).removeprefix("module."): v for k, v in loaded.items() if isinstance(v, Tensor)}
-    if not state:
-        raise SiseError(f"checkpoint {str(path)!r} holds no tensors")
-    return state
 
 
 def _linearise_conv_head(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 
+from sise.engine import BaselineSpec
 from sise.errors import SiseError
 from sise.hooks import explaining
 from sise.layers import LayerSpec, discover_layers, resolve_layers
 from sise.scores import ScoreKind, check_score_kind
 
 Targets = int | Sequence[int] | Tensor | None
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +42,31 @@ class Explanation:
     extras: dict[str, object] = field(default_factory=dict)
 
 
+class MovedExtras(dict[str, object]):
+    """The ``extras`` of a typed result: the keys that became attributes still work, with a
+    :class:`DeprecationWarning` that names the attribute to use instead."""
+
+    def __init__(self, values: Mapping[str, object], moved: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self._moved = dict(moved)  # key -> "ClassName.attribute"
+
+    def _warn(self, key: object) -> None:
+        if isinstance(key, str) and key in self._moved:
+            warnings.warn(
+                f"explanation.extras[{key!r}] is deprecated: use {self._moved[key]}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+
+    def __getitem__(self, key: str) -> object:
+        self._warn(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: object = None) -> object:
+        self._warn(key)
+        return super().get(key, default)
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
     for parameter in model.parameters():
@@ -47,8 +76,29 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter or buffer (``None``: it has none)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def check_baseline(baseline: object) -> BaselineSpec:
+    """A masking baseline, checked where a method takes it: ``"zero"``, ``"blur"``, ``None`` or
+    a finite tensor (a NaN baseline turns every masked input into NaN and every map blank)."""
+    if baseline is None or (isinstance(baseline, str) and baseline in ("zero", "blur")):
+        return baseline
+    if isinstance(baseline, Tensor):
+        if baseline.is_floating_point() and not bool(torch.isfinite(baseline).all()):
+            raise SiseError("the baseline tensor holds NaN or Inf values: give finite values")
+        return baseline
+    raise SiseError(f"unknown baseline {baseline!r}: use 'zero', 'blur' or a tensor")
+
+
 def check_inputs(model: nn.Module, inputs: object) -> Tensor:
-    """Validate a batch of model-ready images: a floating (N, C, H, W) tensor on the model's device."""
+    """Validate a batch of model-ready images: a finite floating (N, C, H, W) tensor on the
+    model's device, in the model's dtype (unless autocast is on)."""
     if not isinstance(inputs, Tensor):
         raise SiseError(
             f"inputs must be a torch.Tensor of shape (N, C, H, W), got {type(inputs).__name__}; "
@@ -73,6 +123,21 @@ def check_inputs(model: nn.Module, inputs: object) -> Tensor:
             f"inputs are on {inputs.device} but the model is on {device}: move them with "
             f"inputs.to({str(device)!r})"
         )
+    weights = model_dtype(model)
+    if (
+        weights is not None
+        and inputs.dtype != weights
+        and not torch.is_autocast_enabled(inputs.device.type)
+    ):
+        raise SiseError(
+            f"inputs are {inputs.dtype} but the model's weights are {weights}: pass "
+            f"inputs.to({weights}) (SISE runs its masked forwards in reduced precision itself "
+            "with precision='bf16' or 'fp16'), or convert the model to the inputs' dtype"
+        )
+    if not bool(torch.isfinite(inputs).all()):
+        raise SiseError(
+            "inputs contain NaN or Inf values: check how the images were loaded and normalised"
+        )
     return inputs
 
 
@@ -94,14 +159,37 @@ class Explainer(ABC):
             raise SiseError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.score: ScoreKind = check_score_kind(score)
+        # What a method finds by tracing the model (its layers), once per input shape (C, H, W).
+        self._discovered: dict[tuple[int, ...], object] = {}
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
-        """Explain ``inputs`` for ``targets`` (one class per sample; ``None``: the predicted class)."""
-        inputs = check_inputs(self.model, inputs)
-        with explaining(self.model):
-            return self._explain(inputs, targets)
+        """Explain ``inputs`` for ``targets`` (one class per sample; ``None``: the predicted class).
+
+        Targets are class indices; turn a class name into one with
+        :meth:`sise.models.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
+        works: the methods need autograd, so they run with inference mode switched off, on a
+        normal copy of inputs made in inference mode.
+        """
+        with torch.inference_mode(False):
+            if isinstance(inputs, Tensor) and inputs.is_inference():
+                inputs = inputs.clone()
+            inputs = check_inputs(self.model, inputs)
+            with explaining(self.model):
+                return self._explain(inputs, targets)
 
     explain = __call__
+
+    def per_input_shape(self, inputs: Tensor, compute: Callable[[Tensor], T]) -> T:
+        """``compute(example)`` for one example of these inputs, cached per input shape.
+
+        The one cache of what a method finds by tracing the model (layer discovery costs two
+        forward passes): a model can take several input sizes, and its layers can differ with
+        the size (a map that shrinks to 1x1).
+        """
+        key = tuple(inputs.shape[1:])
+        if key not in self._discovered:
+            self._discovered[key] = compute(inputs[:1].detach())
+        return cast(T, self._discovered[key])
 
     @abstractmethod
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
@@ -126,14 +214,14 @@ class LayerExplainer(Explainer):
         if isinstance(layer, Sequence) and not isinstance(layer, str):
             raise SiseError(f"{type(self).__name__} explains one layer: pass a name or a module")
         self.layer = resolve_layers(model, [layer])[0] if layer is not None else None
-        self._discovered: dict[tuple[int, ...], tuple[str, nn.Module]] = {}
 
     def layer_for(self, inputs: Tensor) -> tuple[str, nn.Module]:
         """The ``(name, module)`` explained for inputs of this shape."""
         if self.layer is not None:
             return self.layer
-        key = tuple(inputs.shape[1:])
-        if key not in self._discovered:
-            names = discover_layers(self.model, inputs[:1].detach())
-            self._discovered[key] = resolve_layers(self.model, [names[-1]])[0]
-        return self._discovered[key]
+
+        def last_map(example: Tensor) -> tuple[str, nn.Module]:
+            names = discover_layers(self.model, example, require_stage=False)
+            return resolve_layers(self.model, [names[-1]])[0]
+
+        return self.per_input_shape(inputs, last_map)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from sise.engine import BaselineSpec, make_baseline
-from sise.errors import SiseError
+from sise.errors import check_choice, check_integer
 from sise.hooks import LayerCapture, forward_scores, gradient_pass
-from sise.methods.base import Explainer, Explanation, Targets
+from sise.methods.base import Explainer, Explanation, Targets, check_baseline
 from sise.postprocess import minmax_normalize, upsample
 from sise.scores import ScoreKind, class_scores
 
@@ -69,12 +69,13 @@ class IntegratedGradients(Explainer):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(model, score=score)
-        if n_steps < 1:
-            raise SiseError(f"n_steps must be >= 1, got {n_steps}")
-        self.n_steps = n_steps
+        self.n_steps = check_integer("n_steps", n_steps, low=1)
+        check_choice("integration method", method, get_args(IGMethod))
         self.method: IGMethod = method
-        self.baseline = baseline
-        self.batch_size = batch_size
+        self.baseline = check_baseline(baseline)
+        self.batch_size = (
+            None if batch_size is None else check_integer("batch_size", batch_size, low=1)
+        )
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         from captum.attr import IntegratedGradients as CaptumIG
@@ -198,8 +199,8 @@ class FullGrad(Explainer):
 
     Gradients are taken with respect to the layers' outputs (and the input) by hooks
     (:func:`sise.hooks.gradient_pass`), never through parameter ``.grad``. Layers with a bias are
-    found once per input shape; a layer called more than once per forward pass is used at its
-    last call.
+    found once per input shape; a layer called several times per forward pass adds its bias at
+    each call and contributes one term per call (``"name@k"``), so the decomposition stays exact.
 
     Cost: one forward and one backward pass.
 
@@ -225,24 +226,35 @@ class FullGrad(Explainer):
         normalization: Literal["layer", "channel"] = "layer",
     ) -> None:
         super().__init__(model, score=score)
-        if normalization not in ("layer", "channel"):
-            raise SiseError(f"unknown normalization {normalization!r}: use 'layer' or 'channel'")
+        check_choice("normalization", normalization, ("layer", "channel"))
         self.normalization = normalization
-        self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
 
     def bias_layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
-        """The layers with a usable bias that the model runs on inputs of this shape."""
-        key = tuple(inputs.shape[1:])
-        if key not in self._discovered:
+        """The layers with a usable bias that the model runs on inputs of this shape, one entry
+        per call (``"name@k"``) for a layer that runs several times."""
+
+        def find(example: Tensor) -> list[tuple[str, nn.Module]]:
             candidates = [
                 (name, module)
                 for name, module in self.model.named_modules()
                 if effective_bias(module) is not None
             ]
-            with torch.no_grad(), LayerCapture(candidates, detach_downstream=False) as capture:
-                self.model(inputs[:1].detach())
-            self._discovered[key] = [(n, m) for n, m in candidates if n in capture.outputs]
-        return self._discovered[key]
+            with (
+                torch.no_grad(),
+                LayerCapture(candidates, detach_downstream=False, warn_repeated=False) as capture,
+            ):
+                self.model(example)
+            calls = capture.calls
+            found: list[tuple[str, nn.Module]] = []
+            for name, module in candidates:
+                count = calls[name]
+                if count == 1:
+                    found.append((name, module))
+                else:  # each call adds its own bias: one term per call keeps the sum exact
+                    found.extend((f"{name}@{k}", module) for k in range(count))
+            return found
+
+        return self.per_input_shape(inputs, find)
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape

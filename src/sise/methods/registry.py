@@ -39,9 +39,31 @@ DISPLAY_NAMES: dict[str, str] = {
 }
 
 
-def make_explainer(name: str, model: nn.Module, **options: object) -> Explainer:
-    """Build the method called ``name`` for ``model``; options go to its constructor."""
-    key = name.lower().replace("-", "").replace("_", "").replace("+", "p")
-    if key not in METHODS:
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "").replace(" ", "").replace("+", "p")
+
+
+#: Every spelling a method is known by, normalised: its key and its display name.
+_ALIASES: dict[str, str] = {
+    **{_normalise(key): key for key in METHODS},
+    **{_normalise(display): key for key, display in DISPLAY_NAMES.items()},
+}
+
+
+def canonical_name(name: str) -> str:
+    """The registry key of a method, however it is spelt: ``"Grad-CAM++"``, ``"grad_cam_pp"``
+    and ``"gradcampp"`` all give ``"gradcampp"``; ``"Integrated Gradients"`` gives ``"ig"``.
+
+    Raises:
+        SiseError: no method has that name.
+    """
+    key = _ALIASES.get(_normalise(name)) if isinstance(name, str) else None
+    if key is None:
         raise SiseError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
-    return METHODS[key](model, **options)
+    return key
+
+
+def make_explainer(name: str, model: nn.Module, **options: object) -> Explainer:
+    """Build the method called ``name`` (any spelling :func:`canonical_name` takes) for
+    ``model``; options go to its constructor."""
+    return METHODS[canonical_name(name)](model, **options)

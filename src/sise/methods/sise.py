@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -34,10 +35,10 @@ from sise.engine import (
     score_masked,
     weighted_mask_sum,
 )
-from sise.errors import SiseError
+from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.hooks import gradient_pass
 from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
-from sise.methods.base import Explainer, Explanation, Targets
+from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
 from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
 from sise.scores import ScoreKind
 
@@ -120,19 +121,50 @@ def fuse(
     return minmax_normalize(fused)
 
 
+@dataclass(kw_only=True)
+class SISEExplanation(Explanation):
+    """SISE's result: the fused maps (``maps``) and what they were fused from.
+
+    Attributes:
+        layer_names: the L layers visualised, shallow to deep.
+        layer_maps: (N, L, H, W) each layer's visualisation map ``V_l`` in [0, 1] (zeros for a
+            layer that kept no feature map).
+        kept_maps: (N, L) how many feature maps each layer kept (and scored) per sample.
+
+    ``extras["layer_names"]``, ``["layer_maps"]`` and ``["kept_maps"]`` still work, with a
+    DeprecationWarning.
+    """
+
+    layer_names: list[str]
+    layer_maps: Tensor
+    kept_maps: Tensor
+
+    def __post_init__(self) -> None:
+        moved = {
+            key: f"SISEExplanation.{key}" for key in ("layer_names", "layer_maps", "kept_maps")
+        }
+        values = {key: getattr(self, key) for key in moved}
+        self.extras = MovedExtras({**self.extras, **values}, moved)
+
+
 class SISE(Explainer):
     """Semantic Input Sampling for Explanation (Sattarzadeh et al., AAAI 2021).
+
+    Calling it returns a :class:`SISEExplanation`, which holds the per-layer maps.
 
     Args:
         model: a CNN returning (N, K) class scores.
         layers: layers to visualise, shallow to deep, as names or modules; ``None`` discovers
-            them from a traced forward pass (:func:`sise.layers.discover_layers`).
-        mu: feature-map selection threshold ``α_k > μ·β`` (fixed selection).
+            them from a traced forward pass (:func:`sise.layers.discover_layers`), once per input
+            shape. A module that runs several times per forward pass is named with the call to
+            use, ``"name@k"`` (:func:`sise.layers.split_call`).
+        mu: feature-map selection threshold ``α_k > μ·β`` (fixed selection), in [0, 1).
         selection: ``"fixed"`` (paper) or ``"adaptive"`` (Ada-SISE, fewer masked forwards).
         score: explained score ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logit"``.
         baseline: what masked-out pixels become: ``"zero"`` (the model's input-space zero),
             ``"blur"``, or a tensor.
         gate: fusion gate, ``"binary"`` (paper) or ``"soft"`` (sigmoid, teaching code).
+        soft_gate_sharpness: slope of the soft gate, > 0.
         batch_size: masked inputs per forward pass, or ``"auto"``: as many as fit in the free
             memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
@@ -178,29 +210,40 @@ class SISE(Explainer):
             raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
         if gate not in ("binary", "soft"):
             raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            check_integer("batch_size (or 'auto')", batch_size, low=1)
+        if channels_last is not None:
+            check_flag("channels_last", channels_last)
         self.layers = resolve_layers(model, layers) if layers is not None else None
-        self.mu = mu
+        # μ >= 1 would keep no map (α_k > β never holds); NaN would keep none either.
+        self.mu = check_number("mu", mu, low=0.0, high=1.0, high_inclusive=False)
         self.selection: Selection = selection
-        self.baseline = baseline
+        self.baseline = check_baseline(baseline)
         self.gate: Gate = gate
-        self.soft_gate_sharpness = soft_gate_sharpness
+        self.soft_gate_sharpness = check_number(
+            "soft_gate_sharpness", soft_gate_sharpness, low=0.0, low_inclusive=False
+        )
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last
-        self.progress = progress
-        self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
+        self.progress = check_flag("progress", progress)
+
+    def __call__(self, inputs: Tensor, targets: Targets = None) -> SISEExplanation:
+        """Explain ``inputs`` for ``targets`` (see :meth:`Explainer.__call__`)."""
+        # _explain returns a SISEExplanation; the base class's signature only knows Explanation.
+        return cast(SISEExplanation, super().__call__(inputs, targets))
+
+    explain = __call__
 
     def layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
         """The layers used for inputs of this shape (discovered once per input size)."""
         if self.layers is not None:
             return self.layers
-        key = tuple(inputs.shape[1:])
-        if key not in self._discovered:
-            names = discover_layers(self.model, inputs[:1].detach())
-            self._discovered[key] = resolve_layers(self.model, names)
-        return self._discovered[key]
+        return self.per_input_shape(
+            inputs, lambda example: resolve_layers(self.model, discover_layers(self.model, example))
+        )
 
-    def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+    def _explain(self, inputs: Tensor, targets: Targets) -> SISEExplanation:
         layers = self.layers_for(inputs)
         n, _, height, width = inputs.shape
         grad = gradient_pass(self.model, layers, inputs, targets, self.score)
@@ -257,15 +300,13 @@ class SISE(Explainer):
                     stacklevel=3,
                 )
         fused = fuse(layer_maps, present, self.gate, self.soft_gate_sharpness)
-        return Explanation(
+        return SISEExplanation(
             maps=fused,
             targets=grad.targets,
             scores=grad.scores,
             forward_passes=1 + kept.sum(dim=1),
             method=self.name,
-            extras={
-                "layer_names": [name for name, _ in layers],
-                "layer_maps": layer_maps,
-                "kept_maps": kept,
-            },
+            layer_names=[name for name, _ in layers],
+            layer_maps=layer_maps,
+            kept_maps=kept,
         )
