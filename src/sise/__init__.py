@@ -13,6 +13,7 @@ from sise.methods import (
     GradCAMPlusPlus,
     IntegratedGradients,
     ScoreCAM,
+    SISEExplanation,
 )
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "RISE",
     "SISE",
+    "SISEExplanation",
     "Explainer",
     "Explanation",
     "ExtremalPerturbation",

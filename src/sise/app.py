@@ -71,6 +71,7 @@ from sise.errors import SiseError
 from sise.images import SAMPLE_IMAGES, load_image, sample_image_path, to_rgb_array
 from sise.methods.base import Explainer, Explanation
 from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.methods.sise import SISEExplanation
 from sise.models import DEMO_MODEL, LoadedModel, load_model
 from sise.postprocess import otsu_threshold
 
@@ -197,17 +198,15 @@ class LayerView:
 def sise_layer_views(explanation: Explanation, index: int = 0) -> list[LayerView] | None:
     """SISE's per-layer results for sample ``index``, or ``None`` for a method without layers.
 
-    This is the one place that reads SISE's per-layer results (``extras["layer_names"]``,
-    ``["layer_maps"]``, ``["kept_maps"]``, see :class:`sise.methods.sise.SISE`), so a change of
-    where the explanation keeps them is a change here only. The gate is recomputed with the
+    This is the one place that reads SISE's per-layer results
+    (:class:`sise.methods.sise.SISEExplanation`). The gate is recomputed with the
     same Otsu threshold :func:`sise.methods.sise.fuse` uses (binary gate, the paper's).
     """
-    extras: dict[str, Any] = dict(getattr(explanation, "extras", None) or {})
-    if "layer_maps" not in extras:
+    if not isinstance(explanation, SISEExplanation):
         return None
-    layer_maps = torch.as_tensor(extras["layer_maps"])[index].detach().float().cpu()
-    kept = torch.as_tensor(extras["kept_maps"])[index].tolist()
-    names = [str(name) for name in extras["layer_names"]]
+    layer_maps = explanation.layer_maps[index].detach().float().cpu()
+    kept = explanation.kept_maps[index].tolist()
+    names = [str(name) for name in explanation.layer_names]
     thresholds = otsu_threshold(layer_maps).tolist()
     views, started = [], False
     for name, saliency, count, threshold in zip(names, layer_maps, kept, thresholds, strict=True):

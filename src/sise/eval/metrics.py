@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.engine import TensorMasks, score_masked
 from sise.errors import SiseError
+from sise.postprocess import gaussian_blur
 from sise.scores import ScoreKind, check_score_kind
 
 __all__ = [
@@ -486,19 +486,9 @@ def blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
     Returns:
         (N, C, H, W) blurred images.
     """
-    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-        raise SiseError(
-            f"blur needs an odd kernel_size >= 1 and sigma > 0, got {kernel_size}, {sigma}"
-        )
-    radius = kernel_size // 2
-    offsets = torch.arange(-radius, radius + 1, device=inputs.device, dtype=inputs.dtype)
-    line = torch.exp(-(offsets**2) / (2 * sigma**2))
-    line = line / line.sum()
-    c = inputs.shape[1]
-    padded = F.pad(inputs, (radius, radius, radius, radius), mode="replicate")
-    # A 2-D Gaussian is separable: two 1-D passes cost 2k instead of k² per pixel.
-    rows = F.conv2d(padded, line.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(rows, line.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    if sigma <= 0:
+        raise SiseError(f"blur needs sigma > 0, got {sigma}")
+    return gaussian_blur(inputs, sigma, kernel_size)
 
 
 class _StepMasks:

@@ -4,11 +4,12 @@ from sise.methods.base import Explainer, Explanation
 from sise.methods.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from sise.methods.gradient import FullGrad, IntegratedGradients
 from sise.methods.perturbation import RISE, ExtremalPerturbation
-from sise.methods.sise import SISE, fuse, select_feature_maps
+from sise.methods.sise import SISE, SISEExplanation, fuse, select_feature_maps
 
 __all__ = [
     "RISE",
     "SISE",
+    "SISEExplanation",
     "Explainer",
     "Explanation",
     "ExtremalPerturbation",
