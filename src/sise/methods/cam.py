@@ -203,7 +203,7 @@ def _check_choice(option: str, value: object, choices: tuple[_Choice, ...]) -> _
 
 
 def _check_batch_size(value: object) -> BatchSize:
-    if value == "auto" and isinstance(value, str):
+    if isinstance(value, str) and value == "auto":
         return "auto"
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SiseError(
@@ -403,8 +403,8 @@ class ScoreCAM(CAMExplainer):
     probability of its masked input, with neither the baseline term nor the channel softmax, and
     gives a constant map weight 0; asked about the difference (issues #6 and #17 of that
     repository), the first author answered that all the paper's experiments use a black
-    (all-zero) baseline, whose score the code takes as 0, and that the probabilities already lie
-    in [0, 1], so no further normalisation is needed. The default is therefore the authors' code
+    (all-zero) baseline, which the code therefore leaves out, and that the probabilities already
+    lie in [0, 1], so no further normalisation is needed. The default is therefore the authors' code
     with ``score="softmax"``: ``w_k = p_c(x ⊙ H_k)``. ``"cic"`` is the same up to the baseline's
     probability (here about 0.001), which it subtracts.
 
