@@ -333,12 +333,23 @@ class SmoothMaskGenerator:
         padded = F.pad(lattice, (*self._pad_cols, *self._pad_rows))
         cell_rows, cell_cols = padded.shape[2] - kernel + 1, padded.shape[3] - kernel + 1
         windows = F.unfold(padded, kernel).view(batch, kernel * kernel, cell_rows, 1, cell_cols, 1)
-        weighted = windows * self._cell_weight.to(windows.dtype)  # (B, K², cells, step, ...)
-        weighted = weighted.view(batch, kernel * kernel, cell_rows * step, cell_cols * step)
-        if self.temperature > 0:
-            pooled = self.temperature * _SoftMaxPool.apply(weighted)
+        weight = self._cell_weight.to(windows.dtype)
+        # On a CPU, a few lattice rows at a time: the (B, K², rows, ...) pieces stay in the cache,
+        # which halves the time of this step at 224 px. On a GPU, all rows at once.
+        if lattice.device.type == "cpu":
+            per_row = batch * kernel * kernel * step * cell_cols * step
+            chunk = max(1, (1 << 20) // per_row)
         else:
-            pooled = weighted.amax(dim=1)
+            chunk = cell_rows
+        pieces = []
+        for row in range(0, cell_rows, chunk):
+            weighted = windows[:, :, row : row + chunk] * weight  # (B, K², rows, step, cols, step)
+            weighted = weighted.flatten(2, 3).flatten(3, 4)
+            if self.temperature > 0:
+                pieces.append(self.temperature * _SoftMaxPool.apply(weighted))
+            else:
+                pieces.append(weighted.amax(dim=1))
+        pooled = torch.cat(pieces, dim=1)
         top, left = self._crop_rows, self._crop_cols
         full = pooled[:, top : top + self.full_size[0], left : left + self.full_size[1]]
         m = self.margin
@@ -473,8 +484,7 @@ class ExtremalPerturbation(Explainer):
     * Perturbation (:func:`blur_pyramid`, :func:`perturb`): blur, read from a pyramid of
       ``levels = 8`` Gaussian blurs with σ from ``blur_sigma = 20`` px down to 0 (zero padding).
     * Reward: ``Φ_c`` is the network's raw output for class c, the logit (TorchRay's
-      ``simple_reward`` on its models' pre-softmax outputs; the paper's Φ is "the output of the
-      network"). ``reward`` picks another score.
+      ``simple_reward`` on its models' pre-softmax outputs). ``reward`` picks another score.
     * Area (Sec. 3.2, :func:`area_regularizer`): ``R_a = mean((vecsort(m) − r_a)²)`` over the
       full mask, margin included, with the reference vector ``r_a``.
     * Weight: ``λ_t = 300 · 1.0035^t`` at iteration t (300 → 4,900 over 800 iterations).
@@ -490,12 +500,20 @@ class ExtremalPerturbation(Explainer):
       side (0.09, zero padding), min-max normalised — the paper's benchmark with its VOC areas
       2.5, 5, 10 and 20 % (TorchRay's own default is the single area 10 %).
 
-    Before this re-derivation the package used a mask initialisation of 0.5, a Gaussian kernel
-    with a hard max and no margin, Adam at learning rate 0.1, and λ growing from 1 to 1000; on
-    the real EfficientNet-Lite0 its masks kept under 1 % of the class probability. The 0.5
-    initialisation alone breaks the optimisation: with every pixel at 0.5, the sorted-mask
-    penalty chooses which pixels to raise and which to drop by how the sort breaks ties, not by
-    the reward, and the class is lost before the reward can steer the mask.
+    Why the package's earlier version failed on real weights (its masks kept 0.02-4 % of the
+    class probability at 300 iterations): it differed in four choices, and each breaks the method
+    alone. Measured on EfficientNet-Lite0, four photos, area 0.1, 300 iterations, putting one of
+    the old choices into this algorithm (which keeps 26-154 % there):
+
+    * start at 0.5 instead of 1: kept 0.01-1 % on all four photos (class rank 34-784). From a
+      uniform 0.5 the sorted-mask penalty splits the pixels by their rank in the sort, which
+      ties decide, before the reward has told them apart;
+    * a Gaussian kernel with a hard max and no margin: 1-2 % on two of the four;
+    * Adam at learning rate 0.1: 2-5 % on two of the four;
+    * λ growing from 1 to 1000 over the run: the class is kept but the area is not enforced
+      (masks still cover 62 % of the image at 300 iterations, 30 % at 800).
+
+    The old blur (reflect padding) without jitter mattered less (9-179 %).
 
     ``extras["masks"]`` holds the (N, A, H, W) masks (unblurred), ``extras["full_masks"]`` the
     same with their margin (on which the area is enforced, so a mask's mean over the image alone
