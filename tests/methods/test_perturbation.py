@@ -330,6 +330,18 @@ def test_extremal_batches_images_and_areas(bright_square):
             )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_extremal_runs_on_the_gpu(bright_square):
+    model, image, _ = bright_square
+    options = {"areas": (0.1,), "iterations": 20, "step": 2, "sigma": 2.0, "blur_sigma": 5.0}
+    on_cpu = ExtremalPerturbation(model, **options)(image)
+    on_gpu = ExtremalPerturbation(model.cuda(), **options)(image.cuda())
+    assert on_gpu.maps.is_cuda and on_gpu.extras["masks"].is_cuda
+    torch.testing.assert_close(
+        on_gpu.extras["masks"].cpu(), on_cpu.extras["masks"], atol=1e-3, rtol=0
+    )
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [
