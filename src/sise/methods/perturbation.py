@@ -260,10 +260,10 @@ class SmoothMaskGenerator:
     ``r = 1 + ⌈σ/step⌉``, zeros included (they pull the soft max down a little).
 
     The mask is computed on a *margin* of ``round(σ)`` pixels around the lattice: rows and
-    columns from ``−margin`` to ``step·(n−1) + margin`` (224 px, step 7, σ 21: 260 × 260). The
-    area regulariser is taken on this full mask, so that a mask touching the image border pays for
-    the part of its smooth fringe outside the image as it would inside; the image part is the crop
-    ``[0, H) × [0, W)``.
+    columns from ``−margin`` to ``step·(n−1) + margin`` (or the image's last pixel, if further;
+    224 px, step 7, σ 21: 260 × 260). The area regulariser is taken on this full mask (a mask at
+    the image border thus pays for its fringe outside the image as it would inside); the image
+    part is the crop ``[0, H) × [0, W)``.
 
     Matches TorchRay's ``MaskGenerator`` (pooling ``'softmax'``, ``clamp=True``: the clamp of the
     mask to [0, 1] is a no-op here, because a soft max of values in [0, 1] stays in [0, 1]) when
