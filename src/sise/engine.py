@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from sise.device import auto_batch_size, autocast, channels_last_weights
+from sise.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
 from sise.postprocess import upsample
 from sise.progress import progress_bar
@@ -153,10 +153,6 @@ def _mask_writer(source: MaskSource) -> Callable[[int, int, Tensor], Tensor]:
     return lambda start, stop, buffer: source.masks(start, stop, out=buffer)  # type: ignore[call-arg]
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    return autocast(device, dtype)
-
-
 @torch.no_grad()
 def score_masked(
     model: nn.Module,
@@ -169,6 +165,7 @@ def score_masked(
     batch_size: int | Literal["auto"] = 64,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool | None = None,
+    compiled: CompiledForward | None = None,
     on_batch: Callable[[int], None] | None = None,
     progress: str | None = None,
 ) -> Tensor:
@@ -202,6 +199,11 @@ def score_masked(
             128-224 px, 10% slower at 64 px) without touching the weights; a model that cannot
             take such an input (one that calls ``.view()`` on a feature map) falls back to NCHW
             at its first batch. Otherwise: ``False``.
+        compiled: run the forwards through this :class:`sise.device.CompiledForward` of
+            ``model`` (``torch.compile``; build it once and pass it to every call, so the model
+            compiles once). Batches are then balanced and padded to a multiple of an eighth of
+            the batch size, so that the compiled model sees few batch shapes; the padding rows
+            are computed and dropped. Where compiling fails the forwards run eagerly.
         on_batch: called with the number of masks after each batch.
         progress: a label: draw a progress bar over the masked forwards with it.
 
@@ -227,6 +229,7 @@ def score_masked(
                 batch_size=batch_size,
                 autocast_dtype=autocast_dtype,
                 channels_last=channels_last,
+                compiled=compiled,
                 on_batch=both,
             )
     device = inputs.device
@@ -250,17 +253,22 @@ def score_masked(
             )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SiseError(f"batch_size must be >= 1 or 'auto', got {batch_size!r}")
-    rows = min(batch_size, total)
+    step = min(batch_size, total)
+    rows = step
+    if compiled is not None:
+        step, rows = _balanced_batches(total, batch_size)
 
     def new_buffer(cl: bool) -> Tensor:
         memory_format = torch.channels_last if cl else torch.contiguous_format
-        return torch.empty((rows, c, h, w), device=device, dtype=inputs.dtype).to(
+        # zeros for the compiled path: its padding rows are computed, so they must hold numbers
+        make = torch.empty if compiled is None else torch.zeros
+        return make((rows, c, h, w), device=device, dtype=inputs.dtype).to(
             memory_format=memory_format
         )
 
     buffer = new_buffer(input_cl)
     write_masks = _mask_writer(source)
-    mask_buffer = torch.empty((rows, h, w), device=device, dtype=torch.float32)
+    mask_buffer = torch.empty((step, h, w), device=device, dtype=torch.float32)
     delta = inputs if baseline is None else inputs - baseline
     single = n == 1
 
@@ -276,14 +284,22 @@ def score_masked(
         return owners
 
     def forward(batch: Tensor) -> Tensor:
+        if compiled is not None:
+            logits = compiled(batch, autocast_dtype, weights_cl)
+            if logits is not None:
+                return logits
         with autocast(device, autocast_dtype):
             return model(batch)
 
-    with channels_last_weights(model) if weights_cl else contextlib.nullcontext():
-        for start in range(0, total, rows):
-            stop = min(start + rows, total)
-            batch = buffer[: stop - start]
-            owners = fill(start, stop, batch)
+    # the compiled forward holds its own channels-last weights
+    swap_weights = weights_cl and compiled is None
+    with channels_last_weights(model) if swap_weights else contextlib.nullcontext():
+        for start in range(0, total, step):
+            stop = min(start + step, total)
+            count = stop - start
+            run_rows = count if compiled is None else _padded(count, batch_size)
+            batch = buffer[:run_rows]
+            owners = fill(start, stop, batch[:count])
             try:
                 logits = forward(batch)
             except RuntimeError:
@@ -291,13 +307,31 @@ def score_masked(
                     raise
                 # auto channels-last: this model wants NCHW (e.g. it .view()s a feature map)
                 input_cl, buffer = False, new_buffer(False)
-                batch = buffer[: stop - start]
-                owners = fill(start, stop, batch)
+                batch = buffer[:run_rows]
+                owners = fill(start, stop, batch[:count])
                 logits = forward(batch)
-            scores[start:stop] = class_scores(logits, targets.index_select(0, owners), score)
+            scores[start:stop] = class_scores(logits[:count], targets.index_select(0, owners), score)
             if on_batch is not None:
-                on_batch(stop - start)
+                on_batch(count)
     return scores
+
+
+def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
+    """``(step, rows)`` for the compiled path: masks per batch, and rows each batch runs with.
+
+    As few batches as ``batch_size`` allows, of equal size (``step``), each run padded to
+    ``rows``, a multiple of an eighth of the batch size (at least 8): a compiled model then sees
+    at most eight batch shapes per input shape, whatever the number of masks.
+    """
+    batches = -(-total // batch_size)
+    step = -(-total // batches)
+    return step, _padded(step, batch_size)
+
+
+def _padded(count: int, batch_size: int) -> int:
+    """``count`` rounded up to a multiple of ``max(8, batch_size // 8)``, at most ``batch_size``."""
+    quantum = max(8, batch_size // 8)
+    return min(batch_size, -(-count // quantum) * quantum)
 
 
 BaselineSpec = str | Tensor | None
