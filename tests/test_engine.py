@@ -404,28 +404,6 @@ def test_upsample_reference_is_align_corners_false():
     torch.testing.assert_close(upsample(maps, (H, W)), expected[:, 0])
 
 
-# --- the benchmark's smoke run -----------------------------------------------------------------
-
-
-def test_speed_benchmark_quick_run(tmp_path, monkeypatch):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-    spec = importlib.util.spec_from_file_location("sise_speed_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    speed = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, speed)  # dataclasses look their module up
-    spec.loader.exec_module(speed)
-    out = tmp_path / "quick.txt"
-    report = speed.main(["--quick", "--out", str(out)])
-    assert out.read_text().strip() == report.strip()
-    for label in ("SISE fixed", "SISE adaptive", "bf16+channels_last", "fidelity", "one call"):
-        assert label in report
-    assert "FAIL" not in report
-
-
 # --- CUDA (run by benchmarks/gpu_check.sh; skipped without a GPU) ------------------------------
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
