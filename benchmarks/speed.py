@@ -5,9 +5,11 @@ One run times, on the same model, the same input and the same batch size:
 * SISE with the paper's fixed selection (μ = 0) and with adaptive selection (Ada-SISE), in fp32
   (``sise``, ``sise-adaptive``), and any fast-path variant named ``KEY@OPTIONS`` with OPTIONS
   joined by ``+``: a precision (``fp32``, ``bf16``, ``fp16``), ``cl`` (channels-last),
-  ``compile`` (``torch.compile``) or ``cudagraphs`` (compiled, replayed as CUDA graphs), e.g.
-  ``sise@bf16+cl+compile``; each variant's maps are compared to the fp32 maps of the same
-  selection (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
+  ``compile`` (``torch.compile``), ``cudagraphs`` (compiled, replayed as CUDA graphs) or
+  ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.device.exact_fp32`; on
+  CUDA the default fp32 convolutions are TF32), e.g. ``sise@bf16+cl+compile``; each variant's
+  maps are compared to the fp32 maps of the same selection, and to the ``@exact`` ones where
+  those run (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
   that flip);
 * this package's Score-CAM and RISE;
 * torch-cam's ``torchcam.methods.ScoreCAM`` and pytorch-grad-cam's ``pytorch_grad_cam.ScoreCAM``
@@ -53,6 +55,7 @@ Measuring, the peers and the checks live in ``speed_measure.py``, ``speed_peers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -72,13 +75,15 @@ from speed_measure import ForwardCounter, Method, time_methods  # noqa: E402
 from speed_peers import LABELS, PEERS  # noqa: E402
 
 from sise import SISE  # noqa: E402
-from sise.device import auto_batch_size, autocast_dtype_for, device_name  # noqa: E402
+from sise.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32  # noqa: E402
 from sise.images import load_image, sample_image_path  # noqa: E402
 from sise.layers import discover_layers  # noqa: E402
 from sise.models import LoadedModel, load_model  # noqa: E402
 
-DEFAULT_METHODS = "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
-VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs")
+DEFAULT_METHODS = (
+    "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
+)
+VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact")
 
 
 # --- model and input ------------------------------------------------------------------------------
@@ -119,22 +124,31 @@ def sise_options(key: str) -> tuple[dict, str]:
     precision = next((f for f in flags if f in ("fp32", "bf16", "fp16")), "fp32")
     options["precision"] = precision
     options["channels_last"] = True if "cl" in flags else None
+    if "exact" in flags:
+        options["exact"] = True
     if "cudagraphs" in flags:
         options["compile"] = "cudagraphs"
     elif "compile" in flags:
         options["compile"] = True
     name = "adaptive" if selection == "adaptive" else "fixed μ=0"
-    words = {"cl": "channels_last", "compile": "compiled", "cudagraphs": "CUDA graphs"}
+    words = {
+        "cl": "channels_last",
+        "compile": "compiled",
+        "cudagraphs": "CUDA graphs",
+        "exact": "exact, no TF32",
+    }
     extras = [precision] + [words[f] for f in flags if f in words]
     return options, f"SISE {name} ({'+'.join(extras)})"
 
 
 def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: int) -> Method:
     options, label = sise_options(key)
+    exact = options.pop("exact", False)
     explainer = SISE(model, batch_size=batch, **options)
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
-        explanation = explainer(x, targets)
+        with exact_fp32() if exact else contextlib.nullcontext():
+            explanation = explainer(x, targets)
         layer_maps, kept = explanation.extras["layer_maps"], explanation.extras["kept_maps"]
         return (
             explanation.maps,
@@ -169,14 +183,20 @@ def build_methods(
 
             cam = ScoreCAM(model, layer, batch_size=batch)
             methods.append(
-                Method(key, f"sise Score-CAM ({layer})", lambda e=cam: (e(x, targets).maps, None, None))
+                Method(
+                    key, f"sise Score-CAM ({layer})", lambda e=cam: (e(x, targets).maps, None, None)
+                )
             )
         elif key == "rise":
             from sise.methods.perturbation import RISE
 
             rise = RISE(model, n_masks=rise_masks, batch_size=batch)
             methods.append(
-                Method(key, f"sise RISE (N={rise_masks})", lambda e=rise: (e(x, targets).maps, None, None))
+                Method(
+                    key,
+                    f"sise RISE (N={rise_masks})",
+                    lambda e=rise: (e(x, targets).maps, None, None),
+                )
             )
         elif key in PEERS:
             runner = PEERS[key](model, x, targets, layer, batch)
@@ -229,7 +249,9 @@ def format_table(methods: list[Method], n_images: int, cpu: bool) -> str:
         cells = [row[0].ljust(widths[0])]
         cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append(" | ".join(cells))
-    lines.append("speed-up = the peer's seconds / this method's seconds (> 1: faster than the peer)")
+    lines.append(
+        "speed-up = the peer's seconds / this method's seconds (> 1: faster than the peer)"
+    )
     compiled = [m for m in methods if m.compile_seconds is not None]
     for m in compiled:
         assert m.compile_seconds is not None
@@ -251,15 +273,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="demo (EfficientNet-Lite0, real weights), a torchvision name or timm:NAME (random "
         "init); default resnet18 (timm:test_efficientnet with --quick)",
     )
-    parser.add_argument("--size", default="224", help="input height and width; a comma list runs each")
+    parser.add_argument(
+        "--size", default="224", help="input height and width; a comma list runs each"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per method first (0: none)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed runs per method first (0: none)"
+    )
     parser.add_argument("--batch-size", default="auto", help="masked inputs per forward, or auto")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated")
     parser.add_argument("--rise-masks", type=int, default=None, help="RISE N (4000 cuda, 1000 cpu)")
     parser.add_argument(
-        "--multi-images", type=int, default=0, help="also check N images in one call against N calls"
+        "--images", type=int, default=1, help="images per timed explanation call (photos, flipped)"
+    )
+    parser.add_argument(
+        "--multi-images",
+        type=int,
+        default=0,
+        help="also check N images in one call against N calls",
     )
     parser.add_argument("--sync-check", action="store_true", help="count host syncs (CUDA)")
     parser.add_argument("--targets", choices=("none", "cpu", "gpu"), default="none")
@@ -276,20 +308,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rise_masks = args.rise_masks or 32
         args.multi_images = args.multi_images or 2
         if args.methods == DEFAULT_METHODS:
-            args.methods = "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam"
-    if args.warmup < 0 or args.repeats < 1:
-        parser.error("--warmup must be >= 0 and --repeats >= 1")
+            args.methods = (
+                "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam"
+            )
+    if args.warmup < 0 or args.repeats < 1 or args.images < 1:
+        parser.error("--warmup must be >= 0, --repeats and --images >= 1")
     return args
 
 
-def run_size(args: argparse.Namespace, loaded: LoadedModel, size: int, device: torch.device) -> list[str]:
+def run_size(
+    args: argparse.Namespace, loaded: LoadedModel, size: int, device: torch.device
+) -> list[str]:
     model = loaded.model
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
     for key in keys:  # fail on a bad variant before any timing
         if key.split("@")[0] in ("sise", "sise-adaptive"):
             options, _ = sise_options(key)
             autocast_dtype_for(options["precision"])
-    x = make_inputs(loaded, size)
+    x = make_inputs(loaded, size, n=args.images)
     with torch.no_grad():
         targets = model(x).argmax(dim=1)
     layer = discover_layers(model, x[:1])[-1]
@@ -309,8 +345,8 @@ def run_size(args: argparse.Namespace, loaded: LoadedModel, size: int, device: t
     finally:
         counter.remove()
     lines = [
-        f"model: {args.model}, input 1x3x{size}x{size}, target class {int(targets[0])} "
-        f"(predicted); Score-CAM layer: {layer} (all of them); batch size: {batch_note} for "
+        f"model: {args.model}, input {x.shape[0]}x3x{size}x{size}, target classes "
+        f"{targets.tolist()} (predicted); Score-CAM layer: {layer} (all of them); batch size: {batch_note} for "
         "every method",
         f"peak memory: {memory_how}, in each method's first run",
     ]
@@ -323,7 +359,7 @@ def run_size(args: argparse.Namespace, loaded: LoadedModel, size: int, device: t
         xs = make_inputs(loaded, size, n=args.multi_images)
         with torch.no_grad():
             many_targets = model(xs).argmax(dim=1)
-        lines += packing_lines(model, xs, many_targets, batch, device, args.repeats)
+        lines += packing_lines(model, xs, many_targets, batch, device, min(args.repeats, 2))
     if args.targets != "none":
         lines += target_lines(methods, x.shape[0], args.targets, size)
     return lines

@@ -82,7 +82,8 @@ def test_compiled_scores_equal_eager_scores_and_follow_weight_updates():
     targets = torch.tensor([1, 2])
     generator = torch.Generator().manual_seed(2)
     source = UpsampledMaps(
-        torch.rand(37, 4, 4, generator=generator), torch.randint(0, 2, (37,), generator=generator),
+        torch.rand(37, 4, 4, generator=generator),
+        torch.randint(0, 2, (37,), generator=generator),
         (32, 32),
     )
     compiled = CompiledForward(model)

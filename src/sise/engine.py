@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
@@ -188,6 +189,8 @@ def score_masked(
             free device memory (:func:`sise.device.auto_batch_size` probes with one trial forward),
             on a CPU :data:`sise.device.CPU_BATCH_SIZE`.
         autocast_dtype: run the forwards under autocast to this dtype (e.g. ``torch.bfloat16``).
+            With ``torch.float16``, masked inputs whose score overflows (not finite) are scored
+            again in float32, with a warning; checking costs one wait on the device per call.
         channels_last: ``True``: run the masked forwards in channels-last memory format: the
             input buffer is channels-last and, for the duration of this call only, so are the
             model's 4-D weights (:func:`sise.device.channels_last_weights`; each parameter gets
@@ -310,10 +313,56 @@ def score_masked(
                 batch = buffer[:run_rows]
                 owners = fill(start, stop, batch[:count])
                 logits = forward(batch)
-            scores[start:stop] = class_scores(logits[:count], targets.index_select(0, owners), score)
+            scores[start:stop] = class_scores(
+                logits[:count], targets.index_select(0, owners), score
+            )
             if on_batch is not None:
                 on_batch(count)
+    if autocast_dtype == torch.float16:
+        _rescore_overflows(
+            scores, model, inputs, targets, source, score, baseline, batch_size, channels_last
+        )
     return scores
+
+
+def _rescore_overflows(
+    scores: Tensor,
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    source: MaskSource,
+    score: ScoreKind,
+    baseline: Tensor | None,
+    batch_size: int,
+    channels_last: bool | None,
+) -> None:
+    """Score again in float32 the masked inputs whose float16 score is not finite (in place).
+
+    float16 overflows above 65,504; an activation that large turns the score into inf or NaN.
+    This costs one wait on the device per call (to learn whether any score overflowed). An
+    overflow that a later layer hides (e.g. ReLU6 clamps inf to 6) gives a finite, wrong score
+    and is not caught here.
+    """
+    bad = (~torch.isfinite(scores)).nonzero().flatten()
+    if bad.numel() == 0:
+        return
+    warnings.warn(
+        f"{bad.numel()} of {scores.numel()} masked inputs overflowed float16; they are scored "
+        "again in float32",
+        stacklevel=3,
+    )
+    indices = bad.tolist()
+    masks = torch.cat([source.masks(i, i + 1) for i in indices])
+    scores[bad] = score_masked(
+        model,
+        inputs,
+        targets,
+        TensorMasks(masks, source.owners[bad]),
+        score=score,
+        baseline=baseline,
+        batch_size=batch_size,
+        channels_last=channels_last,
+    )
 
 
 def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:

@@ -209,7 +209,9 @@ class SISE(Explainer):
         self.channels_last = channels_last
         self.compile = compile_setting(compile)
         self._compiled = (
-            CompiledForward(model, cudagraphs=self.compile == "cudagraphs") if self.compile else None
+            CompiledForward(model, cudagraphs=self.compile == "cudagraphs")
+            if self.compile
+            else None
         )
         self.progress = progress
         self._discovered: dict[tuple[int, ...], list[tuple[str, nn.Module]]] = {}
