@@ -246,21 +246,12 @@ class CompiledForward:
         """The model's output on ``batch``, compiled; ``None`` if this model cannot be compiled."""
         if self.failure is not None:
             return None
-        device = batch.device
-        key = (str(device), autocast_dtype, channels_last)
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = _CompiledEntry(
-                self.model, device, autocast_dtype, channels_last, self.cudagraphs
-            )
-        entry.refresh(self.model)
-        if batch.shape[0] > 1:
-            import torch._dynamo  # noqa: PLC0415 - slow to import; only the compiled path needs it
-
-            torch._dynamo.maybe_mark_dynamic(batch, 0)
-        first = (tuple(batch.shape[1:]), batch.dtype) not in entry.seen
         start = time.perf_counter()
         try:
+            entry = self._entry(batch.device, autocast_dtype, channels_last)
+            first = (tuple(batch.shape[1:]), batch.dtype) not in entry.seen
+            if batch.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(batch, 0)
             if entry.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
             output = entry.function(entry.weights, batch)
@@ -276,6 +267,21 @@ class CompiledForward:
             entry.seen.add((tuple(batch.shape[1:]), batch.dtype))
             self.compile_seconds += time.perf_counter() - start
         return output
+
+    def _entry(
+        self, device: torch.device, autocast_dtype: torch.dtype | None, channels_last: bool
+    ) -> _CompiledEntry:
+        """The compiled forward for this setting, built on first use, weights up to date."""
+        import torch._dynamo  # noqa: F401 - slow to import; only the compiled path needs it
+
+        key = (str(device), autocast_dtype, channels_last)
+        if key not in self._entries:
+            self._entries[key] = _CompiledEntry(
+                self.model, device, autocast_dtype, channels_last, self.cudagraphs
+            )
+        entry = self._entries[key]
+        entry.refresh(self.model)
+        return entry
 
 
 class _CompiledEntry:

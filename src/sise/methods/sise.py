@@ -93,6 +93,18 @@ def select_feature_maps(
     return torch.where(chosen.any(dim=1, keepdim=True), chosen, positive)
 
 
+def _indices(keep: Tensor, count: int) -> Tensor:
+    """``keep.nonzero()`` when its length ``count`` is already known: no wait on the device.
+
+    ``torch.nonzero_static`` gives the same indices in the same order; a build without it for
+    this device falls back to ``nonzero`` (which waits for the device to learn the length).
+    """
+    try:
+        return torch.nonzero_static(keep, size=count)
+    except (NotImplementedError, RuntimeError):
+        return keep.nonzero()
+
+
 def fuse(
     layer_maps: Tensor, present: Tensor, gate: Gate = "binary", sharpness: float = 100.0
 ) -> Tensor:
@@ -248,8 +260,7 @@ class SISE(Explainer):
         sources: list[UpsampledMaps] = []
         for layer, (keep, activation) in enumerate(zip(keeps, grad.activations, strict=True)):
             count = sum(row[layer] for row in kept_host)
-            # nonzero_static: the same indices as nonzero(), without waiting for their number
-            image_index, map_index = torch.nonzero_static(keep, size=count).unbind(1)
+            image_index, map_index = _indices(keep, count).unbind(1)
             maps = activation[image_index, map_index]
             sources.append(UpsampledMaps(maps, image_index, (height, width)))
 
