@@ -219,9 +219,8 @@ class CompiledForward:
     the model's weights change (another tensor, or an in-place update).
 
     Batch sizes: the batch dimension is compiled dynamic (``maybe_mark_dynamic``), so one
-    compilation serves every batch size; with CUDA graphs the engine pads batches to a few sizes
-    (multiples of an eighth of the batch), so that at most eight graphs are recorded per input
-    shape.
+    compilation serves every batch size; the engine pads batches to a few sizes (multiples of an
+    eighth of the batch), so CUDA graphs record at most eight graphs per input shape.
 
     Cost: the first call per input shape, precision and memory format compiles (seconds to a
     minute: :attr:`compile_seconds` sums the first calls). If compiling or running the compiled
@@ -236,7 +235,6 @@ class CompiledForward:
 
     def __init__(self, model: nn.Module, cudagraphs: bool = False) -> None:
         self.model = model
-        #: CUDA graphs were asked for (they are used on CUDA devices only).
         self.cudagraphs = cudagraphs
         self.failure: str | None = None
         self.compile_seconds = 0.0

@@ -204,10 +204,9 @@ def score_masked(
             at its first batch. Otherwise: ``False``.
         compiled: run the forwards through this :class:`sise.device.CompiledForward` of
             ``model`` (``torch.compile``; build it once and pass it to every call, so the model
-            compiles once). Batches are then balanced (as few as the batch size allows, of equal
-            size); with CUDA graphs each is padded to a multiple of an eighth of the batch size,
-            so that few graphs are recorded (the padding rows are computed and dropped). Where
-            compiling fails the forwards run eagerly.
+            compiles once). Batches are then balanced and padded to a multiple of an eighth of
+            the batch size, so that the compiled model sees few batch shapes; the padding rows
+            are computed and dropped. Where compiling fails the forwards run eagerly.
         on_batch: called with the number of masks after each batch.
         progress: a label: draw a progress bar over the masked forwards with it.
 
@@ -259,16 +258,13 @@ def score_masked(
         raise SiseError(f"batch_size must be >= 1 or 'auto', got {batch_size!r}")
     step = min(batch_size, total)
     rows = step
-    # CUDA graphs record one graph per batch shape: pad batches to a few shapes there. A plain
-    # compiled model takes any batch size (its batch dimension is dynamic): no padding.
-    pad = compiled is not None and compiled.cudagraphs and device.type == "cuda"
     if compiled is not None:
-        step, rows = _balanced_batches(total, batch_size, pad)
+        step, rows = _balanced_batches(total, batch_size)
 
     def new_buffer(cl: bool) -> Tensor:
         memory_format = torch.channels_last if cl else torch.contiguous_format
-        # zeros when padding: the padding rows are computed, so they must hold numbers
-        make = torch.zeros if pad else torch.empty
+        # zeros for the compiled path: its padding rows are computed, so they must hold numbers
+        make = torch.empty if compiled is None else torch.zeros
         return make((rows, c, h, w), device=device, dtype=inputs.dtype).to(
             memory_format=memory_format
         )
@@ -304,7 +300,7 @@ def score_masked(
         for start in range(0, total, step):
             stop = min(start + step, total)
             count = stop - start
-            run_rows = _padded(count, batch_size) if pad else count
+            run_rows = count if compiled is None else _padded(count, batch_size)
             batch = buffer[:run_rows]
             owners = fill(start, stop, batch[:count])
             try:
@@ -369,17 +365,16 @@ def _rescore_overflows(
     )
 
 
-def _balanced_batches(total: int, batch_size: int, pad: bool) -> tuple[int, int]:
-    """``(step, rows)`` for the compiled path: masks per batch, and the rows of the buffer.
+def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
+    """``(step, rows)`` for the compiled path: masks per batch, and rows each batch runs with.
 
-    As few batches as ``batch_size`` allows, of equal size (``step``), so that a compiled model
-    sees at most two batch sizes per call. With ``pad`` (CUDA graphs) each batch runs padded to
-    ``rows``, a multiple of an eighth of the batch size (at least 8): at most eight batch shapes
-    per input shape, whatever the number of masks.
+    As few batches as ``batch_size`` allows, of equal size (``step``), each run padded to
+    ``rows``, a multiple of an eighth of the batch size (at least 8): a compiled model then sees
+    at most eight batch shapes per input shape, whatever the number of masks.
     """
     batches = -(-total // batch_size)
     step = -(-total // batches)
-    return step, _padded(step, batch_size) if pad else step
+    return step, _padded(step, batch_size)
 
 
 def _padded(count: int, batch_size: int) -> int:
