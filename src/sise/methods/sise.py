@@ -164,7 +164,15 @@ class SISE(Explainer):
             give one of ``precision`` and ``autocast_dtype``. The gradient pass (feature-map
             selection) always runs in the model's own precision, and on CUDA without TF32
             (:func:`sise.device.exact_fp32`), so that the maps an image keeps do not depend on
-            the other images of the call.
+            the other images of the call. fp32 is the default because the fused map is
+            sensitive: its binary Otsu gates flip where a layer map sits near its threshold. On
+            the real EfficientNet-Lite0 and the two packaged photos (H100, fused maps against
+            fp32): ``"fp16"`` r ≥ 0.991 (fixed) and ≥ 0.998 (adaptive) at 1.6-1.7x the fp32
+            speed; ``"bf16"`` only r = 0.965 (fixed) and 0.986 (adaptive), as bf16's 8-bit
+            mantissa perturbs the masked scores by a median 5% there (fp16: 0.1%). On CUDA,
+            use ``"fp16"`` with ``channels_last=True`` (and ``compile=True`` for many
+            explanations); fp16 scores that overflow are scored again in fp32. On a CPU only
+            bf16 is fast (fp16 is emulated), with the fidelity above.
         channels_last: ``True``: run the masked forwards in channels-last memory format; the
             model's 4-D weights are held channels-last only while they run and get their original
             tensors back afterwards (:func:`sise.device.channels_last_weights`). ``None``
@@ -173,8 +181,9 @@ class SISE(Explainer):
         compile: ``True``: run the masked forwards through ``torch.compile`` (compiled once,
             on the first call, for each input shape; a model that does not compile runs eagerly
             with a warning); ``"cudagraphs"``: compiled and replayed as CUDA graphs. Compiling
-            costs seconds to a minute, so it pays over many explanations, not one
-            (:class:`sise.device.CompiledForward`).
+            costs seconds to a minute (ResNet-50 on an H100: 23 s, then 0.114 s per explanation
+            in fp16 + channels-last against 0.176 s eager), so it pays over many explanations,
+            not one (:class:`sise.device.CompiledForward`). CUDA graphs gained nothing there.
         progress: show a progress bar over the masked forwards.
     """
 
