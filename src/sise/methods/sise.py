@@ -167,8 +167,8 @@ class SISE(Explainer):
             the other images of the call. fp32 is the default because the fused map is
             sensitive: its binary Otsu gates flip where a layer map sits near its threshold. On
             the real EfficientNet-Lite0 and the two packaged photos (H100, fused maps against
-            fp32): ``"fp16"`` r ≥ 0.991 (fixed) and ≥ 0.998 (adaptive) at 1.6-1.7x the fp32
-            speed; ``"bf16"`` only r = 0.965 (fixed) and 0.986 (adaptive), as bf16's 8-bit
+            fp32): ``"fp16"`` r ≥ 0.991 (fixed) and ≥ 0.998 (adaptive), with channels-last
+            1.6x the fp32 speed (fixed; ResNet-50: 1.7x); ``"bf16"`` only r = 0.965 (fixed) and 0.986 (adaptive), as bf16's 8-bit
             mantissa perturbs the masked scores by a median 5% there (fp16: 0.1%). On CUDA,
             use ``"fp16"`` with ``channels_last=True`` (and ``compile=True`` for many
             explanations); fp16 scores that overflow are scored again in fp32. On a CPU only
