@@ -104,7 +104,6 @@ import json
 import os
 import shutil
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -115,7 +114,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from sise.errors import SiseError
-from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007
+from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007, voc_annotation_xml
 from sise.models import LoadedModel, imagenet_class_names
 
 __all__ = [
@@ -529,31 +528,6 @@ def _voc_class_names() -> list[str]:
     return names
 
 
-def _annotation_xml(
-    image_id: str, size: int, objects: list[tuple[str, _Box]], database: str
-) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "VOC2007"
-    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
-    ET.SubElement(ET.SubElement(root, "source"), "database").text = database
-    size_node = ET.SubElement(root, "size")
-    for tag, value in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(size_node, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "0"
-    for name, (c0, r0, c1, r1) in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        box = ET.SubElement(obj, "bndbox")
-        # VOC boxes are 1-based and inclusive
-        for tag, value in (("xmin", c0), ("ymin", r0), ("xmax", c1), ("ymax", r1)):
-            ET.SubElement(box, tag).text = str(value + 1)
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8")
-
-
 def make_photo_voc(root: str | Path, spec: PhotoSetSpec = PHOTO_SET) -> Path:
     """Write the photo set in the VOC 2007 layout under ``root`` (see the module docstring).
 
@@ -590,7 +564,7 @@ def make_photo_voc(root: str | Path, spec: PhotoSetSpec = PHOTO_SET) -> Path:
         Image.fromarray(pixels).save(base / "JPEGImages" / f"{image_id}.jpg", quality=95)
         named = [(names[PHOTO_OBJECTS[k].class_index], box) for k, box in objects]
         (base / "Annotations" / f"{image_id}.xml").write_bytes(
-            _annotation_xml(image_id, spec.image_size, named, "sise real-photo cut-outs")
+            voc_annotation_xml(image_id, spec.image_size, named, "sise real-photo cut-outs")
         )
     (base / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
     return root
