@@ -32,11 +32,11 @@ from sise.engine import (
     score_masked,
 )
 from sise.errors import SiseError
-from sise.hooks import LayerCapture, gradient_pass, resolve_targets
+from sise.hooks import LayerCapture, gradient_pass, score_output
 from sise.layers import LayerSpec, check_feature_map
 from sise.methods.base import Explanation, LayerExplainer, Targets
 from sise.postprocess import is_constant, minmax_normalize, upsample
-from sise.scores import ScoreKind, class_scores
+from sise.scores import ScoreKind
 
 Denominator = Literal["paper", "summed"]
 ScoreCamWeights = Literal["softmax", "cic"]
@@ -185,7 +185,9 @@ class GradCAMPlusPlus(LayerExplainer):
         grad = gradient_pass(self.model, [(name, module)], inputs, targets, self.score)
         activation, gradient = grad.activations[0].float(), grad.gradients[0].float()
         check_feature_map(name, activation)
-        scale = torch.ones_like(grad.scores) if self.score == "logit" else grad.scores
+        # Y = Ψ for a probability (softmax, sigmoid class scores), Y = exp(S) for anything else
+        exponential = grad.target is not None and grad.target.exponential
+        scale = grad.scores if exponential else torch.ones_like(grad.scores)
         alphas = gradcampp_alphas(activation, gradient, scale, self.denominator)
         weights = (alphas * torch.relu(gradient)).sum(dim=(2, 3))
         cam = torch.relu((weights[:, :, None, None] * activation).sum(dim=1))
@@ -271,10 +273,7 @@ class ScoreCAM(LayerExplainer):
             logits = self.model(inputs)
         if name not in capture.outputs:
             raise SiseError(f"layer {name!r} was not run by the model's forward pass")
-        if not isinstance(logits, Tensor) or logits.ndim != 2:
-            raise SiseError("the model must return (batch, classes) scores")
-        resolved = resolve_targets(logits, targets)
-        scores = class_scores(logits, resolved, self.score)
+        target, resolved, scores = score_output(logits, targets, self.score, n)
         activation = capture.outputs[name].detach().float()
         check_feature_map(name, activation)
         channels = activation.shape[1]
@@ -298,7 +297,7 @@ class ScoreCAM(LayerExplainer):
         masked_scores = score_masked(
             self.model,
             inputs,
-            resolved,
+            target,
             source,
             score=self.score,
             baseline=make_baseline(inputs, self.baseline),

@@ -12,20 +12,12 @@ from sise.errors import check_choice, check_integer
 from sise.hooks import LayerCapture, forward_scores, gradient_pass
 from sise.methods.base import Explainer, Explanation, Targets, check_baseline
 from sise.postprocess import minmax_normalize, upsample
-from sise.scores import ScoreKind, class_scores
+from sise.scores import ScoreKind
+from sise.targets import checked_scores
 
 IGMethod = Literal[
     "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
 ]
-
-
-def _all_class_scores(logits: Tensor, kind: ScoreKind) -> Tensor:
-    """(B, K) explained scores of every class, for Captum's ``target`` selection."""
-    if kind == "softmax":
-        return torch.softmax(logits.float(), dim=1)
-    if kind == "sigmoid":
-        return torch.sigmoid(logits.float())
-    return logits.float()
 
 
 class IntegratedGradients(Explainer):
@@ -81,26 +73,27 @@ class IntegratedGradients(Explainer):
         from captum.attr import IntegratedGradients as CaptumIG
 
         n = inputs.shape[0]
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         baseline = make_baseline(inputs, self.baseline)
         if baseline is None:
             baseline = torch.zeros_like(inputs)
-        kind = self.score
 
-        def forward(x: Tensor) -> Tensor:
-            return _all_class_scores(self.model(x), kind)
+        def forward(x: Tensor, owners: Tensor) -> Tensor:
+            # Captum repeats ``owners`` along with the inputs, so each path point's row knows
+            # its image, whatever Captum's internal batching.
+            return checked_scores(target.rows(owners), self.model(x), x.shape[0])
 
         attributions = CaptumIG(forward).attribute(
             inputs.detach(),
             baselines=baseline.detach(),
-            target=resolved,
+            additional_forward_args=(torch.arange(n, device=inputs.device),),
             n_steps=self.n_steps,
             method=self.method,
             internal_batch_size=self.batch_size,
         )
         attributions = attributions.detach()
         with torch.no_grad():
-            baseline_scores = class_scores(self.model(baseline), resolved, self.score)
+            baseline_scores = checked_scores(target, self.model(baseline), n)
         delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)
         return Explanation(
             maps=minmax_normalize(attributions.abs().sum(dim=1).float()),

@@ -21,7 +21,8 @@ from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import minmax_normalize, upsample
 from sise.progress import progress_bar
-from sise.scores import ScoreKind, check_score_kind, class_scores
+from sise.scores import ScoreKind, check_score_kind
+from sise.targets import checked_scores
 
 
 class RandomGridMasks:
@@ -175,12 +176,12 @@ class RISE(Explainer):
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n = inputs.shape[0]
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         source = self.mask_source(inputs)
         masked_scores = score_masked(
             self.model,
             inputs,
-            resolved,
+            target,
             source,
             score=self.score,
             baseline=make_baseline(inputs, self.baseline),
@@ -333,7 +334,9 @@ class ExtremalPerturbation(Explainer):
             ``scores`` and ``extras["mask_scores"]``).
         reward: the score the masks are optimised for. Default ``"logit"``: the paper's reward
             is the network's raw output, and a saturated softmax or sigmoid (≈ 1 on a confident
-            image) gives masks that barely depend on the class. ``None`` uses ``score``.
+            image) gives masks that barely depend on the class. ``None`` uses ``score``. It
+            applies to class targets (:meth:`sise.targets.Target.with_score`); a custom callable
+            target is optimised as it is.
         progress: show a progress bar over the iterations.
     """
 
@@ -358,6 +361,8 @@ class ExtremalPerturbation(Explainer):
     ) -> None:
         super().__init__(model, score=score)
         self.reward: ScoreKind = check_score_kind(reward) if reward is not None else self.score
+        # the reward form applies to class targets; None keeps every target as it is
+        self._reward_form = reward is not None
         self.areas = [float(a) for a in areas]
         if not self.areas or not all(0.0 < a < 1.0 for a in self.areas):
             raise SiseError(f"areas must be fractions in (0, 1), got {list(areas)}")
@@ -388,12 +393,13 @@ class ExtremalPerturbation(Explainer):
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         n_areas = len(self.areas)
         device = inputs.device
         owners = torch.arange(n, device=device).repeat_interleave(n_areas)
         areas = torch.tensor(self.areas, device=device).repeat(n)
-        row_targets = resolved[owners]
+        row_targets = target.rows(owners)
+        rewarded = (target.with_score(self.reward) if self._reward_form else target).rows(owners)
         with torch.no_grad():
             pyramid = blur_pyramid(inputs.detach(), self.blur_sigma, self.levels)
             pyramid = pyramid.transpose(0, 1)[owners].contiguous()  # (N*A, L, C, H, W)
@@ -410,7 +416,12 @@ class ExtremalPerturbation(Explainer):
                 with torch.enable_grad():
                     masks = self.masks_from(lattice, (height, width))
                     logits = self.model(perturb(pyramid, masks))
-                    reward = class_scores(logits, row_targets, self.reward)
+                    reward = checked_scores(rewarded, logits, n * n_areas)
+                    if not reward.requires_grad:
+                        raise SiseError(
+                            "the target's score has no gradient: Extremal Perturbation optimises "
+                            "its masks for it, so compute it with differentiable torch operations"
+                        )
                     penalty = area_regularizer(masks, areas)
                     loss = (weight * penalty - reward).sum()
                     (gradient,) = torch.autograd.grad(loss, [lattice])
@@ -421,8 +432,8 @@ class ExtremalPerturbation(Explainer):
                 advance(1)
         with torch.no_grad():
             masks = self.masks_from(lattice.detach(), (height, width))
-            mask_scores = class_scores(
-                self.model(perturb(pyramid, masks)), row_targets, self.score
+            mask_scores = checked_scores(
+                row_targets, self.model(perturb(pyramid, masks)), n * n_areas
             ).view(n, n_areas)
         masks = masks.view(n, n_areas, height, width)
         return Explanation(

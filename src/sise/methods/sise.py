@@ -270,7 +270,7 @@ class SISE(Explainer):
         scores = score_masked(
             self.model,
             inputs,
-            grad.targets,
+            grad.target,
             source,
             score=self.score,
             baseline=baseline,
