@@ -22,13 +22,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sise.hooks import LayerCapture
 from sise.images import load_image, sample_image_path
+from sise.layers import resolve_layers
+from sise.methods import ScoreCAM
+from sise.methods.cam import cam_to_maps
 from sise.methods.registry import make_explainer
 
 ESPRESSO = 967
 CUP_BOX = (170, 15, 420, 300)  # (x0, y0, x1, y1) in the 600x400 photo
 OPTIONS: dict[str, dict[str, object]] = {
-    "scorecam": {"layer": "blocks.6"},  # 320 maps rather than the 1,280 of the 1x1 head conv
     "rise": {"n_masks": 500},
     "extremal": {"iterations": 40, "areas": (0.1,)},
     "ig": {"n_steps": 16},
@@ -59,9 +62,7 @@ def centred_gaussian(height: int, width: int) -> torch.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method", ["gradcam", "gradcampp", "scorecam", "fullgrad", "ig", "rise", "extremal"]
-)
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "fullgrad", "ig", "rise", "extremal"])
 def test_method_explains_the_cup(demo, coffee, method):
     x, box = coffee
     explanation = make_explainer(method, demo.model, **OPTIONS.get(method, {}))(x)
@@ -76,3 +77,34 @@ def test_method_explains_the_cup(demo, coffee, method):
         assert energy > float(box.float().mean()) + 0.1
     else:
         assert energy > energy_on(centred_gaussian(*box.shape), box)
+
+
+@pytest.mark.slow
+def test_scorecam_default_explains_the_cup(demo, coffee):
+    """Score-CAM exactly as a user gets it: default weights (the authors' ``w_k = p_c(x ⊙ H_k)``)
+    at the default layer (``bn2``, 1,280 maps). It must beat the centred Gaussian (measured:
+    70.6 % of the energy on the cup against 53.2 %), and the map that Algorithm 1's channel
+    softmax makes of the same masked probabilities (the default before, which flattens the
+    weights: 66.8 %; see ScoreCAM's docstring)."""
+    x, box = coffee
+    explanation = ScoreCAM(demo.model)(x)
+    assert explanation.targets.tolist() == [ESPRESSO]
+    assert explanation.extras["layer"] == "bn2"
+    saliency = explanation.maps[0]
+    assert float(saliency.min()) == 0.0 and float(saliency.max()) == 1.0
+    energy = energy_on(saliency, box)
+    assert energy > energy_on(centred_gaussian(*box.shape), box)
+
+    # Algorithm 1 from the same masked scores: a constant map's masked input is the baseline
+    layer = resolve_layers(demo.model, ["bn2"])
+    with torch.no_grad():
+        baseline = torch.softmax(demo.model(torch.zeros_like(x)), dim=1)[0, ESPRESSO]
+        with LayerCapture(layer) as capture:
+            demo.model(x)
+    activation = capture.outputs["bn2"].float()
+    scores = explanation.extras["channel_scores"][0]
+    scores = torch.where(torch.isnan(scores), baseline, scores)
+    softmax_weights = torch.softmax(scores, dim=0)
+    softmax_cam = torch.relu((softmax_weights[None, :, None, None] * activation).sum(dim=1))
+    softmax_map = cam_to_maps(softmax_cam, tuple(box.shape))[0]
+    assert energy > energy_on(softmax_map, box) + 0.02
