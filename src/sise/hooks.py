@@ -12,6 +12,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -173,8 +174,8 @@ class GradientPass:
     scores: Tensor
     activations: list[Tensor]
     gradients: list[Tensor]
+    target: Target
     input_gradient: Tensor | None = None
-    target: Target | None = None
 
 
 def _detached(output: object) -> object:

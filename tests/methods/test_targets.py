@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import SmallCNN, TinySegNet
 
-from sise import GradCAM, SiseError, SISE
+from sise import SISE, GradCAM, SiseError
 from sise.hooks import score_output
 from sise.targets import ClassScore, Margin, PerImage, SegmentationRegion, resolve_target
 

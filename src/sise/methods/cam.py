@@ -53,9 +53,9 @@ from sise.errors import SiseError
 from sise.hooks import LayerCapture, forward_scores, gradient_pass
 from sise.layers import LayerSpec, check_feature_map
 from sise.methods.base import Explanation, LayerExplainer, Targets
-from sise.targets import Target
 from sise.postprocess import is_constant, minmax_normalize, upsample
 from sise.scores import ScoreKind
+from sise.targets import Target
 
 Denominator = Literal["paper", "summed"]
 ScoreCamWeights = Literal["score", "cic", "softmax"]
@@ -476,7 +476,8 @@ class ScoreCAM(CAMExplainer):
         weights: ``"score"`` (authors' code, default), ``"cic"`` (Eq. 9) or ``"softmax"``
             (Algorithm 1); see above.
         baseline: what masked-out pixels become: ``"zero"`` (paper), ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass, or ``"auto"`` (see
+        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
+            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU; see
             :func:`sise.engine.score_masked`).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
@@ -493,7 +494,7 @@ class ScoreCAM(CAMExplainer):
         score: ScoreKind = "softmax",
         weights: ScoreCamWeights = "score",
         baseline: BaselineSpec = "zero",
-        batch_size: BatchSize = 64,
+        batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:

@@ -7,8 +7,10 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from sise.device import BatchSize, auto_batch_size
 from sise.engine import BaselineSpec, make_baseline
 from sise.errors import check_choice, check_integer
+from sise.extras import require
 from sise.hooks import LayerCapture, forward_scores, gradient_pass
 from sise.methods.base import Explainer, Explanation, Targets, check_baseline
 from sise.postprocess import minmax_normalize, upsample
@@ -45,7 +47,9 @@ class IntegratedGradients(Explainer):
         baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
-            ``n_steps × N`` at once.
+            ``n_steps × N`` at once; ``"auto"``: :func:`sise.device.auto_batch_size` with a third
+            of its memory share (a forward *and backward* pass holds about three times the
+            memory of a forward pass), or :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
     """
 
     name = "ig"
@@ -58,19 +62,21 @@ class IntegratedGradients(Explainer):
         method: IGMethod = "gausslegendre",
         baseline: BaselineSpec = "zero",
         score: ScoreKind = "softmax",
-        batch_size: int | None = None,
+        batch_size: BatchSize | None = None,
     ) -> None:
         super().__init__(model, score=score)
         self.n_steps = check_integer("n_steps", n_steps, low=1)
         check_choice("integration method", method, get_args(IGMethod))
         self.method: IGMethod = method
         self.baseline = check_baseline(baseline)
-        self.batch_size = (
-            None if batch_size is None else check_integer("batch_size", batch_size, low=1)
+        self.batch_size: BatchSize | None = (
+            batch_size
+            if batch_size is None or (isinstance(batch_size, str) and batch_size == "auto")
+            else check_integer("batch_size (or 'auto')", batch_size, low=1)
         )
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        from captum.attr import IntegratedGradients as CaptumIG
+        CaptumIG = require("captum.attr", "Integrated Gradients").IntegratedGradients
 
         n = inputs.shape[0]
         target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
@@ -89,7 +95,7 @@ class IntegratedGradients(Explainer):
             additional_forward_args=(torch.arange(n, device=inputs.device),),
             n_steps=self.n_steps,
             method=self.method,
-            internal_batch_size=self.batch_size,
+            internal_batch_size=_auto_or(self.batch_size, self.model, inputs),
         )
         attributions = attributions.detach()
         with torch.no_grad():
@@ -107,6 +113,13 @@ class IntegratedGradients(Explainer):
                 "delta": delta,
             },
         )
+
+
+def _auto_or(value: BatchSize | None, model: nn.Module, inputs: Tensor) -> int | None:
+    if not (isinstance(value, str) and value == "auto"):
+        return value
+    # Captum needs room for at least one path point of every image
+    return max(inputs.shape[0], auto_batch_size(model, inputs, memory_fraction=0.2))
 
 
 def effective_bias(module: nn.Module) -> Tensor | None:

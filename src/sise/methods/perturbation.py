@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sise.device import BatchSize
 from sise.engine import BaselineSpec, make_baseline, score_masked, weighted_mask_sum
-from sise.errors import SiseError
+from sise.errors import SiseError, check_integer
 from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import minmax_normalize, upsample
@@ -124,7 +125,8 @@ class RISE(Explainer):
         seed: seed of the mask generator: the same seed gives the same masks and map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         baseline: what masked-out pixels become: ``"zero"``, ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass.
+        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
+            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
     """
@@ -141,11 +143,13 @@ class RISE(Explainer):
         seed: int = 0,
         score: ScoreKind = "softmax",
         baseline: BaselineSpec = "zero",
-        batch_size: int = 64,
+        batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__(model, score=score)
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            check_integer("batch_size (or 'auto')", batch_size, low=1)
         if n_masks < 1:
             raise SiseError(f"n_masks must be >= 1, got {n_masks}")
         if grid_size < 1:
