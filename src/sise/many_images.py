@@ -158,7 +158,7 @@ def plan_outputs(
 
 def _jsonable(value: object) -> object:
     """``value`` as JSON sees it (so that settings compare equal after a round trip)."""
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
+    return json.loads(json.dumps(value, default=str))
 
 
 class ResultsLog:
