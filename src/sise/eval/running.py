@@ -82,7 +82,13 @@ from sise.images import load_image
 from sise.methods.base import Explainer
 from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
 from sise.models import LoadedModel, load_model
-from sise.options import OptionValue, check_method_options, method_key, result_options
+from sise.options import (
+    RUNTIME_OPTIONS,
+    OptionValue,
+    check_method_options,
+    method_key,
+    result_options,
+)
 
 __all__ = [
     "BenchmarkConfig",
@@ -282,6 +288,20 @@ def configuration(
         "seed": config.seed,
         "method": method,
         "options": result_options(options),
+        # A changed default (e.g. Score-CAM's weights) must not resume onto old results.
+        "defaults": method_defaults(method),
+    }
+
+
+def method_defaults(method: str) -> dict[str, str]:
+    """The defaults of ``method``'s constructor that change its maps, as text."""
+    parameters = inspect.signature(METHODS[method]).parameters.values()
+    return {
+        p.name: repr(p.default)
+        for p in parameters
+        if p.default is not inspect.Parameter.empty
+        and p.name not in RUNTIME_OPTIONS
+        and p.name not in ("score", "progress")
     }
 
 
