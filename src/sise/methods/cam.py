@@ -264,6 +264,20 @@ class GradCAM(CAMExplainer):
         model: a CNN returning (N, K) class scores.
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import GradCAM
+        >>> explanation = GradCAM(model)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["layer"], explanation.forward_passes
+        (torch.Size([2, 32, 32]), '4', tensor([1, 1]))
     """
 
     name = "gradcam"
@@ -354,6 +368,20 @@ class GradCAMPlusPlus(CAMExplainer):
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         denominator: ``"paper"`` (Eq. 10) or ``"summed"`` (torch-cam's ``Σ_ab A_ab g_ab³``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import GradCAMPlusPlus
+        >>> explanation = GradCAMPlusPlus(model, score="logit")(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["alphas"].shape
+        (torch.Size([2, 32, 32]), torch.Size([2, 8, 16, 16]))
     """
 
     name = "gradcampp"
@@ -481,6 +509,20 @@ class ScoreCAM(CAMExplainer):
             :func:`sise.engine.score_masked`).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import ScoreCAM
+        >>> explanation = ScoreCAM(model)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["channel_scores"].shape
+        (torch.Size([2, 32, 32]), torch.Size([2, 8]))
     """
 
     name = "scorecam"

@@ -50,6 +50,22 @@ class IntegratedGradients(Explainer):
             ``n_steps × N`` at once; ``"auto"``: :func:`sise.device.auto_batch_size` with a third
             of its memory share (a forward *and backward* pass holds about three times the
             memory of a forward pass), or :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import IntegratedGradients
+        >>> explanation = IntegratedGradients(model, n_steps=32)(x, targets=[1, 3])
+        >>> explanation.extras["attributions"].shape  # per pixel and channel
+        torch.Size([2, 3, 32, 32])
+        >>> bool(explanation.extras["delta"].abs().max() < 1e-2)  # completeness holds
+        True
     """
 
     name = "ig"
@@ -220,6 +236,20 @@ class FullGrad(Explainer):
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
             the network output; the decomposition is exact for the logit).
         normalization: ``"layer"`` (authors' code, default) or ``"channel"`` (see above).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import FullGrad
+        >>> explanation = FullGrad(model, score="logit")(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["layer_names"]
+        (torch.Size([2, 32, 32]), ['0', '3', '7'])
     """
 
     name = "fullgrad"

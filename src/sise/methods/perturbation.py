@@ -129,6 +129,20 @@ class RISE(Explainer):
             the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import RISE
+        >>> explanation = RISE(model, n_masks=200, seed=0)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.forward_passes  # 1 + n_masks per image
+        (torch.Size([2, 32, 32]), tensor([201, 201]))
     """
 
     name = "rise"
@@ -342,6 +356,23 @@ class ExtremalPerturbation(Explainer):
             applies to class targets (:meth:`sise.targets.Target.with_score`); a custom callable
             target is optimised as it is.
         progress: show a progress bar over the iterations.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import ExtremalPerturbation
+        >>> extremal = ExtremalPerturbation(  # a short run, sized for 32-px images
+        ...     model, areas=(0.1, 0.2), iterations=20, step=4, sigma=4.0, blur_sigma=4.0
+        ... )
+        >>> explanation = extremal(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["masks"].shape  # (N, areas, H, W)
+        (torch.Size([2, 32, 32]), torch.Size([2, 2, 32, 32]))
     """
 
     name = "extremal"
