@@ -86,7 +86,7 @@ def test_the_methods_work_without_extras(core_only, small_cnn):
         options = {"iterations": 2, "areas": (0.1,)} if name == "extremal" else options
         if name == "ig":
             with pytest.raises(SiseError, match=r'Integrated Gradients needs .*"sise\[ig\]"'):
-                make_explainer(name, small_cnn)(x)
+                make_explainer(name, small_cnn)
             continue
         assert make_explainer(name, small_cnn, **options)(x).maps.shape == (1, 32, 32)
 

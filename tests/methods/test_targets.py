@@ -129,3 +129,28 @@ def test_a_classifier_with_a_segmentation_target_gets_a_clear_error():
     torch.manual_seed(0)
     with pytest.raises(SiseError, match=r"\(N, C, H, W\) output"):
         SISE(SmallCNN().eval())(torch.randn(1, 3, 32, 32), SegmentationRegion(0, torch.ones(2, 2)))
+
+
+class DictOutput(torch.nn.Module):
+    """A segmentation network that answers a dict, as torchvision's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinySegNet()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        return {"out": out, "aux": out[:, :1] * 2}
+
+
+def test_a_dict_output_with_a_key():
+    model = DictOutput().eval()
+    x, red, _ = _two_blobs()
+    region = SegmentationRegion(1, red, key="out")
+    by_key = SISE(model, layers=["net.stage1.1", "net.stage2.1"])(x, region)
+    plain = SISE(model.net, layers=["stage1.1", "stage2.1"])(x, SegmentationRegion(1, red))
+    torch.testing.assert_close(by_key.maps, plain.maps)
+    gradcam = GradCAM(model, layer="net.stage2")(x, region)
+    torch.testing.assert_close(
+        gradcam.maps, GradCAM(model.net, layer="stage2")(x, SegmentationRegion(1, red)).maps
+    )

@@ -81,6 +81,7 @@ class IntegratedGradients(Explainer):
         batch_size: BatchSize | None = None,
     ) -> None:
         super().__init__(model, score=score)
+        require("captum.attr", "Integrated Gradients")  # at once, not after the model has run
         self.n_steps = check_integer("n_steps", n_steps, low=1)
         check_choice("integration method", method, get_args(IGMethod))
         self.method: IGMethod = method
