@@ -9,10 +9,10 @@ one gets for free. Two documented exceptions are only required to beat a uniform
 * RISE is run here with 500 masks instead of the paper's 4,000 to keep a CPU test short; with so
   few random masks its map is noisy.
 
-Extremal Perturbation is only checked for a valid map here: within a CPU test's budget (one area,
-40 of the paper's 800 iterations) its optimisation has not converged (the preserved region keeps
-under 1 % of the class score), so its map says little yet. Its quality is measured in the
-synthetic benchmark (benchmarks/results), at 200 and 800 iterations.
+Extremal Perturbation runs one area (10 %) for 300 of the paper's 800 iterations: its mask then
+still covers about a quarter of the image, but it is on the cup (energy 0.66 against the
+Gaussian's 0.53, measured on a CPU). The 800-iteration check of the mask itself is in
+test_extremal_real.py.
 
 The slower methods run with reduced budgets (noted in OPTIONS); the defaults are the papers'.
 """
@@ -33,7 +33,7 @@ ESPRESSO = 967
 CUP_BOX = (170, 15, 420, 300)  # (x0, y0, x1, y1) in the 600x400 photo
 OPTIONS: dict[str, dict[str, object]] = {
     "rise": {"n_masks": 500},
-    "extremal": {"iterations": 40, "areas": (0.1,)},
+    "extremal": {"iterations": 300, "areas": (0.1,)},
     "ig": {"n_steps": 16},
 }
 ONLY_ABOVE_UNIFORM = {"ig", "rise"}
@@ -70,9 +70,6 @@ def test_method_explains_the_cup(demo, coffee, method):
     saliency = explanation.maps[0]
     assert float(saliency.min()) == 0.0 and float(saliency.max()) == 1.0
     energy = energy_on(saliency, box)
-    if method == "extremal":
-        assert explanation.extras["masks"].shape == (1, 1, *box.shape)
-        return
     if method in ONLY_ABOVE_UNIFORM:
         assert energy > float(box.float().mean()) + 0.1
     else:
