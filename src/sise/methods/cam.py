@@ -360,6 +360,9 @@ class GradCAMPlusPlus(CAMExplainer):
       ``Y = Ψ`` and ``S = log Ψ`` (= ``z_c − logsumexp(z)`` for the softmax). ``g = (∂Ψ/∂A) / Ψ``
       and ``∂Y/∂A = ∂Ψ/∂A``. The closed form neglects the curvature of ``log Ψ`` (of the
       log-sum-exp), as the paper neglects higher derivatives of S.
+    * A callable target (:mod:`sise.targets`) is taken as S, ``Y = exp(S)``, like the logit,
+      unless it is a class probability (:attr:`sise.targets.Target.exponential`, e.g.
+      ``ClassScore(c, "softmax")``).
 
     Cost: one forward and one backward pass.
 
