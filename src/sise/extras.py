@@ -21,6 +21,7 @@ EXTRAS: dict[str, str] = {
     "pycocotools": "coco",
     "captum": "ig",
     "skimage": "bench",
+    "sklearn": "bench",
     "torchcam": "bench",
     "pytorch_grad_cam": "bench",
 }

@@ -31,6 +31,7 @@ OPTIONAL = {
     "pycocotools": "coco",
     "captum": "ig",
     "skimage": "bench",
+    "sklearn": "bench",
     "torchcam": "bench",
     "pytorch_grad_cam": "bench",
 }
@@ -64,9 +65,11 @@ def test_the_extras_table_matches_pyproject():
     ]
     listed = " ".join(" ".join(v) for v in extras.values())
     for module, extra in OPTIONAL.items():
-        package = {"skimage": "scikit-image", "pytorch_grad_cam": "grad-cam"}.get(
-            module, module.replace("_", "-")
-        )
+        package = {
+            "skimage": "scikit-image",
+            "sklearn": "scikit-learn",
+            "pytorch_grad_cam": "grad-cam",
+        }.get(module, module.replace("_", "-"))
         assert package in " ".join(extras[extra]) + listed
 
 
