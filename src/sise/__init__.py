@@ -15,6 +15,7 @@ from sise.methods import (
     ScoreCAM,
     SISEExplanation,
 )
+from sise.targets import ClassScore, Margin, SegmentationRegion
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,9 @@ __all__ = [
     "IntegratedGradients",
     "ScoreCAM",
     "SiseError",
+    "ClassScore",
+    "Margin",
+    "SegmentationRegion",
     "discover_layers",
     "resolve_layers",
 ]

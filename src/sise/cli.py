@@ -15,6 +15,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
+from sise import __version__
 from sise.errors import SiseError
 from sise.images import load_image, sample_image_path
 from sise.methods.registry import DISPLAY_NAMES, METHODS, canonical_name, make_explainer
@@ -23,8 +24,8 @@ from sise.options import method_key, parse_option
 
 #: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
 MIN_SIZE, MAX_SIZE = 8, 4096
-#: ``--batch-size`` when it is not given.
-DEFAULT_BATCH_SIZE = 64
+#: ``--batch-size`` when it is not given: sized from the free memory (as the Python API).
+DEFAULT_BATCH_SIZE = "auto"
 
 
 def _image_size(text: str) -> int:
@@ -48,6 +49,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _batch_size(text: str) -> int | str:
+    """argparse type of ``--batch-size``: ``auto`` or a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
 
 
 def _mu(text: str) -> float:
@@ -87,12 +95,21 @@ def _device(text: str) -> str:
     return text
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "image",
-        nargs="?",
-        help="photo to explain (default: the cat photo shipped with sise)",
-    )
+def _add_model_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    if many:
+        parser.add_argument(
+            "images",
+            nargs="*",
+            metavar="IMAGE",
+            help="image files, folders or glob patterns ('photos/*.jpg'); default: the cat photo "
+            "shipped with sise",
+        )
+    else:
+        parser.add_argument(
+            "image",
+            nargs="?",
+            help="photo to explain (default: the cat photo shipped with sise)",
+        )
     parser.add_argument(
         "--model",
         default=None,
@@ -113,10 +130,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_batch_size,
         default=None,
-        help=f"inputs per forward pass of the methods that batch them (default "
-        f"{DEFAULT_BATCH_SIZE}: SISE, Score-CAM, RISE)",
+        help="masked inputs per forward pass of SISE, Score-CAM and RISE: a number or 'auto' "
+        "(default: as many as fit in the free GPU memory, 32 on a CPU)",
     )
     parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -129,7 +146,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _image_path(args: argparse.Namespace) -> Path:
-    return Path(args.image) if args.image else sample_image_path("chelsea")
+    image = getattr(args, "image", None)
+    if image is None and getattr(args, "images", None):
+        image = args.images[0]
+    return Path(image) if image else sample_image_path("chelsea")
 
 
 def _read_class_names(path: Path) -> list[str]:
@@ -149,8 +169,14 @@ def _read_class_names(path: Path) -> list[str]:
 
 
 def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, torch.Tensor, np.ndarray]:
+    """The model, and the one photo of ``sise compare`` (read first: a bad photo fails fast)."""
     image_path = _image_path(args)
     rgb = load_image(image_path)
+    loaded = _load_model(args)
+    return loaded, str(image_path), loaded.preprocess(rgb), rgb
+
+
+def _load_model(args: argparse.Namespace) -> LoadedModel:
     names = _read_class_names(Path(args.classes)) if args.classes else None
     if args.checkpoint and not args.model:
         raise SiseError("--checkpoint needs --model to say which architecture the weights fit")
@@ -169,7 +195,7 @@ def _load(args: argparse.Namespace) -> tuple[LoadedModel, str, torch.Tensor, np.
             f"could not get the pretrained weights of {name!r} ({error}). Without internet, pass "
             f"--checkpoint FILE with the weights, or use the offline demo model {DEMO_MODEL!r}"
         ) from error
-    return loaded, str(image_path), loaded.preprocess(rgb), rgb
+    return loaded
 
 
 def _print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str) -> None:
@@ -267,37 +293,150 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _check_outputs(outputs: Sequence[Path], args: argparse.Namespace) -> None:
-    """Refuse, before any work, an output that cannot be written or that is one of the inputs."""
-    from sise.viz import check_output_path
+def _check_outputs(
+    outputs: Sequence[Path],
+    args: argparse.Namespace,
+    images: Sequence[Path] | None = None,
+    suffixes: Sequence[str] | None = None,
+) -> None:
+    """Refuse, before any work, an output that cannot be written or that is one of the inputs
+    (by name, or another name of the same file: a link)."""
+    from sise.viz import IMAGE_SUFFIXES, check_output_path
 
-    inputs = [_image_path(args)] + [Path(p) for p in (args.classes, args.checkpoint) if p]
+    inputs = list(images) if images is not None else [_image_path(args)]
+    inputs += [Path(p) for p in (args.classes, args.checkpoint) if p]
+    names = {path.resolve() for path in inputs}
+    files = {(s.st_dev, s.st_ino) for s in (_stat(path) for path in inputs) if s is not None}
     for out in outputs:
-        check_output_path(out)
-        for path in inputs:
-            if _same_file(out, path):
-                raise SiseError(
-                    f"{str(out)!r} is an input of this command: it would be overwritten; "
-                    "give another --out"
-                )
+        check_output_path(out, suffixes or IMAGE_SUFFIXES)
+        status = _stat(out)
+        if out.resolve() in names or (
+            status is not None and (status.st_dev, status.st_ino) in files
+        ):
+            flag = "--out" if args.out is not None else "--out-dir"
+            raise SiseError(
+                f"{str(out)!r} is an input of this command: it would be overwritten; "
+                f"give another {flag}"
+            )
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def _explain_settings(
+    args: argparse.Namespace, method: str, options: dict[str, object], loaded_name: str
+) -> dict[str, object]:
+    """What makes two runs give the same results (for resuming): not the batch size."""
+    return {
+        "model": loaded_name,
+        "checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
+        "classes": str(Path(args.classes).resolve()) if args.classes else None,
+        "method": method,
+        "options": {k: v for k, v in options.items() if k not in ("progress", "batch_size")},
+        "target": args.target,
+        "size": args.size,
+        "score": args.score,
+    }
+
+
+def _write_pictures(loaded: LoadedModel, method: str):
+    """The writer of one image's overlay (and SISE's layer panel)."""
+    from sise.methods.sise import SISEExplanation
+    from sise.viz import save_layer_panel, save_overlay
+
+    def write(image: Path, rgb: np.ndarray, explanation, index: int, plan) -> None:
+        save_overlay(plan.overlay, rgb, explanation.maps[index])
+        if plan.panel is not None and isinstance(explanation, SISEExplanation):
+            cls = int(explanation.targets[index])
+            save_layer_panel(
+                plan.panel,
+                rgb,
+                explanation.layer_maps[index],
+                explanation.layer_names,
+                explanation.kept_maps[index].tolist(),
+                explanation.maps[index],
+                title=f"{loaded.class_names[cls]} — {loaded.name}",
+            )
+
+    return write
 
 
 def command_explain(args: argparse.Namespace) -> int:
+    from sise.many_images import (
+        RESULTS_FILE,
+        ImageOutputs,
+        ResultsLog,
+        expand_inputs,
+        explain_images,
+        names_many,
+        plan_outputs,
+    )
+
     method = canonical_name(args.method)
-    image_path = _image_path(args)
-    out = Path(args.out or f"{image_path.stem}_{method}.png")
-    panel = out.with_name(out.stem + "_layers" + out.suffix)
-    _check_outputs([out, panel] if method == "sise" else [out], args)
+    specs = list(args.images) or [str(sample_image_path("chelsea"))]
+    many = names_many(specs) or args.out_dir is not None or args.save_maps
+    out_dir = Path(args.out_dir) if args.out_dir is not None else Path(".")
+    if args.out is not None and many:
+        raise SiseError(
+            "--out names the picture of one image: for several images, a folder or --save-maps "
+            "give the output folder with --out-dir"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SiseError(f"--out-dir {str(out_dir)!r} is a file: give a folder")
+    images = expand_inputs(specs, out_dir if many else None, METHODS)
+    if many:
+        plans = plan_outputs(
+            images, out_dir, method, panel=method == "sise", save_maps=args.save_maps
+        )
+        outputs = [path for plan in plans for path in plan.paths()] + [out_dir / RESULTS_FILE]
+        suffixes: tuple[str, ...] | None = (".png", ".npz", ".jsonl")
+    else:
+        out = Path(args.out or f"{images[0].stem}_{method}.png")
+        panel = out.with_name(out.stem + "_layers" + out.suffix)
+        plans = [ImageOutputs(out, panel if method == "sise" else None)]
+        outputs, suffixes = plans[0].paths(), None
+    _check_outputs(outputs, args, images, suffixes)
     given = _given_flags(args)
     options = {method: _method_options(args, method)}
     _apply_flags([method], options, given)
-    loaded, _, inputs, rgb = _load(args)
-    _print_predictions(loaded, inputs, args.score)
+    if many and "progress" in options[method]:
+        options[method]["progress"] = False  # one bar for the whole run, over the images
+    loaded = _load_model(args)
     target = loaded.class_index(args.target) if args.target is not None else None
     try:
         explainer = make_explainer(method, loaded.model, **options[method])
     except TypeError as error:
         raise SiseError(f"bad --option for {method}: {error}") from error
+    write = _write_pictures(loaded, method)
+    if many:
+        # several images per call fill a GPU; a CPU gains little and holds them all in memory
+        default_pack = 8 if loaded.device.type == "cuda" else 1
+        pack = args.pack if args.pack is not None else default_pack
+        summary = explain_images(
+            explainer,
+            loaded,
+            images,
+            plans,
+            target=target,
+            log=ResultsLog(out_dir / RESULTS_FILE),
+            settings=_explain_settings(args, method, options[method], loaded.name),
+            pack=pack,
+            progress=not args.no_progress,
+            write_pictures=write,
+        )
+        print(
+            f"{len(images)} image(s): {summary.explained} explained, {summary.skipped} already "
+            f"done, {summary.failed} failed; results in {out_dir / RESULTS_FILE}"
+        )
+        return 1 if summary.failed else 0
+
+    rgb = load_image(images[0])
+    inputs = loaded.preprocess(rgb)
+    _print_predictions(loaded, inputs, args.score)
     start = time.perf_counter()
     explanation = explainer(inputs, target)
     seconds = time.perf_counter() - start
@@ -310,22 +449,10 @@ def command_explain(args: argparse.Namespace) -> int:
         f"{DISPLAY_NAMES.get(method, method)}: {seconds:.1f} s, "
         f"{int(explanation.forward_passes[0])} forward passes"
     )
-    from sise.methods.sise import SISEExplanation
-    from sise.viz import save_layer_panel, save_overlay
-
-    save_overlay(out, rgb, explanation.maps[0])
-    print(f"wrote {out}")
-    if isinstance(explanation, SISEExplanation):
-        save_layer_panel(
-            panel,
-            rgb,
-            explanation.layer_maps[0],
-            explanation.layer_names,
-            explanation.kept_maps[0].tolist(),
-            explanation.maps[0],
-            title=f"{loaded.class_names[cls]} — {loaded.name}",
-        )
-        print(f"wrote {panel}")
+    write(images[0], rgb, explanation, 0, plans[0])
+    for path in plans[0].paths():
+        if path.exists():
+            print(f"wrote {path}")
     return 0
 
 
@@ -380,15 +507,39 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain CNN image classifiers with SISE (AAAI-21) and the methods it is "
         "compared against.",
     )
+    parser.add_argument("--version", action="version", version=f"sise {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    explain = commands.add_parser("explain", help="explain one photo with one method")
-    _add_model_arguments(explain)
+    explain = commands.add_parser(
+        "explain",
+        help="explain photos with one method",
+        description="Explain one photo, or many: files, folders and glob patterns. With several "
+        "images, a folder, a pattern, --out-dir or --save-maps, each image's results go to the "
+        "output folder (its overlay, SISE's layer panel, with --save-maps its maps as .npz) with "
+        "one JSON line in results.jsonl; images already done are skipped. A file that fails is "
+        "reported and the run goes on; the exit status is then 1.",
+    )
+    _add_model_arguments(explain, many=True)
     explain.add_argument("--method", default="sise", help=f"one of: {', '.join(DISPLAY_NAMES)}")
     explain.add_argument(
         "--out",
-        help="heat-map overlay to write (.png, .jpg, ...; never one of the inputs); the SISE "
-        "layer panel goes beside it as *_layers.png",
+        help="one image: the heat-map overlay to write (.png, .jpg, ...; never one of the "
+        "inputs); the SISE layer panel goes beside it as *_layers.png",
+    )
+    explain.add_argument(
+        "--out-dir",
+        help="folder for the results of many images (default: the current folder)",
+    )
+    explain.add_argument(
+        "--save-maps",
+        action="store_true",
+        help="also save each image's raw maps as <stem>_<method>.npz (map, and SISE's "
+        "layer_maps, kept_maps, layer_names)",
+    )
+    explain.add_argument(
+        "--pack",
+        type=_positive_int,
+        help="images per method call (default: 8 on a GPU, 1 on a CPU)",
     )
     # Method flags default to None so that one given can be told from one left out: a flag the
     # method does not take is refused (see METHOD_FLAGS).
@@ -437,9 +588,10 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--model",
-        required=True,
-        help="synthetic-vgg, synthetic-resnet, torchray-vgg16:CKPT, torchray-resnet50:CKPT, a "
-        "torchvision name or timm:NAME (with --checkpoint)",
+        default=DEMO_MODEL,
+        help=f"{DEMO_MODEL} (default: the offline demo model), synthetic-vgg, synthetic-resnet, "
+        "torchray-vgg16:CKPT, torchray-resnet50:CKPT, a torchvision name or timm:NAME (with "
+        "--checkpoint)",
     )
     bench.add_argument("--checkpoint", help="weights for a torchvision / timm model")
     bench.add_argument("--methods", help="comma-separated (default: all registered methods)")
@@ -480,7 +632,13 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep Extremal Perturbation's pixel-sized defaults (meant for 224 px) as they are",
     )
-    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default="auto",
+        help="masked inputs per forward pass, or 'auto' (default: sized from the free GPU "
+        "memory, 32 on a CPU)",
+    )
     bench.add_argument(
         "--pack", type=int, help="pairs explained per method call (default: 8 on a GPU, 1 on a CPU)"
     )

@@ -24,7 +24,8 @@ from sise.device import CompiledForward, auto_batch_size, autocast, channels_las
 from sise.errors import SiseError
 from sise.postprocess import upsample
 from sise.progress import progress_bar
-from sise.scores import ScoreKind, class_scores
+from sise.scores import ScoreKind
+from sise.targets import ClassScore, FunctionTarget, Target, checked_scores
 
 #: With ``channels_last=None``, a CPU gets channels-last masked inputs from this many pixels up.
 CPU_CHANNELS_LAST_MIN_AREA = 112 * 112
@@ -158,7 +159,7 @@ def _mask_writer(source: MaskSource) -> Callable[[int, int, Tensor], Tensor]:
 def score_masked(
     model: nn.Module,
     inputs: Tensor,
-    targets: Tensor,
+    targets: Tensor | Target | Callable[[Tensor], Tensor],
     source: MaskSource,
     *,
     score: ScoreKind = "softmax",
@@ -180,9 +181,11 @@ def score_masked(
     Args:
         model: the classifier, already in the mode it should run in.
         inputs: (N, C, H, W) model-ready images.
-        targets: (N,) class explained for each image.
+        targets: what is explained: (N,) class indices (scored with ``score``) or a target
+            (:mod:`sise.targets`), which gets the rows of each batch with their images
+            (:meth:`sise.targets.Target.rows`).
         source: the masks, each tagged with the image it masks.
-        score: the explained score Ψ_c.
+        score: the explained score Ψ_c of class indices.
         baseline: (N, C, H, W) value a masked-out pixel takes; ``None`` means zeros (the model's
             input-space zero, i.e. the normalisation mean).
         batch_size: masked inputs per forward pass, or ``"auto"``: on CUDA as many as fit in the
@@ -213,6 +216,10 @@ def score_masked(
     Returns:
         (M,) float32 scores, on the inputs' device, in the order of the masks.
     """
+    if isinstance(targets, Tensor):
+        targets = ClassScore(targets, score)
+    elif not isinstance(targets, Target):
+        targets = FunctionTarget(targets)
     total = len(source)
     if progress is not None and total > 0:
         with progress_bar(total, progress, True) as advance:
@@ -313,9 +320,7 @@ def score_masked(
                 batch = buffer[:run_rows]
                 owners = fill(start, stop, batch[:count])
                 logits = forward(batch)
-            scores[start:stop] = class_scores(
-                logits[:count], targets.index_select(0, owners), score
-            )
+            scores[start:stop] = checked_scores(targets.rows(owners), logits[:count], count)
             if on_batch is not None:
                 on_batch(count)
     if autocast_dtype == torch.float16:
@@ -329,7 +334,7 @@ def _rescore_overflows(
     scores: Tensor,
     model: nn.Module,
     inputs: Tensor,
-    targets: Tensor,
+    targets: Target,
     source: MaskSource,
     score: ScoreKind,
     baseline: Tensor | None,

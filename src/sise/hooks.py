@@ -12,16 +12,21 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from sise.errors import SiseError
 from sise.layers import split_call
-from sise.scores import ScoreKind, check_logits, class_scores
+from sise.scores import ScoreKind
+from sise.targets import (  # noqa: F401 (resolve_targets: its old home)
+    Target,
+    TargetSpec,
+    resolve_target,
+    resolve_targets,
+    target_scores,
+)
 
 
 @contextlib.contextmanager
@@ -130,13 +135,23 @@ class LayerCapture:
         return hook
 
 
-def check_finite_logits(logits: Tensor) -> Tensor:
-    """The logits, unless the model returned NaN or Inf (an explanation of them means nothing)."""
-    if not bool(torch.isfinite(logits.detach()).all()):
-        raise SiseError(
-            "the model returned NaN or Inf scores for these inputs: check the inputs' values and "
-            "the model's weights"
-        )
+def check_finite_logits(logits: object) -> object:
+    """The output, unless the model returned NaN or Inf (an explanation of them means nothing).
+
+    Tensors in a dict or tuple output (a segmentation model's) are checked too.
+    """
+    parts = list(logits.values()) if isinstance(logits, dict) else logits
+    tensors = parts if isinstance(parts, tuple | list) else [parts]
+    for tensor in tensors:
+        if (
+            isinstance(tensor, Tensor)
+            and tensor.is_floating_point()
+            and not bool(torch.isfinite(tensor.detach()).all())
+        ):
+            raise SiseError(
+                "the model returned NaN or Inf scores for these inputs: check the inputs' values "
+                "and the model's weights"
+            )
     return logits
 
 
@@ -145,109 +160,82 @@ class GradientPass:
     """One forward and backward pass of the explained score with respect to some layers.
 
     Attributes:
-        logits: (N, K) model outputs on the clean inputs (no graph attached).
-        targets: (N,) explained class per sample.
-        scores: (N,) explained score Ψ_c(x) on the clean inputs.
+        logits: the model's output on the clean inputs (no graph attached): (N, K) for a
+            classifier, whatever the model returns otherwise.
+        targets: (N,) explained class per sample (-1 for a target that is not a class).
+        scores: (N,) explained score Ψ(x) on the clean inputs.
         activations: per layer, (N, C, h, w) outputs ``A`` (detached).
-        gradients: per layer, ``∂Ψ_c/∂A`` with the same shape.
+        gradients: per layer, ``∂Ψ/∂A`` with the same shape.
+        target: the resolved target (:func:`sise.targets.resolve_target`), for the masked passes.
     """
 
-    logits: Tensor
+    logits: object
     targets: Tensor
     scores: Tensor
     activations: list[Tensor]
     gradients: list[Tensor]
+    target: Target
     input_gradient: Tensor | None = None
 
 
-def _refuse_names(targets: object) -> None:
-    """Class names and booleans are not class indices: say how to get an index."""
-    items = targets if isinstance(targets, list | tuple) else [targets]
-    for item in items:
-        if isinstance(item, str):
-            raise SiseError(
-                f"targets are class indices, got the name {item!r}: turn a name into its index "
-                "with sise.models.LoadedModel.class_index (e.g. loaded.class_index('tabby'))"
-            )
-        if isinstance(item, bool | np.bool_):
-            raise SiseError(
-                f"targets are class indices, got the boolean {item!r}: give the class index "
-                "(0, 1, ...) instead"
-            )
-
-
-def resolve_targets(logits: Tensor, targets: int | Sequence[int] | Tensor | None) -> Tensor:
-    """Targets as an (N,) long tensor on the logits' device; ``None`` means the predicted class.
-
-    Raises:
-        SiseError: for a class name (use :meth:`sise.models.LoadedModel.class_index`), a boolean,
-            a float, an index out of range, or a number of targets that is neither 1 nor N.
-    """
-    n, num_classes = logits.shape
-    if targets is None:
-        return logits.argmax(dim=1)
-    _refuse_names(targets)
-    if isinstance(targets, Integral):
-        resolved = torch.full((n,), int(targets), dtype=torch.long, device=logits.device)
-    else:
-        try:
-            resolved = torch.as_tensor(targets, device=logits.device)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise SiseError(
-                f"targets must be class indices (an int, a list of ints or an integer tensor), "
-                f"got {type(targets).__name__}: {error}"
-            ) from error
-        if resolved.dtype == torch.bool:
-            raise SiseError("targets are class indices, got a boolean tensor: give the indices")
-        if resolved.is_floating_point() or resolved.is_complex():
-            raise SiseError(f"targets must be integer class indices, got dtype {resolved.dtype}")
-        resolved = resolved.long().reshape(-1)
-        if resolved.numel() == 1 and n > 1:
-            resolved = resolved.expand(n)
-    if resolved.numel() != n:
-        raise SiseError(f"got {resolved.numel()} targets for {n} inputs: give one class per input")
-    bad = (resolved < 0) | (resolved >= num_classes)
-    if bool(bad.any()):
-        raise SiseError(
-            f"class index {int(resolved[bad][0])} is out of range: the model has {num_classes} "
-            f"classes, so use 0..{num_classes - 1}"
-        )
-    return resolved
+def _detached(output: object) -> object:
+    if isinstance(output, Tensor):
+        return output.detach()
+    if isinstance(output, dict):
+        return {k: _detached(v) for k, v in output.items()}
+    if isinstance(output, tuple | list):
+        return type(output)(_detached(v) for v in output)
+    return output
 
 
 def gradient_pass(
     model: nn.Module,
     layers: Sequence[tuple[str, nn.Module]],
     inputs: Tensor,
-    targets: int | Sequence[int] | Tensor | None,
+    targets: TargetSpec,
     score: ScoreKind,
     *,
     with_input_gradient: bool = False,
 ) -> GradientPass:
-    """Forward ``inputs``, then differentiate Ψ_c with respect to the layers' outputs
-    (and, with ``with_input_gradient``, the input).
+    """Forward ``inputs``, then differentiate the target's score Ψ with respect to the layers'
+    outputs (and, with ``with_input_gradient``, the input).
+
+    ``targets`` is anything a method takes (class indices, ``None``, a callable: see
+    :mod:`sise.targets`); it is resolved here, once, against the clean output.
 
     Gradients are taken with ``torch.autograd.grad`` with respect to the activations only, so no
     parameter's ``.grad`` is touched and no ``requires_grad`` flag is changed: the input is made a
     leaf that requires grad, which builds the graph even through a frozen model. Summing the
-    per-sample scores is exact because in eval mode a sample's score depends only on itself.
+    per-sample scores is exact because in eval mode a sample's score depends only on itself
+    (the row-by-row contract of a target).
     """
+    n = inputs.shape[0]
     leaf = inputs.detach().requires_grad_(True)
     with torch.enable_grad(), LayerCapture(layers) as capture:
-        logits = check_finite_logits(check_logits(model(leaf), score))
-        resolved = resolve_targets(logits.detach(), targets)
-        scores = class_scores(logits, resolved, score)
+        output = check_finite_logits(model(leaf))
+        target = resolve_target(output, targets, score, n)
+        scores = target_scores(target, output, n)
+        if not scores.requires_grad:
+            raise SiseError(
+                "the target's score has no gradient with respect to the model's output: compute "
+                "it with differentiable torch operations on the output (no .item(), NumPy, "
+                "argmax or .detach())"
+            )
         missing = [name for name, _ in layers if name not in capture.outputs]
         if missing:
             raise SiseError(f"layers {missing} were not run by the model's forward pass")
         activations = [capture.outputs[name] for name, _ in layers]
         wrt = [*activations, leaf] if with_input_gradient else activations
         gradients = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
-    input_gradient = gradients[-1].detach() if with_input_gradient else None
+    input_gradient = gradients[-1] if with_input_gradient else None
+    if with_input_gradient:
+        input_gradient = (
+            torch.zeros_like(leaf) if input_gradient is None else input_gradient.detach()
+        )
     gradients = gradients[: len(activations)]
     return GradientPass(
-        logits=logits.detach(),
-        targets=resolved,
+        logits=_detached(output),
+        targets=target.classes(n, inputs.device),
         scores=scores.detach(),
         activations=[a.detach() for a in activations],
         gradients=[
@@ -255,6 +243,7 @@ def gradient_pass(
             for a, g in zip(activations, gradients, strict=True)
         ],
         input_gradient=input_gradient,
+        target=target,
     )
 
 
@@ -262,10 +251,20 @@ def gradient_pass(
 def forward_scores(
     model: nn.Module,
     inputs: Tensor,
-    targets: int | Sequence[int] | Tensor | None,
+    targets: TargetSpec,
     score: ScoreKind,
-) -> tuple[Tensor, Tensor]:
-    """One plain forward pass: the resolved (N,) targets and the (N,) explained scores Ψ_c(x)."""
-    logits = check_finite_logits(check_logits(model(inputs), score))
-    resolved = resolve_targets(logits, targets)
-    return resolved, class_scores(logits, resolved, score)
+) -> tuple[Target, Tensor, Tensor]:
+    """One plain forward pass: the resolved target, the (N,) explained classes (-1: not a class)
+    and the (N,) explained scores Ψ(x)."""
+    return score_output(model(inputs), targets, score, inputs.shape[0])
+
+
+def score_output(
+    output: object, targets: TargetSpec, score: ScoreKind, n: int
+) -> tuple[Target, Tensor, Tensor]:
+    """The target resolved on a clean output of ``n`` inputs, their classes and their scores."""
+    output = check_finite_logits(output)
+    target = resolve_target(output, targets, score, n)
+    scores = target_scores(target, output, n)
+    device = scores.device
+    return target, target.classes(n, device), scores

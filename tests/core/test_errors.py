@@ -146,7 +146,7 @@ def test_sise_options_are_checked_where_they_enter(small_cnn, options, message):
         ({"n_steps": 2.5}, "n_steps must be an integer"),
         ({"n_steps": True}, "n_steps must be an integer"),
         ({"n_steps": 0}, "n_steps must be >= 1"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, r"batch_size \(or 'auto'\) must be >= 1"),
         ({"baseline": torch.tensor(float("inf"))}, "baseline tensor holds NaN or Inf"),
         ({"baseline": "noise"}, "unknown baseline 'noise'"),
     ],

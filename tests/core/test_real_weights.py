@@ -115,3 +115,28 @@ def test_demo_model_warns_when_inputs_are_too_small(demo):
     with pytest.warns(UserWarning, match="32x32 px are too small"):
         names = discover_layers(demo.model, torch.zeros(1, 3, 32, 32))
     assert "bn2" not in names  # the head's map is 1x1 at 32 px
+
+
+@pytest.mark.slow
+def test_a_callable_target_on_real_weights(coffee, demo):
+    """The espresso class as a plain function gives the very map its index gives."""
+    _, x, by_index = coffee
+    by_callable = SISE(demo.model, batch_size=32)(x, lambda out: out.softmax(dim=1)[:, ESPRESSO])
+    torch.testing.assert_close(by_callable.maps, by_index.maps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_callable.scores, by_index.scores)
+
+
+@pytest.mark.slow
+def test_a_margin_target_on_real_weights(coffee, demo):
+    """Espresso against its runner-up explains something else than espresso alone."""
+    from sise import GradCAM, Margin
+
+    _, x, _ = coffee
+    plain = GradCAM(demo.model, score="logit")(x, ESPRESSO)
+    margin = GradCAM(demo.model)(x, Margin(ESPRESSO))
+    with torch.no_grad():
+        logits = demo.model(x)[0]
+    runner_up = float(logits.topk(2).values[1])
+    assert float(margin.scores[0]) == pytest.approx(float(logits[ESPRESSO]) - runner_up)
+    correlation = torch.corrcoef(torch.stack([plain.maps.flatten(), margin.maps.flatten()]))[0, 1]
+    assert float(correlation) < 0.99 and float((plain.maps - margin.maps).abs().max()) > 0.1

@@ -427,7 +427,6 @@ def test_command_line_checks_settings_before_any_work(
         (["--nproc", "0"], "--nproc must be at least 1"),
         (["--pack", "0"], "--pack must be an integer >= 1"),
         (["--workers", "-1"], "--workers must be an integer >= 0"),
-        (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
         (["--miou-fraction", "1.5"], "--miou-fraction must lie in (0, 1]"),
         (["--pointing-tolerance", "nan"], "--pointing-tolerance must be a finite number"),
         (["--out", str(not_a_folder)], "is a file: give a folder"),
@@ -435,8 +434,23 @@ def test_command_line_checks_settings_before_any_work(
         assert main([*base, *extra]) == 2, extra
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (extra, err)
+    # --batch-size is a number or 'auto': argparse refuses anything else
+    with pytest.raises(SystemExit) as refused:
+        main([*base, "--batch-size", "0"])
+    assert (
+        refused.value.code == 2 and "--batch-size: 0 must be at least 1" in capsys.readouterr().err
+    )
     assert not db.exists()  # nothing was computed, not even the database created
     assert not_a_folder.read_text() == "keep me"
+
+
+def test_batch_size_auto_or_a_positive_integer() -> None:
+    from sise.eval.running import BenchmarkConfig
+
+    assert BenchmarkConfig(dataset="synthetic", model="synthetic-vgg").batch_size == "auto"
+    BenchmarkConfig(dataset="synthetic", model="synthetic-vgg", batch_size=8).validate()
+    with pytest.raises(SiseError, match="--batch-size must be an integer >= 1"):
+        BenchmarkConfig(dataset="synthetic", model="synthetic-vgg", batch_size=0).validate()
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
 
 
 def _layer(module: str) -> int:
-    if module in ("sise.cli", "sise.app"):  # the two front ends
+    if module in ("sise.cli", "sise.app", "sise.many_images"):  # the front ends
         return 3
     if module.startswith("sise.eval"):
         return 2

@@ -192,3 +192,67 @@ def test_a_model_that_returns_no_class_scores(name, inputs):
     features = SmallCNN().features.eval()  # (N, C, h, w): no classifier head
     with pytest.raises(SiseError, match=r"must return \(batch, classes\) scores"):
         build(name, features)(inputs)
+
+
+# --- Targets: a callable explains exactly what the equivalent class index explains -------------
+
+#: Methods for which a plain callable on the softmax is NOT the softmax class score: Grad-CAM++
+#: takes its exponential trick only for a class probability, and Extremal Perturbation optimises
+#: a class target's logit (its ``reward``) but a callable as it is. Both are documented.
+CLASS_AWARE = {"gradcampp", "extremal"}
+
+
+@method
+def test_callable_targets_give_the_index_maps(name, model, inputs):
+    # per-image classes that are not the predicted ones, so that a target that was ignored
+    # (explained as the top class) would give other maps
+    with torch.no_grad():
+        predicted = model(inputs).argmax(dim=1).tolist()
+    classes = [c for c in range(5) if c not in predicted][:2]
+    classes = classes + classes[:1] if len(classes) == 1 else classes
+    by_index = build(name, model, score="logit")(inputs, classes)
+    per_image = [lambda out, c=c: out[:, c] for c in classes]
+    by_callable = build(name, model, score="logit")(inputs, per_image)
+    torch.testing.assert_close(by_callable.maps, by_index.maps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_callable.scores, by_index.scores)
+    assert by_callable.forward_passes.tolist() == by_index.forward_passes.tolist()
+    # one callable for every image
+    same = build(name, model, score="logit")(inputs, lambda out: out[:, classes[0]])
+    torch.testing.assert_close(
+        same.maps, build(name, model, score="logit")(inputs, classes[0]).maps, atol=1e-5, rtol=0
+    )
+    assert same.targets.tolist() == [-1, -1]  # a plain callable explains no single class
+    # the test can fail: another class gives another map
+    other = build(name, model, score="logit")(inputs, [predicted[0], predicted[1]])
+    assert float((other.maps - by_index.maps).abs().max()) > 1e-3
+
+
+@method
+def test_class_score_targets_give_the_index_maps(name, model, inputs):
+    from sise.targets import ClassScore
+
+    by_index = build(name, model)(inputs, [1, 3])  # score="softmax"
+    by_target = build(name, model)(inputs, ClassScore([1, 3], score="softmax"))
+    torch.testing.assert_close(by_target.maps, by_index.maps, atol=1e-5, rtol=0)
+    assert by_target.targets.tolist() == [1, 3]
+    if name not in CLASS_AWARE:
+        plain = build(name, model)(inputs, lambda out: out.softmax(dim=1)[:, 1])
+        torch.testing.assert_close(
+            plain.maps, build(name, model)(inputs, 1).maps, atol=1e-5, rtol=0
+        )
+
+
+@method
+def test_margin_target_differs_from_the_class_target(name, model, inputs):
+    from sise.targets import Margin
+
+    margin = build(name, model, score="logit")(inputs, Margin([1, 3]))
+    plain = build(name, model, score="logit")(inputs, [1, 3])
+    with torch.no_grad():
+        logits = model(inputs)
+    rest = logits.clone()
+    rest[[0, 1], [1, 3]] = float("-inf")
+    expected = logits[[0, 1], [1, 3]] - rest.amax(dim=1)
+    torch.testing.assert_close(margin.scores, expected)
+    assert margin.targets.tolist() == [1, 3]
+    assert float((margin.maps - plain.maps).abs().max()) > 1e-3

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from sise.errors import SiseError
 from sise.eval.synthetic import synthetic_dataset
+from sise.extras import require
 
 if TYPE_CHECKING:
     from sise.models import LoadedModel
@@ -458,7 +459,7 @@ class COCODetection2014:
         include_crowd: bool = True,
         with_masks: bool = True,
     ) -> None:
-        from pycocotools.coco import COCO
+        COCO = require("pycocotools.coco", "the COCO 2014 dataset").COCO
 
         root = Path(root)
         ann_file = root / "annotations" / f"instances_{split}.json"

@@ -32,6 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sise.device import BatchSize
 from sise.engine import TensorMasks, score_masked
 from sise.errors import SiseError
 from sise.postprocess import gaussian_blur
@@ -387,7 +388,7 @@ def pointing_game_accuracy(hits: Tensor, class_ids: Tensor) -> float:
 
 
 def _clean_scores(
-    model: nn.Module, inputs: Tensor, targets: Tensor, score: ScoreKind, batch_size: int
+    model: nn.Module, inputs: Tensor, targets: Tensor, score: ScoreKind, batch_size: BatchSize
 ) -> Tensor:
     """Ψ_c(x) through the engine: an all-ones mask with a zero baseline reproduces x exactly."""
     n, _, h, w = inputs.shape
@@ -406,7 +407,7 @@ def drop_and_increase(
     *,
     score: ScoreKind = "softmax",
     baseline: Tensor | None = None,
-    batch_size: int = 64,
+    batch_size: BatchSize = 64,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample Drop and Increase (Chattopadhay et al., "Grad-CAM++", WACV 2018).
 
@@ -531,7 +532,7 @@ def causal_curve(
     steps: int = 224,
     score: ScoreKind = "softmax",
     substrate: Substrate | Tensor = "zero",
-    batch_size: int = 64,
+    batch_size: BatchSize = 64,
 ) -> tuple[Tensor, Tensor]:
     """Score curve of RISE's insertion or deletion game (Petsiuk et al., BMVC 2018).
 
@@ -628,7 +629,7 @@ def insertion_deletion_auc(
     score: ScoreKind = "softmax",
     insertion_substrate: Substrate | Tensor = "blur",
     deletion_substrate: Substrate | Tensor = "zero",
-    batch_size: int = 64,
+    batch_size: BatchSize = 64,
 ) -> tuple[Tensor, Tensor]:
     """Insertion and deletion AUC of each map (Petsiuk et al., "RISE", BMVC 2018).
 

@@ -115,6 +115,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from sise.errors import SiseError
 from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007, voc_annotation_xml
+from sise.extras import require
 from sise.models import LoadedModel, imagenet_class_names
 
 __all__ = [
@@ -253,14 +254,9 @@ PHOTO_SET = PhotoSetSpec()
 
 def _source_photos() -> dict[str, np.ndarray]:
     """Every source photo as an (H, W, 3) uint8 array, all from installed packages."""
-    try:
-        import skimage.data
-        from sklearn.datasets import load_sample_image
-    except ImportError:
-        raise SiseError(
-            "the photo set is cut from scikit-image's and scikit-learn's sample photos: "
-            "pip install scikit-image scikit-learn"
-        ) from None
+    # the photo set is cut from scikit-image's and scikit-learn's sample photos
+    skimage_data = require("skimage.data", "the photo benchmark set")
+    load_sample_image = require("sklearn.datasets", "the photo benchmark set").load_sample_image
     from sise.images import load_image, sample_image_path
 
     def rgb(gray: np.ndarray) -> np.ndarray:
@@ -269,13 +265,13 @@ def _source_photos() -> dict[str, np.ndarray]:
     return {
         "chelsea": load_image(sample_image_path("chelsea")),
         "coffee": load_image(sample_image_path("coffee")),
-        "astronaut": skimage.data.astronaut(),
-        "rocket": skimage.data.rocket(),
-        "camera": rgb(skimage.data.camera()),
-        "motorcycle": skimage.data.stereo_motorcycle()[0],
-        "brick": rgb(skimage.data.brick()),
-        "grass": rgb(skimage.data.grass()),
-        "gravel": rgb(skimage.data.gravel()),
+        "astronaut": skimage_data.astronaut(),
+        "rocket": skimage_data.rocket(),
+        "camera": rgb(skimage_data.camera()),
+        "motorcycle": skimage_data.stereo_motorcycle()[0],
+        "brick": rgb(skimage_data.brick()),
+        "grass": rgb(skimage_data.grass()),
+        "gravel": rgb(skimage_data.gravel()),
         "china": load_sample_image("china.jpg"),
         "flower": load_sample_image("flower.jpg"),
     }
@@ -323,9 +319,8 @@ def _motorcycle_foreground() -> np.ndarray:
     Returns:
         (500, 741) bool array.
     """
-    import skimage.data
-
-    disparity = skimage.data.stereo_motorcycle()[2]
+    skimage_data = require("skimage.data", "the photo benchmark set")
+    disparity = skimage_data.stereo_motorcycle()[2]
     known = np.isfinite(disparity)
     d = np.where(known, disparity, 0.0)
     rows, cols = np.mgrid[0 : d.shape[0], 0 : d.shape[1]]

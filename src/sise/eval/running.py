@@ -53,6 +53,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from sise.device import BatchSize
 from sise.errors import SiseError
 from sise.eval import distribution
 from sise.eval.datasets import (
@@ -139,7 +140,8 @@ class BenchmarkConfig:
             :data:`sise.options.RUNTIME_OPTIONS` are passed on but not part of the configuration).
         scale_pixel_options: scale pixel-sized defaults meant for 224-px inputs (Extremal
             Perturbation's ``step``, ``sigma``, ``blur_sigma``) to the input size.
-        batch_size: masked inputs per forward pass for the methods and metrics that batch.
+        batch_size: masked inputs per forward pass for the methods and metrics that batch, or
+            ``"auto"`` (sized from the free GPU memory; 32 on a CPU).
         pack: pairs explained by one method call (None: :data:`CUDA_PACK` on a GPU, 1 on a CPU).
         workers: DataLoader processes reading the next pairs (None: :data:`CUDA_WORKERS` on a
             GPU, 0 on a CPU, where the pairs are read in the main process).
@@ -168,7 +170,7 @@ class BenchmarkConfig:
     metric_settings: MetricSettings = field(default_factory=MetricSettings)
     method_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
     scale_pixel_options: bool = True
-    batch_size: int = 64
+    batch_size: BatchSize = "auto"
     pack: int | None = None
     workers: int | None = None
     seed: int = 0
@@ -197,7 +199,7 @@ class BenchmarkConfig:
         for flag, value, least in (
             ("--limit", self.limit, 1),
             ("--size", self.input_size, 1),
-            ("--batch-size", self.batch_size, 1),
+            ("--batch-size", None if self.batch_size == "auto" else self.batch_size, 1),
             ("--pack", self.pack, 1),
             ("--workers", self.workers, 0),
             ("--figure-pairs", self.figure_pairs, 0),

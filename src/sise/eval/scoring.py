@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sise.device import BatchSize
 from sise.errors import SiseError
 from sise.eval.datasets import EvalPair, distractor_mask
 from sise.eval.metrics import (
@@ -164,7 +165,7 @@ class ScoringBatch:
     ground_truth: Tensor
     settings: MetricSettings
     score: ScoreKind
-    batch_size: int
+    batch_size: BatchSize
     _shared: dict[Callable[..., object], object] = field(default_factory=dict, repr=False)
 
     @property

@@ -16,8 +16,10 @@ from sise.errors import SiseError
 from sise.hooks import explaining
 from sise.layers import LayerSpec, discover_layers, resolve_layers
 from sise.scores import ScoreKind, check_score_kind
+from sise.targets import TargetSpec
 
-Targets = int | Sequence[int] | Tensor | None
+#: What every method's ``targets`` argument takes (see :mod:`sise.targets`).
+Targets = TargetSpec
 T = TypeVar("T")
 
 
@@ -27,8 +29,9 @@ class Explanation:
 
     Attributes:
         maps: (N, H, W) explanation maps in [0, 1], at input resolution, on the model's device.
-        targets: (N,) the explained class of each sample.
-        scores: (N,) the explained score Ψ_c(x) of each sample.
+        targets: (N,) the explained class of each sample (-1 for a target that is not one
+            class, e.g. a custom callable).
+        scores: (N,) the explained score Ψ(x) of each sample (the target's value).
         forward_passes: (N,) model evaluations spent per sample (a forward+backward counts as one).
         method: the method's name.
         extras: method-specific results (e.g. SISE's per-layer maps).
@@ -148,8 +151,10 @@ class Explainer(ABC):
     the method with the model in eval mode, restoring every module's mode afterwards.
 
     Args:
-        model: the classifier; it must return (N, K) class scores.
-        score: the explained score: ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        model: the network: a classifier returning (N, K) class scores, or any model whose
+            output a callable target reduces to one score per input.
+        score: the explained score of class-index targets: ``"softmax"``, ``"sigmoid"`` or
+            ``"logit"`` (a callable target carries its own).
     """
 
     name: str = "explainer"
@@ -163,9 +168,12 @@ class Explainer(ABC):
         self._discovered: dict[tuple[int, ...], object] = {}
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
-        """Explain ``inputs`` for ``targets`` (one class per sample; ``None``: the predicted class).
+        """Explain ``inputs`` for ``targets``.
 
-        Targets are class indices; turn a class name into one with
+        ``targets``: ``None`` (the predicted class), a class index for every sample, one per
+        sample, or a callable ``target(output) -> (N,)`` score (:mod:`sise.targets`: the
+        contract, and ready-made targets such as :class:`~sise.targets.Margin` and
+        :class:`~sise.targets.SegmentationRegion`). Turn a class name into an index with
         :meth:`sise.models.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
         works: the methods need autograd, so they run with inference mode switched off, on a
         normal copy of inputs made in inference mode.

@@ -55,6 +55,7 @@ from sise.layers import LayerSpec, check_feature_map
 from sise.methods.base import Explanation, LayerExplainer, Targets
 from sise.postprocess import is_constant, minmax_normalize, upsample
 from sise.scores import ScoreKind
+from sise.targets import Target
 
 Denominator = Literal["paper", "summed"]
 ScoreCamWeights = Literal["score", "cic", "softmax"]
@@ -84,6 +85,7 @@ class CAMContext:
         scores: (N,) the explained score Ψ_c(x).
         maybe_gradient: (N, K, h, w) float32 ``∂Ψ_c/∂A``, or ``None`` for a CAM whose
             ``uses_gradients`` is False (read it as :attr:`gradient`).
+        target: the resolved target (:mod:`sise.targets`), to score masked inputs with.
     """
 
     layer: str
@@ -92,6 +94,7 @@ class CAMContext:
     targets: Tensor
     scores: Tensor
     maybe_gradient: Tensor | None = None
+    target: Target | None = None
 
     @property
     def gradient(self) -> Tensor:
@@ -178,15 +181,15 @@ class CAMExplainer(LayerExplainer):
         if self.uses_gradients:
             grad = gradient_pass(self.model, [(name, module)], inputs, targets, self.score)
             activation, gradient = grad.activations[0].float(), grad.gradients[0].float()
-            resolved, scores = grad.targets, grad.scores
+            resolved, scores, target = grad.targets, grad.scores, grad.target
         else:
             with LayerCapture([(name, module)]) as capture:
-                resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+                target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
             if name not in capture.outputs:
                 raise SiseError(f"layer {name!r} was not run by the model's forward pass")
             activation = capture.outputs[name].detach().float()
         check_feature_map(name, activation)
-        return CAMContext(name, inputs, activation, resolved, scores, gradient)
+        return CAMContext(name, inputs, activation, resolved, scores, gradient, target)
 
 
 # -------------------------------------------------------------------------- option checking
@@ -261,6 +264,20 @@ class GradCAM(CAMExplainer):
         model: a CNN returning (N, K) class scores.
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import GradCAM
+        >>> explanation = GradCAM(model)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["layer"], explanation.forward_passes
+        (torch.Size([2, 32, 32]), '4', tensor([1, 1]))
     """
 
     name = "gradcam"
@@ -343,6 +360,9 @@ class GradCAMPlusPlus(CAMExplainer):
       ``Y = Ψ`` and ``S = log Ψ`` (= ``z_c − logsumexp(z)`` for the softmax). ``g = (∂Ψ/∂A) / Ψ``
       and ``∂Y/∂A = ∂Ψ/∂A``. The closed form neglects the curvature of ``log Ψ`` (of the
       log-sum-exp), as the paper neglects higher derivatives of S.
+    * A callable target (:mod:`sise.targets`) is taken as S, ``Y = exp(S)``, like the logit,
+      unless it is a class probability (:attr:`sise.targets.Target.exponential`, e.g.
+      ``ClassScore(c, "softmax")``).
 
     Cost: one forward and one backward pass.
 
@@ -351,6 +371,20 @@ class GradCAMPlusPlus(CAMExplainer):
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         denominator: ``"paper"`` (Eq. 10) or ``"summed"`` (torch-cam's ``Σ_ab A_ab g_ab³``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import GradCAMPlusPlus
+        >>> explanation = GradCAMPlusPlus(model, score="logit")(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["alphas"].shape
+        (torch.Size([2, 32, 32]), torch.Size([2, 8, 16, 16]))
     """
 
     name = "gradcampp"
@@ -370,7 +404,9 @@ class GradCAMPlusPlus(CAMExplainer):
         """``w_k = Σ_ij α_k^{ij} ReLU(∂Y/∂A_k^{ij})``; ``extras["alphas"]`` holds α."""
         gradient = context.gradient
         scores = context.scores
-        scale = torch.ones_like(scores) if self.score == "logit" else scores
+        # Y = Ψ for a class probability (softmax, sigmoid), Y = exp(S) for any other target
+        exponential = context.target is not None and context.target.exponential
+        scale = scores if exponential else torch.ones_like(scores)
         alphas = gradcampp_alphas(context.activation, gradient, scale, self.denominator)
         weights = (alphas * torch.relu(gradient)).sum(dim=(2, 3))
         return ChannelWeights(weights, extras={"alphas": alphas})
@@ -471,10 +507,25 @@ class ScoreCAM(CAMExplainer):
         weights: ``"score"`` (authors' code, default), ``"cic"`` (Eq. 9) or ``"softmax"``
             (Algorithm 1); see above.
         baseline: what masked-out pixels become: ``"zero"`` (paper), ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass, or ``"auto"`` (see
+        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
+            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU; see
             :func:`sise.engine.score_masked`).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import ScoreCAM
+        >>> explanation = ScoreCAM(model)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["channel_scores"].shape
+        (torch.Size([2, 32, 32]), torch.Size([2, 8]))
     """
 
     name = "scorecam"
@@ -488,7 +539,7 @@ class ScoreCAM(CAMExplainer):
         score: ScoreKind = "softmax",
         weights: ScoreCamWeights = "score",
         baseline: BaselineSpec = "zero",
-        batch_size: BatchSize = 64,
+        batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
@@ -524,7 +575,7 @@ class ScoreCAM(CAMExplainer):
         masked_scores = score_masked(
             self.model,
             inputs,
-            context.targets,
+            context.target if context.target is not None else context.targets,
             ConcatMasks(sources),
             score=self.score,
             baseline=make_baseline(inputs, self.baseline),

@@ -7,25 +7,19 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from sise.device import BatchSize, auto_batch_size
 from sise.engine import BaselineSpec, make_baseline
 from sise.errors import check_choice, check_integer
+from sise.extras import require
 from sise.hooks import LayerCapture, forward_scores, gradient_pass
 from sise.methods.base import Explainer, Explanation, Targets, check_baseline
 from sise.postprocess import minmax_normalize, upsample
-from sise.scores import ScoreKind, class_scores
+from sise.scores import ScoreKind
+from sise.targets import checked_scores
 
 IGMethod = Literal[
     "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
 ]
-
-
-def _all_class_scores(logits: Tensor, kind: ScoreKind) -> Tensor:
-    """(B, K) explained scores of every class, for Captum's ``target`` selection."""
-    if kind == "softmax":
-        return torch.softmax(logits.float(), dim=1)
-    if kind == "sigmoid":
-        return torch.sigmoid(logits.float())
-    return logits.float()
 
 
 class IntegratedGradients(Explainer):
@@ -53,7 +47,25 @@ class IntegratedGradients(Explainer):
         baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
-            ``n_steps × N`` at once.
+            ``n_steps × N`` at once; ``"auto"``: :func:`sise.device.auto_batch_size` with a third
+            of its memory share (a forward *and backward* pass holds about three times the
+            memory of a forward pass), or :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import IntegratedGradients
+        >>> explanation = IntegratedGradients(model, n_steps=32)(x, targets=[1, 3])
+        >>> explanation.extras["attributions"].shape  # per pixel and channel
+        torch.Size([2, 3, 32, 32])
+        >>> bool(explanation.extras["delta"].abs().max() < 1e-2)  # completeness holds
+        True
     """
 
     name = "ig"
@@ -66,41 +78,45 @@ class IntegratedGradients(Explainer):
         method: IGMethod = "gausslegendre",
         baseline: BaselineSpec = "zero",
         score: ScoreKind = "softmax",
-        batch_size: int | None = None,
+        batch_size: BatchSize | None = None,
     ) -> None:
         super().__init__(model, score=score)
+        require("captum.attr", "Integrated Gradients")  # at once, not after the model has run
         self.n_steps = check_integer("n_steps", n_steps, low=1)
         check_choice("integration method", method, get_args(IGMethod))
         self.method: IGMethod = method
         self.baseline = check_baseline(baseline)
-        self.batch_size = (
-            None if batch_size is None else check_integer("batch_size", batch_size, low=1)
+        self.batch_size: BatchSize | None = (
+            batch_size
+            if batch_size is None or (isinstance(batch_size, str) and batch_size == "auto")
+            else check_integer("batch_size (or 'auto')", batch_size, low=1)
         )
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        from captum.attr import IntegratedGradients as CaptumIG
+        CaptumIG = require("captum.attr", "Integrated Gradients").IntegratedGradients
 
         n = inputs.shape[0]
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         baseline = make_baseline(inputs, self.baseline)
         if baseline is None:
             baseline = torch.zeros_like(inputs)
-        kind = self.score
 
-        def forward(x: Tensor) -> Tensor:
-            return _all_class_scores(self.model(x), kind)
+        def forward(x: Tensor, owners: Tensor) -> Tensor:
+            # Captum repeats ``owners`` along with the inputs, so each path point's row knows
+            # its image, whatever Captum's internal batching.
+            return checked_scores(target.rows(owners), self.model(x), x.shape[0])
 
         attributions = CaptumIG(forward).attribute(
             inputs.detach(),
             baselines=baseline.detach(),
-            target=resolved,
+            additional_forward_args=(torch.arange(n, device=inputs.device),),
             n_steps=self.n_steps,
             method=self.method,
-            internal_batch_size=self.batch_size,
+            internal_batch_size=_auto_or(self.batch_size, self.model, inputs),
         )
         attributions = attributions.detach()
         with torch.no_grad():
-            baseline_scores = class_scores(self.model(baseline), resolved, self.score)
+            baseline_scores = checked_scores(target, self.model(baseline), n)
         delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)
         return Explanation(
             maps=minmax_normalize(attributions.abs().sum(dim=1).float()),
@@ -114,6 +130,13 @@ class IntegratedGradients(Explainer):
                 "delta": delta,
             },
         )
+
+
+def _auto_or(value: BatchSize | None, model: nn.Module, inputs: Tensor) -> int | None:
+    if not (isinstance(value, str) and value == "auto"):
+        return value
+    # Captum needs room for at least one path point of every image
+    return max(inputs.shape[0], auto_batch_size(model, inputs, memory_fraction=0.2))
 
 
 def effective_bias(module: nn.Module) -> Tensor | None:
@@ -220,6 +243,20 @@ class FullGrad(Explainer):
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
             the network output; the decomposition is exact for the logit).
         normalization: ``"layer"`` (authors' code, default) or ``"channel"`` (see above).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import FullGrad
+        >>> explanation = FullGrad(model, score="logit")(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["layer_names"]
+        (torch.Size([2, 32, 32]), ['0', '3', '7'])
     """
 
     name = "fullgrad"

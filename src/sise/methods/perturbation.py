@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sise.device import BatchSize
 from sise.engine import BaselineSpec, make_baseline, score_masked, weighted_mask_sum
-from sise.errors import SiseError
+from sise.errors import SiseError, check_integer
 from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.postprocess import minmax_normalize
 from sise.progress import progress_bar
-from sise.scores import SCORE_KINDS, ScoreKind, check_score_kind, class_scores
+from sise.scores import SCORE_KINDS, ScoreKind, check_score_kind
+from sise.targets import checked_scores
 
 
 class RandomGridMasks:
@@ -123,9 +125,24 @@ class RISE(Explainer):
         seed: seed of the mask generator: the same seed gives the same masks and map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         baseline: what masked-out pixels become: ``"zero"``, ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass.
+        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
+            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import RISE
+        >>> explanation = RISE(model, n_masks=200, seed=0)(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.forward_passes  # 1 + n_masks per image
+        (torch.Size([2, 32, 32]), tensor([201, 201]))
     """
 
     name = "rise"
@@ -140,7 +157,7 @@ class RISE(Explainer):
         seed: int = 0,
         score: ScoreKind = "softmax",
         baseline: BaselineSpec = "zero",
-        batch_size: int = 64,
+        batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
@@ -156,6 +173,8 @@ class RISE(Explainer):
         self.p = p
         self.seed = seed
         self.baseline = baseline
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            check_integer("batch_size (or 'auto')", batch_size, low=1)
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
         self.progress = progress
@@ -175,12 +194,12 @@ class RISE(Explainer):
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n = inputs.shape[0]
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         source = self.mask_source(inputs)
         masked_scores = score_masked(
             self.model,
             inputs,
-            resolved,
+            target,
             source,
             score=self.score,
             baseline=make_baseline(inputs, self.baseline),
@@ -543,8 +562,27 @@ class ExtremalPerturbation(Explainer):
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (reported in
             ``scores`` and ``extras["mask_scores"]``).
         reward: the score the masks are optimised for (default ``"logit"``, the reference's);
-            ``None`` uses ``score``.
+            ``None`` uses ``score``. It applies to class targets
+            (:meth:`sise.targets.Target.with_score`); a custom callable target is optimised as
+            it is.
         progress: show a progress bar over the iterations.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import ExtremalPerturbation
+        >>> extremal = ExtremalPerturbation(  # a short run, sized for 32-px images
+        ...     model, areas=(0.1, 0.2), iterations=20, step=4, sigma=4.0, blur_sigma=4.0
+        ... )
+        >>> explanation = extremal(x, targets=[1, 3])
+        >>> explanation.maps.shape, explanation.extras["masks"].shape  # (N, areas, H, W)
+        (torch.Size([2, 32, 32]), torch.Size([2, 2, 32, 32]))
     """
 
     name = "extremal"
@@ -577,6 +615,8 @@ class ExtremalPerturbation(Explainer):
                 "'softmax', 'sigmoid', or None for the explained score"
             )
         self.reward: ScoreKind = check_score_kind(reward) if reward is not None else self.score
+        # the reward form applies to class targets; None keeps every target as it is
+        self._reward_form = reward is not None
         if isinstance(areas, (str, bytes)) or not isinstance(areas, (Sequence, Tensor)):
             raise SiseError(f"areas must be a sequence of fractions in (0, 1), got {areas!r}")
         for area in list(areas):
@@ -622,12 +662,13 @@ class ExtremalPerturbation(Explainer):
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
-        resolved, scores = forward_scores(self.model, inputs, targets, self.score)
+        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         n_areas = len(self.areas)
         device = inputs.device
         owners = torch.arange(n, device=device).repeat_interleave(n_areas)
         row_areas = self.areas * n
-        row_targets = resolved[owners]
+        row_targets = target.rows(owners)
+        rewarded = (target.with_score(self.reward) if self._reward_form else target).rows(owners)
         generator = self.mask_generator((height, width), device)
         with torch.no_grad():
             pyramid = blur_pyramid(inputs.detach(), self.blur_sigma, self.levels)[owners]
@@ -646,7 +687,12 @@ class ExtremalPerturbation(Explainer):
                     perturbed = perturb(pyramid, masks)
                     if self.jitter and iteration % 2 == 0:
                         perturbed = perturbed.flip(-1)
-                    reward = class_scores(self.model(perturbed), row_targets, self.reward)
+                    reward = checked_scores(rewarded, self.model(perturbed), n * n_areas)
+                    if not reward.requires_grad:
+                        raise SiseError(
+                            "the target's score has no gradient: Extremal Perturbation optimises "
+                            "its masks for it, so compute it with differentiable torch operations"
+                        )
                     penalty = area_regularizer(full, row_areas)
                     loss = (weight * penalty - reward).sum()
                     (gradient,) = torch.autograd.grad(loss, [lattice])
@@ -658,8 +704,8 @@ class ExtremalPerturbation(Explainer):
                 advance(1)
         masks = masks.detach()
         with torch.no_grad():
-            mask_scores = class_scores(
-                self.model(perturb(pyramid, masks)), row_targets, self.score
+            mask_scores = checked_scores(
+                row_targets, self.model(perturb(pyramid, masks)), n * n_areas
             ).view(n, n_areas)
             smoothed = gaussian_blur(masks[:, None], self.smooth * min(height, width))
         masks = masks.view(n, n_areas, height, width)

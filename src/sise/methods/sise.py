@@ -217,6 +217,24 @@ class SISE(Explainer):
             in fp16 + channels-last against 0.176 s eager), so it pays over many explanations,
             not one (:class:`sise.device.CompiledForward`). CUDA graphs gained nothing there.
         progress: show a progress bar over the masked forwards.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
+        >>> from sise import SISE
+        >>> result = SISE(model)(x, targets=[1, 3])  # one class per image; None: the top class
+        >>> result.maps.shape, result.layer_names
+        (torch.Size([2, 32, 32]), ['1', '4'])
+        >>> result.layer_maps.shape  # (N, L, H, W): what each layer sees
+        torch.Size([2, 2, 32, 32])
+        >>> bool((result.forward_passes == 1 + result.kept_maps.sum(dim=1)).all())
+        True
     """
 
     name = "sise"
@@ -321,7 +339,7 @@ class SISE(Explainer):
         scores = score_masked(
             self.model,
             inputs,
-            grad.targets,
+            grad.target,
             source,
             score=self.score,
             baseline=baseline,
