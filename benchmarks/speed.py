@@ -70,15 +70,15 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
 
-from speed_checks import fidelity_lines, packing_lines, sync_lines, target_lines  # noqa: E402
-from speed_measure import ForwardCounter, Method, time_methods  # noqa: E402
-from speed_peers import LABELS, PEERS  # noqa: E402
+from speed_checks import fidelity_lines, packing_lines, sync_lines, target_lines
+from speed_measure import ForwardCounter, Method, time_methods
+from speed_peers import LABELS, PEERS
 
-from sise import SISE  # noqa: E402
-from sise.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32  # noqa: E402
-from sise.images import load_image, sample_image_path  # noqa: E402
-from sise.layers import discover_layers  # noqa: E402
-from sise.models import LoadedModel, load_model  # noqa: E402
+from sise import SISE
+from sise.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
+from sise.images import load_image, sample_image_path
+from sise.layers import discover_layers
+from sise.models import LoadedModel, load_model
 
 DEFAULT_METHODS = (
     "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"

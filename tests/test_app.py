@@ -176,7 +176,7 @@ def test_explain_on_real_weights_keeps_the_model_loaded(server):
     assert status == 200, sise
     assert sise["target"]["name"] == "Egyptian cat" and sise["photo"] == "uploaded photo"
     layers = sise["layers"]
-    assert [layer["role"] for layer in layers][0] == "start" and len(layers) == 5
+    assert next(layer["role"] for layer in layers) == "start" and len(layers) == 5
     assert sise["forward_passes"] == 1 + sum(layer["kept"] for layer in layers)
     for layer in layers:
         assert 0 < layer["gate_share"] < 1 and 0 < layer["threshold"] < 1

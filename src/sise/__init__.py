@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "RISE",
     "SISE",
-    "SISEExplanation",
+    "ClassScore",
     "Explainer",
     "Explanation",
     "ExtremalPerturbation",
@@ -30,11 +30,11 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
-    "ScoreCAM",
-    "SiseError",
-    "ClassScore",
     "Margin",
+    "SISEExplanation",
+    "ScoreCAM",
     "SegmentationRegion",
+    "SiseError",
     "discover_layers",
     "resolve_layers",
 ]

@@ -203,7 +203,7 @@ _AUTOCAST_WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 def compile_setting(value: object) -> Compile:
     """Check a ``compile`` option: ``False``, ``True`` or ``"cudagraphs"``."""
     if isinstance(value, bool) or value == "cudagraphs":
-        return value  # type: ignore[return-value]
+        return value
     raise SiseError(f"compile must be False, True or 'cudagraphs', got {value!r}")
 
 
@@ -255,7 +255,7 @@ class CompiledForward:
             if entry.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
             output = entry.function(entry.weights, batch)
-        except Exception as error:  # noqa: BLE001 - whatever the compiler raises, run eagerly
+        except Exception as error:
             self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             warnings.warn(
                 f"torch.compile could not run this model ({self.failure}); the masked forwards "

@@ -473,7 +473,7 @@ class _Photos:
     def __getitem__(self, index: int) -> EvalPair:
         return [self.pair][index]
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter([self.pair])
 
     def images(self) -> list[EvalImage]:

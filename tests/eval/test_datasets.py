@@ -226,18 +226,18 @@ def test_voc_errors(voc_root: Path, tmp_path: Path) -> None:
     (base / "ImageSets" / "Main" / "empty.txt").write_text("\n")
     with pytest.raises(SiseError, match="lists no images"):
         VOCDetection2007(voc_root, split="empty")
-    with pytest.raises(SiseError, match="unknown class 'dog'.*000001.xml"):
+    with pytest.raises(SiseError, match=r"unknown class 'dog'.*000001.xml"):
         VOCDetection2007(voc_root, class_names=["cat", "person", "bird"])
     (base / "Annotations" / "000002.xml").write_text("<annotation><object><name>cat</name>")
-    with pytest.raises(SiseError, match="broken VOC annotation .*000002.xml"):
+    with pytest.raises(SiseError, match=r"broken VOC annotation .*000002.xml"):
         VOCDetection2007(voc_root)
     (base / "Annotations" / "000002.xml").write_text(
         voc_xml("000002", (8, 8), ["<object><name>cat</name></object>"])
     )
-    with pytest.raises(SiseError, match="000002.xml: an object has no <bndbox>"):
+    with pytest.raises(SiseError, match=r"000002.xml: an object has no <bndbox>"):
         VOCDetection2007(voc_root)
     (base / "Annotations" / "000002.xml").unlink()
-    with pytest.raises(SiseError, match="000002.xml of image '000002' is missing"):
+    with pytest.raises(SiseError, match=r"000002.xml of image '000002' is missing"):
         VOCDetection2007(voc_root)
 
 
@@ -369,13 +369,13 @@ def test_coco_without_crowd_and_masks(coco_root: Path) -> None:
 
 def test_coco_errors(coco_root: Path, tmp_path: Path) -> None:
     ann_file = coco_root / "annotations" / "instances_val2014.json"
-    with pytest.raises(SiseError, match="instances_train2014.json not found"):
+    with pytest.raises(SiseError, match=r"instances_train2014.json not found"):
         COCODetection2014(coco_root, split="train2014")
     (coco_root / "annotations" / "instances_other.json").write_text("{}")
-    with pytest.raises(SiseError, match="image folder .*other not found"):
+    with pytest.raises(SiseError, match=r"image folder .*other not found"):
         COCODetection2014(coco_root, split="other")
     ann_file.write_text('{"images": [')
-    with pytest.raises(SiseError, match="broken COCO annotation file .*instances_val2014.json"):
+    with pytest.raises(SiseError, match=r"broken COCO annotation file .*instances_val2014.json"):
         COCODetection2014(coco_root)
     ann_file.write_text(json.dumps({"images": []}))
     with pytest.raises(SiseError, match="needs the lists"):
@@ -383,7 +383,7 @@ def test_coco_errors(coco_root: Path, tmp_path: Path) -> None:
     data = coco_data()
     data["annotations"][3]["category_id"] = 99
     ann_file.write_text(json.dumps(data))
-    with pytest.raises(SiseError, match="annotation 4 .* unknown category id 99"):
+    with pytest.raises(SiseError, match=r"annotation 4 .* unknown category id 99"):
         COCODetection2014(coco_root)
     data = coco_data()
     data["annotations"] = []

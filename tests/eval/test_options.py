@@ -94,7 +94,7 @@ def test_mistakes_are_one_line_errors(text: str, message: str) -> None:
 
 def test_options_given_in_python_are_checked_too() -> None:
     assert check_method_options({"RISE": {"n_masks": 10}}) == {"rise": {"n_masks": 10}}
-    with pytest.raises(SiseError, match="rise.n_masks takes an integer"):
+    with pytest.raises(SiseError, match=r"rise.n_masks takes an integer"):
         check_method_options({"rise": {"n_masks": 2.5}})
 
 

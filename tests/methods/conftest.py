@@ -7,6 +7,7 @@ hand, and the model-state check every method must pass.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -23,10 +24,10 @@ class HandNet(nn.Module):
     multiplications; :meth:`by_hand` is the same network in plain Python.
     """
 
-    X = [[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [2.0, 0.0, 1.0]]
-    CONV_W = [1.0, -1.0]
-    CONV_B = [0.0, 2.0]
-    HEAD_W = [
+    X: ClassVar[list[list[float]]] = [[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [2.0, 0.0, 1.0]]
+    CONV_W: ClassVar[list[float]] = [1.0, -1.0]
+    CONV_B: ClassVar[list[float]] = [0.0, 2.0]
+    HEAD_W: ClassVar[list[list[list[list[float]]]]] = [
         [
             [[0.25, -0.25, 0.0], [0.0, 0.5, 0.25], [-0.25, 0.0, 0.25]],
             [[0.0, 0.25, -0.25], [0.25, 0.0, 0.0], [0.5, -0.25, 0.0]],
@@ -36,8 +37,8 @@ class HandNet(nn.Module):
             [[0.25, 0.0, 0.0], [0.0, -0.25, 0.0], [0.0, 0.0, 0.25]],
         ],
     ]
-    HEAD_B = [0.1, -0.1]
-    POSITIONS = [(i, j) for i in range(3) for j in range(3)]
+    HEAD_B: ClassVar[list[float]] = [0.1, -0.1]
+    POSITIONS: ClassVar[list[tuple[int, int]]] = [(i, j) for i in range(3) for j in range(3)]
 
     def __init__(self, batch_norm: bool = False) -> None:
         super().__init__()

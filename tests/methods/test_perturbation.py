@@ -274,7 +274,7 @@ def test_extremal_mask_area_matches_the_constraint(extremal_result):
 
 
 def test_extremal_preserved_region_keeps_the_score(extremal_result):
-    explainer, explanation, model, image, square = extremal_result
+    _explainer, explanation, model, image, square = extremal_result
     full_score = explanation.scores.item()
     assert full_score > 0.99
     blurred = gaussian_blur(image, 5.0)
@@ -296,7 +296,7 @@ def test_extremal_preserved_region_keeps_the_score(extremal_result):
 
 
 def test_extremal_map_is_the_sum_of_the_smoothed_masks(extremal_result):
-    explainer, explanation, _, _, _ = extremal_result
+    _explainer, explanation, _, _, _ = extremal_result
     masks = explanation.extras["masks"][0]
     smoothed = gaussian_blur(masks[:, None], 0.09 * 24).sum(dim=0)[0]
     lo, hi = smoothed.min(), smoothed.max()

@@ -37,13 +37,13 @@ from sise.eval.metrics import (
 from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 
 __all__ = [
+    "SYNTHETIC_CLASSES",
+    "VOC_CLASSES",
     "COCODetection2014",
     "Dataset",
     "EvalImage",
     "EvalPair",
-    "SYNTHETIC_CLASSES",
     "VOCDetection2007",
-    "VOC_CLASSES",
     "average_drop",
     "bbox_score",
     "blur",

@@ -90,7 +90,7 @@ def _warn(old: str, new: str) -> None:
     )
 
 
-def BenchmarkConfig(**kwargs: Any) -> Any:  # noqa: N802 - the old class name
+def BenchmarkConfig(**kwargs: Any) -> Any:
     """Deprecated: :class:`sise.eval.running.BenchmarkConfig`, whose metric settings are now one
     :class:`sise.eval.scoring.MetricSettings` (the old keywords are moved into it here)."""
     from sise.eval.running import BenchmarkConfig as Config

@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASET_KINDS",
     "NEEDS_MODEL",
+    "VOC_CLASSES",
     "COCODetection2014",
     "Dataset",
     "EvalImage",
     "EvalPair",
     "VOCDetection2007",
-    "VOC_CLASSES",
     "boxes_mask",
     "dataset_kind",
     "distractor_mask",

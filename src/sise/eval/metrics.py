@@ -565,7 +565,7 @@ def causal_curve(
         and (N, S + 1) scores.
     """
     _check_model_inputs(inputs, targets)
-    n, c, h, w = inputs.shape
+    n, _c, h, w = inputs.shape
     _check_maps(maps)
     if maps.shape != (n, h, w):
         raise SiseError(

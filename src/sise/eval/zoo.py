@@ -54,12 +54,12 @@ __all__ = [
     "SYNTHETIC_DATA",
     "SmallResNet",
     "SmallVGG",
+    "SyntheticData",
+    "default_cache_dir",
     "load_benchmark_model",
     "load_synthetic_model",
     "load_torchray_model",
     "read_checkpoint",
-    "SyntheticData",
-    "default_cache_dir",
     "synthetic_dataset",
 ]
 

@@ -9,7 +9,6 @@ from sise.methods.sise import SISE, SISEExplanation, fuse, select_feature_maps
 __all__ = [
     "RISE",
     "SISE",
-    "SISEExplanation",
     "Explainer",
     "Explanation",
     "ExtremalPerturbation",
@@ -17,6 +16,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
+    "SISEExplanation",
     "ScoreCAM",
     "fuse",
     "select_feature_maps",
