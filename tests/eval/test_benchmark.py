@@ -524,3 +524,27 @@ def test_photos_benchmark_loads_the_model_first(
     assert "(photos, split `all`)" in result.markdown
     with pytest.raises(SiseError, match="labelled for an ImageNet model"):
         run_benchmark(BenchmarkConfig(**{**config.__dict__, "model": "synthetic-vgg"}))
+
+
+def test_photos_benchmark_loads_the_model_at_its_own_size(monkeypatch, tmp_path) -> None:
+    """Without --size the model runs at its native input size (Lite2: 260 px), not 224."""
+    from sise.eval import running
+
+    seen: list[object] = []
+
+    def fake_load_model(name, checkpoint=None, *, device="cpu", input_size=None):
+        seen.append(input_size)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(running, "load_model", fake_load_model)
+    config = running.BenchmarkConfig(
+        dataset="photos", model="efficientnet_lite2", db=tmp_path / "r.sqlite"
+    )
+    with pytest.raises(RuntimeError, match="stop here"):
+        running._load(config, "cpu")
+    config = running.BenchmarkConfig(
+        dataset="photos", model="efficientnet_lite2", db=tmp_path / "r.sqlite", input_size=200
+    )
+    with pytest.raises(RuntimeError, match="stop here"):
+        running._load(config, "cpu")
+    assert seen == [None, (200, 200)]

@@ -569,7 +569,8 @@ def _load(config: BenchmarkConfig, device: str) -> tuple[str, Dataset, dict[str,
             config.model,
             config.checkpoint,
             device=device,
-            input_size=(side or 224, side or 224),
+            # None: the model's own size (260 px for EfficientNet-Lite2)
+            input_size=(side, side) if side else None,
         )
         kind, dataset, identity = load_dataset(config.dataset, config.split, loaded=loaded)
         return kind, dataset, identity, loaded
