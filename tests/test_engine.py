@@ -321,11 +321,9 @@ def test_sise_several_images_equal_single_calls():
         for i in range(3):
             alone = _sise(model, batch_size=32)(inputs[i : i + 1], targets[i])
             torch.testing.assert_close(together.maps[i], alone.maps[0], rtol=0, atol=1e-5)
-            layer_maps = together.extras["layer_maps"]
+            layer_maps = together.layer_maps
             assert isinstance(layer_maps, Tensor)
-            torch.testing.assert_close(
-                layer_maps[i], alone.extras["layer_maps"][0], rtol=0, atol=1e-5
-            )
+            torch.testing.assert_close(layer_maps[i], alone.layer_maps[0], rtol=0, atol=1e-5)
             assert int(together.forward_passes[i]) == int(alone.forward_passes[0])
 
 
@@ -348,9 +346,7 @@ def test_sise_bf16_runs_and_correlates():
         warnings.simplefilter("ignore")
         fp32 = _sise(model, score="logit")(inputs, [0, 3])
         bf16 = _sise(model, score="logit", precision="bf16")(inputs, [0, 3])
-    layer_corr = fidelity(
-        fp32.extras["layer_maps"].flatten(0, 1), bf16.extras["layer_maps"].flatten(0, 1)
-    )  # type: ignore[union-attr]
+    layer_corr = fidelity(fp32.layer_maps.flatten(0, 1), bf16.layer_maps.flatten(0, 1))  # type: ignore[union-attr]
     assert bool((layer_corr > 0.99).all()), layer_corr
     # The fused map goes through binary Otsu gates: a pixel within bf16 noise of a threshold
     # can flip, so the fused maps correlate a little less than the layer maps they are made of.
@@ -402,28 +398,6 @@ def test_upsample_reference_is_align_corners_false():
     maps = torch.rand(2, 3, 3)
     expected = F.interpolate(maps[:, None], size=(H, W), mode="bilinear", align_corners=False)
     torch.testing.assert_close(upsample(maps, (H, W)), expected[:, 0])
-
-
-# --- the benchmark's smoke run -----------------------------------------------------------------
-
-
-def test_speed_benchmark_quick_run(tmp_path, monkeypatch):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-    spec = importlib.util.spec_from_file_location("sise_speed_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    speed = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, speed)  # dataclasses look their module up
-    spec.loader.exec_module(speed)
-    out = tmp_path / "quick.txt"
-    report = speed.main(["--quick", "--out", str(out)])
-    assert out.read_text().strip() == report.strip()
-    for label in ("SISE fixed", "SISE adaptive", "bf16+channels_last", "fidelity", "one call"):
-        assert label in report
-    assert "FAIL" not in report
 
 
 # --- CUDA (run by benchmarks/gpu_check.sh; skipped without a GPU) ------------------------------

@@ -605,7 +605,12 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--name", help="file-name stem of the outputs")
     bench.add_argument("--size", type=int, help="input size (default: the model's own)")
     bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    bench.add_argument("--score", default="sigmoid", choices=["softmax", "sigmoid", "logit"])
+    bench.add_argument(
+        "--score",
+        choices=["softmax", "sigmoid", "logit"],
+        help="explained score (default: softmax for the single-label photos set, sigmoid for "
+        "the multi-label VOC, COCO and synthetic data)",
+    )
     for setting in dataclasses.fields(MetricSettings):  # the metric settings, each once
         bench.add_argument(
             f"--{setting.name.replace('_', '-')}",
@@ -674,6 +679,11 @@ def _setting_type(name: str) -> type:
     return types[0] if isinstance(types[0], type) else str
 
 
+def _default_benchmark_score(dataset: str) -> str:
+    """Softmax for ImageNet classifiers on the photos set; sigmoid for multi-label data."""
+    return "softmax" if dataset.partition(":")[0].strip().lower() == "photos" else "sigmoid"
+
+
 def command_benchmark(args: argparse.Namespace) -> int:
     from sise.eval.running import BenchmarkConfig, run_benchmark, run_benchmark_local
     from sise.eval.scoring import MetricSettings
@@ -698,7 +708,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         input_size=args.size,
         device=args.device,
-        score=args.score,
+        score=args.score or _default_benchmark_score(args.dataset),
         metric_settings=MetricSettings(
             **{f.name: getattr(args, f.name) for f in dataclasses.fields(MetricSettings)}
         ),

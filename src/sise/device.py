@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import time
+import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Literal
 
@@ -19,6 +22,9 @@ from sise.errors import SiseError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 BatchSize = int | Literal["auto"]
+#: ``False``: eager forwards; ``True``: ``torch.compile``; ``"cudagraphs"``: compiled and replayed
+#: as CUDA graphs (``mode="reduce-overhead"``; CUDA only, plain compile elsewhere).
+Compile = bool | Literal["cudagraphs"]
 
 _PRECISIONS: dict[str, torch.dtype | None] = {
     "fp32": None,
@@ -75,6 +81,27 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Inside the block, CUDA float32 convolutions and matmuls run in true fp32, not TF32.
+
+    cuDNN convolutions use TF32 by default on Ampere and later GPUs (``torch.backends.cudnn.
+    allow_tf32``): about 10 mantissa bits instead of 23, and a rounding that depends on the
+    algorithm cuDNN picks for each batch shape. SISE's feature-map selection thresholds sums of
+    gradients at μ·β and Otsu's threshold, so TF32 noise flips maps near the threshold, and the
+    same image then gets a different explanation alone than packed with others. Both flags are
+    process-wide: they are set for the duration of the block and restored afterwards (not
+    thread-safe). A no-op on a CPU.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 def _first_tensor(output: object) -> Tensor | None:
     if isinstance(output, Tensor):
         return output
@@ -100,7 +127,9 @@ def auto_batch_size(
     batch is the number of samples that fit in ``memory_fraction`` of the free device memory
     (``torch.cuda.mem_get_info``), rounded down to a multiple of 8 and capped at
     :data:`MAX_AUTO_BATCH_SIZE`. The probe synchronises, before any masked forward, runs 10
-    images through the model, and resets CUDA's peak-memory statistics.
+    images through the model, and resets CUDA's peak-memory statistics. It runs once per model
+    and input shape, precision and memory format: the memory per sample is remembered (weakly
+    keyed by the model), and later calls only read the free memory again.
 
     Args:
         model: the classifier, in the mode it will run in.
@@ -115,8 +144,32 @@ def auto_batch_size(
     cap = MAX_AUTO_BATCH_SIZE if limit is None else max(1, min(MAX_AUTO_BATCH_SIZE, limit))
     if device.type != "cuda":
         return max(1, min(cpu_default, cap))
-    c, h, w = inputs.shape[1:]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    key = (tuple(inputs.shape[1:]), inputs.dtype, str(device), autocast_dtype, channels_last)
+    known = _PER_SAMPLE_BYTES.setdefault(model, {})
+    if key not in known:
+        known[key] = _per_sample_bytes(model, inputs, autocast_dtype, memory_format)
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = int(free * memory_fraction / known[key])
+    size = fits // 8 * 8 if fits >= 8 else fits
+    return max(1, min(size, cap))
+
+
+#: Memory per masked sample measured by :func:`auto_batch_size`, per model (weakly) and setting.
+_PER_SAMPLE_BYTES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _per_sample_bytes(
+    model: nn.Module,
+    inputs: Tensor,
+    autocast_dtype: torch.dtype | None,
+    memory_format: torch.memory_format,
+) -> float:
+    """Device memory one more masked sample takes, with a 25% margin (two trial forwards)."""
+    device = inputs.device
+    c, h, w = inputs.shape[1:]
 
     def peak_of(rows: int) -> int:
         probe = inputs[:1].expand(rows, c, h, w).contiguous(memory_format=memory_format)
@@ -139,11 +192,154 @@ def auto_batch_size(
     # plus the masked input and the mask the engine builds for each sample, plus a margin for the
     # allocator's rounding and fragmentation
     per_sample += inputs.element_size() * c * h * w + 4 * h * w * 3
-    per_sample *= 1.25
-    free, _total = torch.cuda.mem_get_info(device)
-    fits = int(free * memory_fraction / per_sample)
-    size = fits // 8 * 8 if fits >= 8 else fits
-    return max(1, min(size, cap))
+    return per_sample * 1.25
+
+
+#: Conv and linear weights are stored in the autocast dtype once, instead of being cast at every
+#: forward; autocast would cast them to the same values (round to nearest), so nothing changes.
+_AUTOCAST_WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def compile_setting(value: object) -> Compile:
+    """Check a ``compile`` option: ``False``, ``True`` or ``"cudagraphs"``."""
+    if isinstance(value, bool) or value == "cudagraphs":
+        return value  # type: ignore[return-value]
+    raise SiseError(f"compile must be False, True or 'cudagraphs', got {value!r}")
+
+
+class CompiledForward:
+    """The model's forward for masked inputs, compiled once with ``torch.compile`` and reused.
+
+    The compiled function runs ``torch.func.functional_call(model, weights, (x,))`` under the
+    autocast of the masked forwards, with weights this object holds: the model's own tensors,
+    or copies of them in channels-last format and with conv/linear weights already in the
+    autocast dtype. The user's model is not changed: functional_call swaps the weights in for the
+    call only, as :func:`channels_last_weights` does, and the copies live here, so CUDA graphs
+    (``cudagraphs=True``) always see the same weight addresses. The copies are made again when
+    the model's weights change (another tensor, or an in-place update).
+
+    Batch sizes: the batch dimension is compiled dynamic (``maybe_mark_dynamic``), so one
+    compilation serves every batch size; the engine pads batches to a few sizes (multiples of an
+    eighth of the batch), so CUDA graphs record at most eight graphs per input shape.
+
+    Cost: the first call per input shape, precision and memory format compiles (seconds to a
+    minute: :attr:`compile_seconds` sums the first calls). If compiling or running the compiled
+    model fails for any reason, :meth:`__call__` returns ``None`` from then on, the engine runs
+    the model eagerly, and a warning says why once (:attr:`failure`).
+
+    Args:
+        model: the classifier, in the mode the masked forwards run in.
+        cudagraphs: on CUDA, ``torch.compile(mode="reduce-overhead")``: the compiled forward is
+            replayed as a CUDA graph (no per-kernel launch cost).
+    """
+
+    def __init__(self, model: nn.Module, cudagraphs: bool = False) -> None:
+        self.model = model
+        self.cudagraphs = cudagraphs
+        self.failure: str | None = None
+        self.compile_seconds = 0.0
+        self._entries: dict[tuple, _CompiledEntry] = {}
+
+    def __call__(
+        self, batch: Tensor, autocast_dtype: torch.dtype | None, channels_last: bool
+    ) -> Tensor | None:
+        """The model's output on ``batch``, compiled; ``None`` if this model cannot be compiled."""
+        if self.failure is not None:
+            return None
+        start = time.perf_counter()
+        try:
+            entry = self._entry(batch.device, autocast_dtype, channels_last)
+            first = (tuple(batch.shape[1:]), batch.dtype) not in entry.seen
+            if batch.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(batch, 0)
+            if entry.cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            output = entry.function(entry.weights, batch)
+        except Exception as error:  # noqa: BLE001 - whatever the compiler raises, run eagerly
+            self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+            warnings.warn(
+                f"torch.compile could not run this model ({self.failure}); the masked forwards "
+                "run eagerly instead",
+                stacklevel=3,
+            )
+            return None
+        if first:
+            entry.seen.add((tuple(batch.shape[1:]), batch.dtype))
+            self.compile_seconds += time.perf_counter() - start
+        return output
+
+    def _entry(
+        self, device: torch.device, autocast_dtype: torch.dtype | None, channels_last: bool
+    ) -> _CompiledEntry:
+        """The compiled forward for this setting, built on first use, weights up to date."""
+        import torch._dynamo  # noqa: F401 - slow to import; only the compiled path needs it
+
+        key = (str(device), autocast_dtype, channels_last)
+        if key not in self._entries:
+            self._entries[key] = _CompiledEntry(
+                self.model, device, autocast_dtype, channels_last, self.cudagraphs
+            )
+        entry = self._entries[key]
+        entry.refresh(self.model)
+        return entry
+
+
+class _CompiledEntry:
+    """One compiled forward: for one device, autocast dtype and memory format."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        channels_last: bool,
+        cudagraphs: bool,
+    ) -> None:
+        self.cudagraphs = cudagraphs and device.type == "cuda"
+        self.seen: set[tuple] = set()
+        self._autocast_dtype = autocast_dtype
+        self._channels_last = channels_last
+        self._sources: list[tuple[int, int, int]] = []
+        self.weights: dict[str, Tensor] = {}
+
+        def forward(weights: dict[str, Tensor], x: Tensor) -> Tensor:
+            with autocast(device, autocast_dtype):
+                return torch.func.functional_call(model, weights, (x,))
+
+        self.function = torch.compile(forward, mode="reduce-overhead" if self.cudagraphs else None)
+
+    def refresh(self, model: nn.Module) -> None:
+        """(Re)make the weight copies if the model's weights changed since they were made."""
+        versions = _weight_versions(model)
+        if versions == self._sources:
+            return
+        cast = {
+            id(tensor)
+            for module in model.modules()
+            if type(module) in _AUTOCAST_WEIGHT_MODULES
+            for tensor in module.parameters(recurse=False)
+        }
+        weights: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                prepared = tensor.detach()
+                if self._autocast_dtype is not None and id(tensor) in cast:
+                    prepared = prepared.to(self._autocast_dtype)
+                if self._channels_last and prepared.ndim == 4:
+                    prepared = prepared.contiguous(memory_format=torch.channels_last)
+                if self.cudagraphs:
+                    # a fixed address: CUDA graphs read the weights in place, without copying
+                    torch._dynamo.mark_static_address(prepared)
+                weights[name] = prepared
+        self.weights, self._sources = weights, versions
+
+
+def _weight_versions(model: nn.Module) -> list[tuple[int, int, int]]:
+    """Identity, storage address and version counter of every weight (changes on any update)."""
+    return [
+        (id(tensor), tensor.data_ptr(), tensor._version)
+        for tensor in [*model.parameters(), *model.buffers()]
+    ]
 
 
 def fidelity(maps_a: Tensor, maps_b: Tensor, eps: float = 1e-12) -> Tensor:

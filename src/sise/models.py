@@ -219,6 +219,7 @@ def load_model(
     class_names: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     input_size: tuple[int, int] | None = None,
+    random_init: bool = False,
 ) -> LoadedModel:
     """Build a classifier by name, with pretrained or checkpoint weights.
 
@@ -233,6 +234,8 @@ def load_model(
         device: where to put the model.
         input_size: (H, W) the images are resized to (default: the model's native size, 260 px
             for ``efficientnet_lite2`` and 224 px otherwise).
+        random_init: the architecture with freshly initialised weights (``torch.manual_seed``
+            decides them), nothing downloaded or read: for timing and tests, not explanations.
 
     Raises:
         SiseError: an unknown name, a checkpoint that does not fit, or a missing extra (the
@@ -251,12 +254,19 @@ def load_model(
     name = name or DEMO_MODEL
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     classes = num_classes or 1000
+    if random_init and checkpoint is not None:
+        raise SiseError("give a checkpoint or random_init=True, not both")
     if name == "demo":
         name = DEMO_MODEL
     if input_size is None:
         side = OFFLINE_MODELS.get(name, 224)
         input_size = (side, side)
-    if name in OFFLINE_MODELS:
+    if name in OFFLINE_MODELS and random_init:
+        import timm
+
+        model = timm.create_model(f"tf_{name}", pretrained=False)
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    elif name in OFFLINE_MODELS:
         model = offline_efficientnet_lite(name)
         mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         if checkpoint is not None:
@@ -268,7 +278,8 @@ def load_model(
         if arch not in timm.list_models():
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             raise SiseError(f"timm has no model {arch!r}" + (f"; close: {close}" if close else ""))
-        model = timm.create_model(arch, pretrained=checkpoint is None, num_classes=classes)
+        pretrained = checkpoint is None and not random_init
+        model = timm.create_model(arch, pretrained=pretrained, num_classes=classes)
         config: dict = dict(getattr(model, "pretrained_cfg", {}) or {})
         mean, std = tuple(config.get("mean", mean)), tuple(config.get("std", std))
         if checkpoint is not None:
@@ -282,7 +293,9 @@ def load_model(
                 "a torchvision classification model "
                 "(resnet50, vgg16, ...) or 'timm:NAME'" + (f"; close: {close}" if close else "")
             )
-        if checkpoint is None:
+        if random_init:
+            model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+        elif checkpoint is None:
             model = torchvision.models.get_model(name, weights="DEFAULT")
         else:
             model = torchvision.models.get_model(name, weights=None, num_classes=classes)

@@ -77,7 +77,7 @@ def is_constant(maps: Tensor, eps: float = 1e-12) -> Tensor:
     return (flat.amax(dim=1) - flat.amin(dim=1)) <= eps
 
 
-def otsu_threshold(maps: Tensor, nbins: int = 256) -> Tensor:
+def otsu_threshold(maps: Tensor, nbins: int = 256, valid: Tensor | None = None) -> Tensor:
     """Otsu's threshold of each map of a (N, H, W) stack, batched on the maps' device.
 
     Otsu (1979) picks the threshold t that maximises the between-class variance
@@ -86,13 +86,30 @@ def otsu_threshold(maps: Tensor, nbins: int = 256) -> Tensor:
     ``threshold_otsu`` computes it (the tests compare the two). A constant map's threshold is its
     value.
 
+    Args:
+        maps: (N, H, W) stack (any trailing shape: each row of ``maps.flatten(1)`` is one set).
+        nbins: histogram bins.
+        valid: optional bool mask shaped like ``maps``: only the values where it is True count
+            (min, max and histogram), so sets of different sizes share one batched call with the
+            same result as one call per set. A row with no valid value gets NaN.
+
     Returns:
         (N,) thresholds, float64 for exactness, on the maps' device.
     """
     flat = maps.flatten(1).double()
     n = flat.shape[0]
-    low = flat.amin(dim=1, keepdim=True)
-    high = flat.amax(dim=1, keepdim=True)
+    if valid is None:
+        low = flat.amin(dim=1, keepdim=True)
+        high = flat.amax(dim=1, keepdim=True)
+        weights = torch.ones_like(flat)
+    else:
+        mask = valid.flatten(1)
+        empty = ~mask.any(dim=1, keepdim=True)
+        low = torch.where(mask, flat, torch.inf).amin(dim=1, keepdim=True).masked_fill(empty, 0)
+        high = torch.where(mask, flat, -torch.inf).amax(dim=1, keepdim=True).masked_fill(empty, 0)
+        # invalid values sit at the row's minimum (inside the bins) with weight 0
+        flat = torch.where(mask, flat, low)
+        weights = mask.to(flat.dtype)
     span = high - low
     constant = span.squeeze(1) <= 0
     safe_span = torch.where(span > 0, span, torch.ones_like(span))
@@ -105,7 +122,7 @@ def otsu_threshold(maps: Tensor, nbins: int = 256) -> Tensor:
     above = (flat >= edges.gather(1, (index + 1).clamp_max(nbins))) & (index < nbins - 1)
     index = (index + above.long()).clamp_(0, nbins - 1)
     counts = torch.zeros(n, nbins, device=flat.device, dtype=flat.dtype)
-    counts.scatter_add_(1, index, torch.ones_like(flat))
+    counts.scatter_add_(1, index, weights)
     centers = (edges[:, :-1] + edges[:, 1:]) / 2
 
     weight1 = counts.cumsum(1)
@@ -115,5 +132,7 @@ def otsu_threshold(maps: Tensor, nbins: int = 256) -> Tensor:
     mean2 = mass.flip(1).cumsum(1).flip(1) / weight2.clamp_min(1e-300)
     between = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
     best = between.argmax(dim=1, keepdim=True)
-    threshold = centers.gather(1, best).squeeze(1)
-    return torch.where(constant, low.squeeze(1), threshold)
+    threshold = torch.where(constant, low.squeeze(1), centers.gather(1, best).squeeze(1))
+    if valid is not None:
+        threshold = threshold.masked_fill(empty.squeeze(1), torch.nan)
+    return threshold

@@ -233,6 +233,15 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert capsys.readouterr().err == "sise: interrupted\n"
 
 
+def test_benchmark_score_defaults_to_softmax_on_the_single_label_photo_set() -> None:
+    from sise.cli import _default_benchmark_score
+
+    assert _default_benchmark_score("photos") == "softmax"
+    assert _default_benchmark_score("Photos:/data/set") == "softmax"
+    assert _default_benchmark_score("voc2007:/data/VOCdevkit") == "sigmoid"
+    assert _default_benchmark_score("synthetic") == "sigmoid"
+
+
 # --- many images --------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sise import SISE, discover_layers
+from sise.device import fidelity
 from sise.images import load_image, sample_image_path
 
 ESPRESSO = 967
@@ -65,11 +66,23 @@ def test_every_layer_contributes_and_maps_are_in_range(coffee):
 
 
 @pytest.mark.slow
-def test_bf16_fidelity_is_not_needed_for_cpu_default(coffee):
-    # The default path is float32 end to end.
-    _, _, explanation = coffee
-    assert explanation.maps.dtype == torch.float32
-    assert np.isfinite(explanation.maps.numpy()).all()
+def test_bf16_fidelity_on_real_weights(coffee, demo):
+    """bf16 masked forwards against the fp32 default, on the real Lite0 and the coffee photo.
+
+    The selection runs in fp32 either way, so the same maps are kept; bf16 then perturbs each
+    masked score (median 5% on this photo, measured), the layer maps follow closely, and the
+    fusion's binary Otsu gates flip where a layer map sits near its threshold, so the fused map
+    correlates less (measured on a CPU: r = 0.964 fixed, 0.986 adaptive). That is why fp32 stays
+    the default and float16 is the fast precision on CUDA.
+    """
+    _, x, fp32 = coffee
+    assert fp32.maps.dtype == torch.float32 and np.isfinite(fp32.maps.numpy()).all()
+    bf16 = SISE(demo.model, batch_size=32, precision="bf16")(x)
+    assert bf16.kept_maps.tolist() == fp32.kept_maps.tolist()
+    layer_r = fidelity(bf16.layer_maps[0], fp32.layer_maps[0])
+    assert bool((layer_r > 0.995).all()), layer_r
+    fused_r = float(fidelity(bf16.maps, fp32.maps)[0])
+    assert 0.9 < fused_r < 1.0, fused_r
 
 
 @pytest.mark.slow

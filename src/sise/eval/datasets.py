@@ -196,6 +196,37 @@ def _read_class_list(path: Path) -> list[str]:
     return names
 
 
+def voc_annotation_xml(
+    image_id: str,
+    size: int,
+    objects: Sequence[tuple[str, tuple[int, int, int, int]]],
+    database: str,
+) -> bytes:
+    """A PASCAL VOC annotation file for a square ``size`` px JPEG image ``image_id`` and its
+    ``(class name, (x0, y0, x1, y1))`` objects, boxes in 0-based inclusive pixels (written
+    1-based, as VOC does). Used by the generated data sets (synthetic, photos)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2007"
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = database
+    size_node = ET.SubElement(root, "size")
+    for tag, value in (("width", size), ("height", size), ("depth", 3)):
+        ET.SubElement(size_node, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for name, (c0, r0, c1, r1) in objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        # VOC boxes are 1-based and inclusive
+        for tag, value in (("xmin", c0), ("ymin", r0), ("xmax", c1), ("ymax", r1)):
+            ET.SubElement(box, tag).text = str(value + 1)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8")
+
+
 def _xml_text(node: ET.Element, tag: str, xml_path: Path) -> str:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():

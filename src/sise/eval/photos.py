@@ -44,12 +44,12 @@ How an image is made (everything is drawn from ``numpy.random.default_rng([seed,
    left-right half of the time, brightness × 0.9-1.1, and placed at a random position with its
    box inside the image;
 3. with probability :data:`DISTRACTOR_PROBABILITY` a second object of another class, cut from
-   another photo, 25-38 % of the image side (shrunk until it fits), whose box is at least 2 px
-   away from the first. The image then has two (image, class) pairs, each the other's
+   another photo, 25-38 % of the image side (shrunk until it fits), placed so that no pixel of
+   either object, feather included, touches the other's. The image then has two (image, class) pairs, each the other's
    distractor.
 
 A box is the bounding box of the pasted object's alpha > 0.5, in image pixels, so it is exact
-by construction (objects never overlap, so no object hides another's box). Files are written in
+by construction (objects never overlap, so no object hides part of another or lies in its box). Files are written in
 the PASCAL VOC 2007 layout (``VOC2007/JPEGImages``, ``Annotations``, ``ImageSets/Main/test.txt``)
 with a ``classes.txt`` that lists the 1,000 ImageNet classes in index order, so the class index
 of :class:`~sise.eval.datasets.VOCDetection2007` is the ImageNet index. (Older torchvision
@@ -104,7 +104,6 @@ import json
 import os
 import shutil
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -115,7 +114,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from sise.errors import SiseError
-from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007
+from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007, voc_annotation_xml
 from sise.extras import require
 from sise.models import LoadedModel, imagenet_class_names
 
@@ -417,14 +416,16 @@ def _paste(
     cutout: _Cutout,
     size_fraction: float,
     taken: list[_Box],
-) -> _Box | None:
-    """Paste a scaled, jittered cut-out where its box overlaps no box in ``taken``.
+) -> tuple[_Box, _Box] | None:
+    """Paste a scaled, jittered cut-out where it touches no region in ``taken``.
 
     Its scale makes ``sqrt(h · w) = size_fraction · image side`` for the cut-out's ``h × w``,
     unless that makes its longest side over ``_LONGEST_SIDE`` of the image side.
 
     Returns:
-        its box (alpha > 0.5), or None when 50 random positions all overlapped.
+        ``(box, extent)``: the bounding boxes of its alpha > 0.5 (the annotation) and of its
+        alpha ≥ 1/255 (every pixel it changes, feather included), or None when 50 random
+        positions all touched ``taken``.
     """
     size = canvas.shape[0]
     w, h = cutout.alpha.size
@@ -433,20 +434,25 @@ def _paste(
     resample = Image.Resampling.BICUBIC
     rgb = np.asarray(cutout.rgb.resize((new_w, new_h), resample), dtype=np.float32) / 255.0
     alpha = np.asarray(cutout.alpha.resize((new_w, new_h), resample), dtype=np.float32) / 255.0
+    alpha = np.clip(alpha, 0.0, 1.0)
     if rng.uniform() < 0.5:
         rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
     rgb = np.clip(rgb * np.float32(rng.uniform(0.9, 1.1)), 0.0, 1.0)
-    rows, cols = np.nonzero(alpha > 0.5)
-    # the box relative to the cut-out's corner
-    b_c0, b_r0, b_c1, b_r1 = int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+    def bounds(mask: np.ndarray) -> _Box:
+        rows, cols = np.nonzero(mask)
+        return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+    # both relative to the cut-out's corner
+    inner = bounds(alpha > 0.5)
+    outer = bounds(alpha >= 1 / 255)
     for _ in range(50):
         # keep the whole box inside the image; the faint feather may be clipped
-        x = int(rng.integers(-b_c0, size - b_c1))
-        y = int(rng.integers(-b_r0, size - b_r1))
-        box = (x + b_c0, y + b_r0, x + b_c1, y + b_r1)
-        gap = 2  # pixels between boxes, so feathers never spill into another object's box
+        x = int(rng.integers(-inner[0], size - inner[2]))
+        y = int(rng.integers(-inner[1], size - inner[3]))
+        extent = (x + outer[0], y + outer[1], x + outer[2], y + outer[3])
         if all(
-            box[2] + gap < t[0] or t[2] + gap < box[0] or box[3] + gap < t[1] or t[3] + gap < box[1]
+            extent[2] < t[0] or t[2] < extent[0] or extent[3] < t[1] or t[3] < extent[1]
             for t in taken
         ):
             break
@@ -458,7 +464,14 @@ def _paste(
     a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
     region = canvas[y0:y1, x0:x1]
     canvas[y0:y1, x0:x1] = a * rgb[y0 - y : y1 - y, x0 - x : x1 - x] + (1 - a) * region
-    return box
+    box = (x + inner[0], y + inner[1], x + inner[2], y + inner[3])
+    clipped = (
+        max(0, extent[0]),
+        max(0, extent[1]),
+        min(size - 1, extent[2]),
+        min(size - 1, extent[3]),
+    )
+    return box, clipped
 
 
 def _render(
@@ -482,19 +495,16 @@ def _render(
     chosen = [main] if distractor is None else [main, distractor]
     canvas = _background(rng, photos, size, {PHOTO_OBJECTS[k].source for k in chosen})
     objects: list[tuple[int, _Box]] = []
-    if distractor is None:
-        box = _paste(rng, canvas, cutouts[main], float(rng.uniform(*_SINGLE_SIZE)), [])
-        assert box is not None  # nothing to overlap
-        objects.append((main, box))
-    else:
-        box = _paste(rng, canvas, cutouts[main], float(rng.uniform(*_MAIN_SIZE)), [])
-        assert box is not None
-        objects.append((main, box))
+    fraction = float(rng.uniform(*(_SINGLE_SIZE if distractor is None else _MAIN_SIZE)))
+    first = _paste(rng, canvas, cutouts[main], fraction, [])
+    assert first is not None  # nothing to touch
+    objects.append((main, first[0]))
+    if distractor is not None:
         fraction = float(rng.uniform(*_DISTRACTOR_SIZE))
         for _ in range(4):  # smaller and smaller until it fits beside the main object
-            second = _paste(rng, canvas, cutouts[distractor], fraction, [box])
+            second = _paste(rng, canvas, cutouts[distractor], fraction, [first[1]])
             if second is not None:
-                objects.append((distractor, second))
+                objects.append((distractor, second[0]))
                 break
             fraction *= 0.85
     pixels = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
@@ -511,31 +521,6 @@ def _voc_class_names() -> list[str]:
     for index, name in enumerate(imagenet_class_names()):
         names.append(name if name not in names else f"{name} ({index})")
     return names
-
-
-def _annotation_xml(
-    image_id: str, size: int, objects: list[tuple[str, _Box]], database: str
-) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "VOC2007"
-    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
-    ET.SubElement(ET.SubElement(root, "source"), "database").text = database
-    size_node = ET.SubElement(root, "size")
-    for tag, value in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(size_node, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "0"
-    for name, (c0, r0, c1, r1) in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        box = ET.SubElement(obj, "bndbox")
-        # VOC boxes are 1-based and inclusive
-        for tag, value in (("xmin", c0), ("ymin", r0), ("xmax", c1), ("ymax", r1)):
-            ET.SubElement(box, tag).text = str(value + 1)
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8")
 
 
 def make_photo_voc(root: str | Path, spec: PhotoSetSpec = PHOTO_SET) -> Path:
@@ -574,7 +559,7 @@ def make_photo_voc(root: str | Path, spec: PhotoSetSpec = PHOTO_SET) -> Path:
         Image.fromarray(pixels).save(base / "JPEGImages" / f"{image_id}.jpg", quality=95)
         named = [(names[PHOTO_OBJECTS[k].class_index], box) for k, box in objects]
         (base / "Annotations" / f"{image_id}.xml").write_bytes(
-            _annotation_xml(image_id, spec.image_size, named, "sise real-photo cut-outs")
+            voc_annotation_xml(image_id, spec.image_size, named, "sise real-photo cut-outs")
         )
     (base / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
     return root

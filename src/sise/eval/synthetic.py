@@ -19,7 +19,6 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,32 +169,6 @@ def _render(
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), objects
 
 
-def _annotation_xml(
-    image_id: str, size: int, objects: list[tuple[int, tuple[int, int, int, int]]]
-) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "VOC2007"
-    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
-    source = ET.SubElement(root, "source")
-    ET.SubElement(source, "database").text = "sise synthetic shapes"
-    size_node = ET.SubElement(root, "size")
-    for tag, value in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(size_node, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "0"
-    for class_index, (c0, r0, c1, r1) in objects:
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = SYNTHETIC_CLASSES[class_index]
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        box = ET.SubElement(obj, "bndbox")
-        # VOC boxes are 1-based and inclusive
-        for tag, value in (("xmin", c0), ("ymin", r0), ("xmax", c1), ("ymax", r1)):
-            ET.SubElement(box, tag).text = str(value + 1)
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8")
-
-
 def make_synthetic_voc(
     root: str | Path,
     n_images: int,
@@ -228,6 +201,9 @@ def make_synthetic_voc(
     Returns:
         ``root`` as a Path.
     """
+    # datasets.py imports this module (for ``synthetic[:PATH]``): import the writer here.
+    from sise.eval.datasets import voc_annotation_xml
+
     if n_images < 2:
         raise SiseError(f"n_images must be >= 2 so that both splits have images, got {n_images}")
     if image_size < 32:
@@ -251,7 +227,12 @@ def make_synthetic_voc(
         pixels, objects = _render(rng, image_size, max_objects)
         Image.fromarray(pixels).save(base / "JPEGImages" / f"{image_id}.jpg", quality=95)
         (base / "Annotations" / f"{image_id}.xml").write_bytes(
-            _annotation_xml(image_id, image_size, objects)
+            voc_annotation_xml(
+                image_id,
+                image_size,
+                [(SYNTHETIC_CLASSES[c], box) for c, box in objects],
+                "sise synthetic shapes",
+            )
         )
 
     order = np.random.default_rng(seed).permutation(n_images)

@@ -345,13 +345,13 @@ def load_benchmark_model(
         side = input_size or 224
         loaded = load_torchray_model(arch, path, dataset, device=device, input_size=(side, side))
     else:
-        side = input_size or 224
         loaded = load_model(
             spec,
             checkpoint,
             num_classes=len(class_names) if checkpoint else None,
             device=device,
-            input_size=(side, side),
+            # None: the model's own size (260 px for EfficientNet-Lite2)
+            input_size=(input_size, input_size) if input_size else None,
         )
     if len(loaded.class_names) != len(class_names):
         raise SiseError(

