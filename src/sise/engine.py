@@ -25,7 +25,7 @@ from sise.errors import SiseError
 from sise.postprocess import upsample
 from sise.progress import progress_bar
 from sise.scores import ScoreKind
-from sise.targets import ClassScore, FunctionTarget, Target, checked_scores
+from sise.targets import ClassScore, FunctionTarget, Target, checked_scores, first_rows
 
 #: With ``channels_last=None``, a CPU gets channels-last masked inputs from this many pixels up.
 CPU_CHANNELS_LAST_MIN_AREA = 112 * 112
@@ -320,7 +320,9 @@ def score_masked(
                 batch = buffer[:run_rows]
                 owners = fill(start, stop, batch[:count])
                 logits = forward(batch)
-            scores[start:stop] = checked_scores(targets.rows(owners), logits[:count], count)
+            scores[start:stop] = checked_scores(
+                targets.rows(owners), first_rows(logits, count), count
+            )
             if on_batch is not None:
                 on_batch(count)
     if autocast_dtype == torch.float16:

@@ -430,6 +430,18 @@ def _rows_of(output: object) -> Tensor:
     raise SiseError(f"the model's output ({type(output).__name__}) holds no tensor")
 
 
+def first_rows(output: object, count: int) -> object:
+    """The first ``count`` rows of an output (a tensor, or a dict / tuple of tensors): a padded
+    batch's real rows."""
+    if isinstance(output, Tensor):
+        return output if output.shape[0] == count else output[:count]
+    if isinstance(output, dict):
+        return {k: first_rows(v, count) for k, v in output.items()}
+    if isinstance(output, tuple | list):
+        return type(output)(first_rows(v, count) for v in output)
+    return output
+
+
 def _row(output: object, i: int) -> object:
     """Row ``i`` of an output (a tensor, or a dict / tuple of tensors), batch dimension kept."""
     if isinstance(output, Tensor):
@@ -576,6 +588,7 @@ __all__ = [
     "Target",
     "TargetSpec",
     "checked_scores",
+    "first_rows",
     "resolve_target",
     "resolve_targets",
     "target_scores",
