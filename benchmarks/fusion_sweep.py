@@ -52,6 +52,7 @@ from torch import Tensor
 from sise.errors import SiseError
 from sise.eval.datasets import EvalPair, boxes_mask, gt_mask
 from sise.eval.metrics import (
+    _layers_in_call_order,
     bbox_score,
     drop_and_increase,
     energy_pointing_game,
@@ -441,6 +442,9 @@ def verdict(
     parts = []
     for metric in ("ebpg", "distractor"):
         mine = mean_se(_column(rows, setting, keys, metric))[0]
+        if math.isnan(mine):
+            parts.append(f"{metric}: n/a")
+            continue
         rivals = {o: mean_se(_column(rows, o, keys, metric))[0] for o in others if o != setting}
         lower = metric in LOWER_IS_BETTER
         best = (min if lower else max)(rivals, key=lambda o: rivals[o])
@@ -458,6 +462,26 @@ def verdict(
     return "; ".join(parts)
 
 
+def choose_smoothing(
+    rows: dict[tuple[str, str], dict[str, Any]], keys: Sequence[str], smoothings: Sequence[float]
+) -> float | None:
+    """The rule that picks ``smoothing`` on one model (fixed before the other model was run):
+    the smallest σ whose mean Drop% and mean Increase% (model-space zero masking, the package's
+    default) are both at least as good as the best baseline's. Smallest, because EBPG and the
+    distractor energy only get worse as σ grows."""
+    drop = mean_se(_column(rows, best_baseline(rows, keys, "drop_zero"), keys, "drop_zero"))[0]
+    increase_base = best_baseline(rows, keys, "increase_zero")
+    increase = mean_se(_column(rows, increase_base, keys, "increase_zero"))[0]
+    for s in sorted(smoothings):
+        name = sise_setting(s).name
+        if (
+            mean_se(_column(rows, name, keys, "drop_zero"))[0] <= drop
+            and mean_se(_column(rows, name, keys, "increase_zero"))[0] >= increase
+        ):
+            return s
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # sanity check
 
@@ -468,6 +492,7 @@ def run_sanity(
     smoothings: Sequence[float],
     folder: Path,
     batch_size: int,
+    max_steps: int | None = None,
 ) -> str:
     """Cascading randomisation (Adebayo et al.) for the paper's fusion and each smoothing.
 
@@ -496,7 +521,10 @@ def run_sanity(
         print(f"  sanity step {step} done", file=sys.stderr, flush=True)
         return fuse(layer_maps, present).to(x.device)
 
-    steps = sanity_check(explain, loaded.model, inputs, targets, seed=0)
+    # The test's own default order (every module with parameters, top layer first), cut short
+    # with --sanity-steps for a quick look.
+    order = list(reversed(_layers_in_call_order(loaded.model, inputs[:1])))[:max_steps]
+    steps = sanity_check(explain, loaded.model, inputs, targets, layers=order, seed=0)
     values = {0.0: [rho for _, rho in steps]}
     for s in smoothings:
         original = fuse(*recorded[0], smoothing=s)
@@ -533,9 +561,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sanity", type=int, default=0, help="run the sanity check on N pairs")
     parser.add_argument("--sanity-smoothing", type=float, nargs="*", default=[0.05])
+    parser.add_argument("--sanity-steps", type=int, default=None, help="first K layers only")
     parser.add_argument("--out", type=Path, default=None, help="write the tables here (.md)")
     args = parser.parse_args(argv)
 
+    if args.device.startswith("cuda"):
+        # Full float32 in convolutions and matrix products, as on a CPU (no TF32).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     loaded = load_model(args.model, device=args.device)
     pairs, identity = load_pairs(args.data, loaded, args.limit)
     identity = {**identity, "model": args.model, "input_size": list(loaded.input_size)}
@@ -555,7 +588,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.sanity:
         table = run_sanity(
-            loaded, pairs[: args.sanity], args.sanity_smoothing, folder / "sanity", args.batch_size
+            loaded,
+            pairs[: args.sanity],
+            args.sanity_smoothing,
+            folder / "sanity",
+            args.batch_size,
+            args.sanity_steps,
         )
         text = (
             f"# Cascading randomisation, {args.model}, {args.sanity} pairs of {args.data}\n\n"
@@ -636,6 +674,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("half 1", [p.key for p in pairs if p.half == 1]),
         ):
             parts.append(f"- {name} [{label}]: {verdict(rows, name, rivals, subset)}")
+    chosen = choose_smoothing(rows, keys, args.smoothing)
+    parts += [
+        "",
+        f"Rule (smallest σ at least as good as the best baseline on mean Drop% and Increase%, "
+        f"zero masking) picks on this model and data: smoothing = {chosen}",
+    ]
     text = "\n".join(parts) + "\n"
     print(text)
     if args.out:
