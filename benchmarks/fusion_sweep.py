@@ -108,18 +108,28 @@ class Pair:
 def _xml_other_boxes(
     dataset: Any, pair: EvalPair
 ) -> list[tuple[float, float, float, float]] | None:
-    """Boxes of every object of another class in the pair's VOC annotation, or None if unread."""
+    """Boxes of every object of another class in the pair's VOC annotation, or None if unread.
+
+    Classes are compared by index (``classes.txt`` of the set, else the dataset's class names),
+    since a dataset may report other display names than its XML files hold."""
     root = getattr(dataset, "root", None)
     if root is None:
         return None
     xml_path = Path(root) / "Annotations" / f"{pair.image_id}.xml"
     if not xml_path.is_file():
         return None
+    class_file = Path(root) / "classes.txt"
+    names = (
+        [line.strip() for line in class_file.read_text().splitlines() if line.strip()]
+        if class_file.is_file()
+        else list(getattr(dataset, "class_names", []))
+    )
+    index = {name: i for i, name in enumerate(names)}
     boxes = []
     for obj in ET.parse(xml_path).getroot().iter("object"):
         name = (obj.findtext("name") or "").strip()
         box = obj.find("bndbox")
-        if name == pair.class_name or box is None:
+        if box is None or index.get(name, -1) == pair.class_index:
             continue
         xmin, ymin, xmax, ymax = (
             float(box.findtext(t) or 0) for t in ("xmin", "ymin", "xmax", "ymax")
