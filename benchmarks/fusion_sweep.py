@@ -503,6 +503,7 @@ def run_sanity(
     folder: Path,
     batch_size: int,
     max_steps: int | None = None,
+    time_budget: float | None = None,
 ) -> str:
     """Cascading randomisation (Adebayo et al.) for the paper's fusion and each smoothing.
 
@@ -534,25 +535,58 @@ def run_sanity(
     # The test's own default order (every module with parameters, top layer first), cut short
     # with --sanity-steps for a quick look.
     order = list(reversed(_layers_in_call_order(loaded.model, inputs[:1])))[:max_steps]
-    steps = sanity_check(explain, loaded.model, inputs, targets, layers=order, seed=0)
-    values = {0.0: [rho for _, rho in steps]}
-    for s in smoothings:
+    deadline = None if time_budget is None else time.perf_counter() + time_budget
+
+    def timed_explain(model: torch.nn.Module, x: Tensor, t: Tensor) -> Tensor:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
+        return explain(model, x, t)
+
+    try:
+        steps = sanity_check(timed_explain, loaded.model, inputs, targets, layers=order, seed=0)
+        names = [name for name, _ in steps]
+    except _OutOfTime:
+        steps = None
+        names = order[: len(recorded) - 1]
+        print(f"time budget spent after {len(names)} randomisation steps", file=sys.stderr)
+    values: dict[float, list[float]] = {}
+    for s in (0.0, *smoothings):
         original = fuse(*recorded[0], smoothing=s)
         values[s] = [
             float(spearman(original, fuse(*recorded[k + 1], smoothing=s)).mean())
-            for k in range(len(steps))
+            for k in range(len(names))
         ]
-    names = [name for name, _ in steps]
-    header = (
-        "| step | randomised (cumulative, top down) | "
-        + " | ".join("SISE paper" if s == 0 else f"smoothing={s:g}" for s in values)
-        + " |"
-    )
+    if steps is not None:  # the same numbers as the library's own computation
+        assert all(
+            abs(a - b) < 1e-5 for a, b in zip(values[0.0], (r for _, r in steps), strict=True)
+        )
+    labels = ["SISE paper" if s == 0 else f"smoothing={s:g}" for s in values]
+    header = "| step | randomised (cumulative, top down) | " + " | ".join(labels) + " |"
     lines = [header, "|---" * (len(values) + 2) + "|"]
     for k, name in enumerate(names):
         cells = " | ".join(f"{values[s][k]:.3f}" for s in values)
         lines.append(f"| {k + 1} | {name} | {cells} |")
-    return "\n".join(lines)
+    # The same at the end of each block (the step after which the whole block is random).
+    block_rows = ["| after randomising | " + " | ".join(labels) + " |"]
+    block_rows.append("|---" * (len(values) + 1) + "|")
+    for k, name in enumerate(names):
+        block = ".".join(name.split(".")[:2]) if name.startswith("blocks.") else name
+        following = names[k + 1] if k + 1 < len(names) else None
+        next_block = (
+            None
+            if following is None
+            else ".".join(following.split(".")[:2])
+            if following.startswith("blocks.")
+            else following
+        )
+        if next_block != block:
+            cells = " | ".join(f"{values[s][k]:.3f}" for s in values)
+            block_rows.append(f"| {block} (step {k + 1}) | {cells} |")
+    return "\n".join(block_rows) + "\n\nEvery step:\n\n" + "\n".join(lines)
+
+
+class _OutOfTime(Exception):
+    """The sanity check's time budget is spent."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +607,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sanity-smoothing", type=float, nargs="*", default=[0.05])
     parser.add_argument("--sanity-steps", type=int, default=None, help="first K layers only")
     parser.add_argument("--out", type=Path, default=None, help="write the tables here (.md)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: stop explaining new pairs after this and tabulate the pairs done",
+    )
     args = parser.parse_args(argv)
 
     if args.device.startswith("cuda"):
@@ -604,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             folder / "sanity",
             args.batch_size,
             args.sanity_steps,
+            args.time_budget,
         )
         text = (
             f"# Cascading randomisation, {args.model}, {args.sanity} pairs of {args.data}\n\n"
@@ -629,6 +670,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         missing = [s for s in settings if (pair.key, s.name) not in rows]
         if not missing:
             continue
+        if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+            print(f"time budget spent after {index} pairs", file=sys.stderr)
+            pairs = [p for p in pairs if all((p.key, s.name) in rows for s in settings)]
+            break
         entry = cache_pair(loaded, pair, folder, args.rise_masks, args.batch_size)
         fresh = score_pair(loaded, pair, entry, missing, args.batch_size)
         with metrics_file.open("a") as handle:
