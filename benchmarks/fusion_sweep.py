@@ -178,7 +178,7 @@ def bundled_pairs(loaded: LoadedModel) -> tuple[list[Pair], dict[str, Any]]:
 
 
 def load_pairs(
-    spec: str, loaded: LoadedModel, limit: int | None
+    spec: str, loaded: LoadedModel, limit: int | None, pairs_file: Path | None = None
 ) -> tuple[list[Pair], dict[str, Any]]:
     """``--data`` as pairs: ``photos:ROOT`` (the real-photo set), ``voc:ROOT`` or ``bundled``."""
     kind, _, path = spec.partition(":")
@@ -193,13 +193,25 @@ def load_pairs(
         from sise.eval.datasets import VOCDetection2007
 
         dataset = VOCDetection2007(Path(path).expanduser(), "test")
-        identity = {"kind": "voc", "root": str(dataset.root.resolve())}
+        identity = {"kind": "voc", "root": dataset.root.name}
         pairs = with_other_boxes(dataset, list(dataset))
     else:
         raise SiseError(f"unknown --data {spec!r}: use photos:ROOT, voc:ROOT or bundled")
+    identity = dict(identity)
+    if pairs_file is not None:
+        # "image_id class_index" per line: a subset chosen elsewhere (e.g. the photo set's
+        # per-model filter, exported with the images to a machine that cannot rebuild the set).
+        lines = pairs_file.read_text().splitlines()
+        wanted = [(a, b) for a, b, *_ in (line.split() for line in lines if line.strip())]
+        by_key = {(p.pair.image_id, str(p.pair.class_index)): p for p in pairs}
+        missing = [w for w in wanted if w not in by_key]
+        if missing:
+            raise SiseError(f"{pairs_file} lists pairs the data do not hold, e.g. {missing[0]}")
+        pairs = [by_key[w] for w in wanted]
+        identity["pairs_file"] = pairs_file.name
     if limit is not None:
         pairs = pairs[:limit]
-    return pairs, dict(identity)
+    return pairs, identity
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--data", default="bundled", help="photos:ROOT, voc:ROOT or bundled")
     parser.add_argument("--limit", type=int, default=None, help="first N pairs")
+    parser.add_argument("--pairs", type=Path, default=None, help="file of 'image_id class'")
     parser.add_argument("--cache", type=Path, default=Path("~/.cache/sise/fusion_sweep"))
     parser.add_argument("--smoothing", type=float, nargs="*", default=list(DEFAULT_SMOOTHING))
     parser.add_argument("--rise-masks", type=int, default=4000)
@@ -620,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     loaded = load_model(args.model, device=args.device)
-    pairs, identity = load_pairs(args.data, loaded, args.limit)
+    pairs, identity = load_pairs(args.data, loaded, args.limit, args.pairs)
     identity = {**identity, "model": args.model, "input_size": list(loaded.input_size)}
     tag = f"{args.model}_{identity['kind']}_rise{args.rise_masks}"
     folder = args.cache.expanduser() / tag
@@ -694,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parts = [
         f"# SISE fusion sweep: {args.model} on {args.data} ({len(pairs)} pairs, "
         f"{n_distractor} with an object of another class)",
+        "",
+        f"Data identity: `{json.dumps(identity, sort_keys=True)}`; device {args.device}.",
         "",
         f"Baselines: RISE ({args.rise_masks} masks, 7×7 grid, p=0.5, seed 0); Score-CAM "
         f"(weights={ScoreCAM(loaded.model).weights!r}, layer {scorecam_layer!r}). Score: softmax. "
