@@ -699,9 +699,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     if metrics_file.is_file():
         for line in metrics_file.read_text().splitlines():
-            if line.strip():
+            try:
                 row = json.loads(line)
-                rows[(row["pair"], row["setting"])] = row
+            except json.JSONDecodeError:  # a line cut short by an interrupted run
+                continue
+            rows[(row["pair"], row["setting"])] = row
     print(f"{len(pairs)} pairs; cache {folder}", file=sys.stderr)
     start = time.perf_counter()
     # SISE's settings first (one SISE run per pair), the costly baselines second, so that a run
