@@ -48,7 +48,8 @@ def test_options_are_typed_by_the_method() -> None:
     assert parse_option("rise.n_masks=2000") == ("rise", "n_masks", 2000)
     assert parse_option("rise.p=1") == ("rise", "p", 1.0)  # an int where a number is wanted
     assert parse_option("extremal.areas=0.05") == ("extremal", "areas", (0.05,))
-    assert parse_option("extremal.area_weight=1,1000") == ("extremal", "area_weight", (1.0, 1000.0))
+    assert parse_option("extremal.areas=0.05,0.1") == ("extremal", "areas", (0.05, 0.1))
+    assert parse_option("extremal.area_weight=300") == ("extremal", "area_weight", 300.0)
     assert parse_option("sise.layers=layer2,layer3") == ("sise", "layers", ("layer2", "layer3"))
     assert parse_option("sise.batch_size=auto") == ("sise", "batch_size", "auto")
     assert parse_option("sise.autocast_dtype=bfloat16") == (
@@ -74,7 +75,7 @@ def test_options_are_typed_by_the_method() -> None:
         ("sise.mu=1e999", "takes a finite number, got inf"),
         ("ig.method=bogus", "ig.method takes one of 'gausslegendre'"),
         ("sise.progress=1", "takes true or false, got 1"),
-        ("extremal.area_weight=1,2,3", "takes 2 comma-separated values"),
+        ("extremal.area_weight=1,2,3", "area_weight takes a finite number, got (1, 2, 3)"),
         ("rise.baseline=0.5", "rise.baseline takes a string or"),
         ("rise.n_masks=", "the value is empty"),
         ("rise.nope=1", "method 'rise' has no option 'nope'; its options: n_masks"),

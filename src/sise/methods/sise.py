@@ -49,6 +49,7 @@ from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_l
 from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
 from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
 from sise.scores import ScoreKind
+from sise.smoothing import check_smoothing, gaussian_smooth
 
 Selection = Literal["fixed", "adaptive"]
 Gate = Literal["binary", "soft"]
@@ -107,7 +108,11 @@ def _indices(keep: Tensor, count: int) -> Tensor:
 
 
 def fuse(
-    layer_maps: Tensor, present: Tensor, gate: Gate = "binary", sharpness: float = 100.0
+    layer_maps: Tensor,
+    present: Tensor,
+    gate: Gate = "binary",
+    sharpness: float = 100.0,
+    smoothing: float = 0.0,
 ) -> Tensor:
     """Cascaded block-wise fusion of layer visualisation maps, shallow to deep.
 
@@ -116,17 +121,27 @@ def fuse(
     authors' teaching-code gate ``sigmoid(sharpness · (V_l − t_l))``. Layers marked absent
     (no kept map) are skipped. The result is min-max normalised.
 
+    ``smoothing = s > 0`` (not in the paper) returns ``minmax(G_σ ∗ F)`` instead: the paper's
+    fused map blurred by a Gaussian of ``σ = s × image size`` (per side, total-conserving
+    boundary; :func:`sise.smoothing.gaussian_smooth`), then min-max normalised again. The gates'
+    step edges become ramps about ``2.56 σ`` wide (10 % to 90 %) and the shallow layers' speckle
+    is averaged out, so the map multiplied into the photo looks like a natural image: this wins
+    the model-truth metrics (Drop%, Increase%) for a few points of EBPG (see the README).
+    ``smoothing=0`` (default) is the paper's fusion, bit for bit.
+
     Args:
         layer_maps: (N, L, H, W) visualisation maps in [0, 1].
         present: (N, L) bool, False for a layer that kept no map.
         gate: ``"binary"`` (paper) or ``"soft"``.
         sharpness: slope of the soft gate.
+        smoothing: ``σ`` of the final Gaussian as a fraction of the image size, in [0, 0.25].
 
     Returns:
         (N, H, W) fused maps in [0, 1].
     """
     if gate not in ("binary", "soft"):
         raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
+    smoothing = check_smoothing(smoothing)
     n = layer_maps.shape[0]
     fused = torch.zeros_like(layer_maps[:, 0])
     started = torch.zeros(n, dtype=torch.bool, device=layer_maps.device)
@@ -142,7 +157,10 @@ def fuse(
         fused = torch.where(use & started.view(n, 1, 1), cascaded, fused)
         fused = torch.where(use & ~started.view(n, 1, 1), v, fused)
         started |= present[:, layer]
-    return minmax_normalize(fused)
+    fused = minmax_normalize(fused)
+    if smoothing == 0.0:
+        return fused
+    return minmax_normalize(gaussian_smooth(fused, smoothing))
 
 
 @dataclass(kw_only=True)
@@ -189,6 +207,8 @@ class SISE(Explainer):
             ``"blur"``, or a tensor.
         gate: fusion gate, ``"binary"`` (paper) or ``"soft"`` (sigmoid, teaching code).
         soft_gate_sharpness: slope of the soft gate, > 0.
+        smoothing: ``σ`` of a Gaussian applied to the fused map, as a fraction of the image
+            size; 0 (default) is the paper's fusion, exactly (see :func:`fuse`).
         batch_size: masked inputs per forward pass, or ``"auto"``: as many as fit in the free
             memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
@@ -250,6 +270,7 @@ class SISE(Explainer):
         baseline: BaselineSpec = "zero",
         gate: Gate = "binary",
         soft_gate_sharpness: float = 100.0,
+        smoothing: float = 0.0,
         batch_size: BatchSize = "auto",
         autocast_dtype: torch.dtype | None = None,
         precision: Precision | None = None,
@@ -282,6 +303,7 @@ class SISE(Explainer):
         self.soft_gate_sharpness = check_number(
             "soft_gate_sharpness", soft_gate_sharpness, low=0.0, low_inclusive=False
         )
+        self.smoothing = check_smoothing(smoothing)
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last
@@ -369,7 +391,7 @@ class SISE(Explainer):
                     "nothing to their fused map",
                     stacklevel=3,
                 )
-        fused = fuse(layer_maps, present, self.gate, self.soft_gate_sharpness)
+        fused = fuse(layer_maps, present, self.gate, self.soft_gate_sharpness, self.smoothing)
         return SISEExplanation(
             maps=fused,
             targets=grad.targets,
