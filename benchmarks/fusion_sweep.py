@@ -603,19 +603,26 @@ def run_sanity(
         steps = None
         print(f"time budget spent after {len(recorded) - 1} evaluations", file=sys.stderr)
     done = sorted(k for k in recorded if k > 0)
-    values: dict[float, dict[int, float]] = {}
+    # Per image ρ; the table gives the mean ρ (what sanity_check returns) and the mean |ρ|
+    # (Adebayo et al. show both: a strongly negative ρ is a map that still follows the image).
+    values: dict[float, dict[int, Tensor]] = {}
     for s in (0.0, *smoothings):
         original = fuse(*recorded[0], smoothing=s)
-        values[s] = {
-            k: float(spearman(original, fuse(*recorded[k], smoothing=s)).mean()) for k in done
-        }
+        values[s] = {k: spearman(original, fuse(*recorded[k], smoothing=s)) for k in done}
     if steps is not None:  # the same numbers as the library's own computation
-        assert all(abs(values[0.0][k] - steps[k - 1][1]) < 1e-5 for k in done)
+        assert all(abs(float(values[0.0][k].mean()) - steps[k - 1][1]) < 1e-5 for k in done)
     labels = ["SISE paper" if s == 0 else f"smoothing={s:g}" for s in values]
-    lines = ["| randomised (cumulative, top down) | step | " + " | ".join(labels) + " |"]
+    lines = [
+        "| randomised (cumulative, top down) | step | "
+        + " | ".join(f"{label}: ρ (abs)" for label in labels)
+        + " |"
+    ]
     lines.append("|---" * (len(values) + 2) + "|")
     for k in done:
-        cells = " | ".join(f"{values[s][k]:.3f}" for s in values)
+        cells = " | ".join(
+            f"{float(values[s][k].mean()):.2f} ({float(values[s][k].abs().mean()):.2f})"
+            for s in values
+        )
         name = order[k - 1] if every_step else f"{stage_of(order[k - 1])} (to {order[k - 1]})"
         lines.append(f"| {name} | {k}/{len(order)} | {cells} |")
     return "\n".join(lines)
@@ -680,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             loaded,
             pairs[: args.sanity],
             args.sanity_smoothing,
-            folder / "sanity",
+            folder / f"sanity{args.sanity}",
             args.batch_size,
             args.sanity_every_step,
             args.time_budget,
