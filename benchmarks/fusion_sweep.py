@@ -716,22 +716,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows[(row["pair"], row["setting"])] = row
     print(f"{len(pairs)} pairs; cache {folder}", file=sys.stderr)
     start = time.perf_counter()
-    # SISE's settings first (one SISE run per pair), the costly baselines second, so that a run
-    # cut short by --time-budget still has every fusion setting on its pairs.
+    # Pair by pair, SISE's run then the baselines', so that a run cut short by --time-budget
+    # leaves complete pairs (the paired comparisons need both).
     phases = [
-        ([s for s in settings if s.name not in BASELINES], "SISE", cache_sise),
-        ([s for s in settings if s.name in BASELINES], "baselines", cache_baselines),
+        ([s for s in settings if s.name not in BASELINES], cache_sise),
+        ([s for s in settings if s.name in BASELINES], cache_baselines),
     ]
-    out_of_time = False
-    for phase_settings, phase, cache in phases:
-        for index, pair in enumerate(pairs):
+    for index, pair in enumerate(pairs):
+        todo = [
+            (phase_settings, cache)
+            for phase_settings, cache in phases
+            if any((pair.key, s.name) not in rows for s in phase_settings)
+        ]
+        if not todo:
+            continue
+        if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+            print(f"time budget spent at pair {index + 1} of {len(pairs)}", file=sys.stderr)
+            break
+        for phase_settings, cache in todo:
             missing = [s for s in phase_settings if (pair.key, s.name) not in rows]
-            if not missing or out_of_time:
-                continue
-            if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
-                print(f"time budget spent ({phase}, pair {index})", file=sys.stderr)
-                out_of_time = True
-                continue
             if cache is cache_baselines:
                 entry = cache_baselines(loaded, pair, folder, args.rise_masks, args.batch_size)
             else:
@@ -741,12 +744,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for row in fresh:
                     handle.write(json.dumps(row) + "\n")
                     rows[(row["pair"], row["setting"])] = row
-            print(
-                f"[{phase} {index + 1}/{len(pairs)}] {pair.key} "
-                f"({time.perf_counter() - start:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        print(
+            f"[{index + 1}/{len(pairs)}] {pair.key} ({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     complete = [p for p in pairs if all((p.key, s.name) in rows for s in settings)]
     if complete:
         pairs = complete

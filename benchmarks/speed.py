@@ -7,7 +7,9 @@ One run times, on the same model, the same input and the same batch size:
   joined by ``+``: a precision (``fp32``, ``bf16``, ``fp16``), ``cl`` (channels-last),
   ``compile`` (``torch.compile``), ``cudagraphs`` (compiled, replayed as CUDA graphs) or
   ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.device.exact_fp32`; on
-  CUDA the default fp32 convolutions are TF32), e.g. ``sise@bf16+cl+compile``; each variant's
+  CUDA the default fp32 convolutions are TF32), ``tune`` (``torch.backends.cudnn.benchmark`` on
+  during the call: cuDNN times its algorithms for each new shape) or ``pad8`` (compiled batches
+  padded to a multiple of 8 rows, not of an eighth of the batch size), e.g. ``sise@bf16+cl+compile``; each variant's
   maps are compared to the fp32 maps of the same selection, and to the ``@exact`` ones where
   those run (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
   that flip);
@@ -71,9 +73,10 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
 
 from speed_checks import fidelity_lines, packing_lines, sync_lines, target_lines
-from speed_measure import ForwardCounter, Method, time_methods
+from speed_measure import ForwardCounter, Method, cudnn_benchmark, time_methods
 from speed_peers import LABELS, PEERS
 
+import sise.engine
 from sise import SISE
 from sise.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
 from sise.images import load_image, sample_image_path
@@ -83,7 +86,7 @@ from sise.models import LoadedModel, load_model
 DEFAULT_METHODS = (
     "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
 )
-VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact")
+VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact", "tune", "pad8")
 
 
 # --- model and input ------------------------------------------------------------------------------
@@ -126,6 +129,10 @@ def sise_options(key: str) -> tuple[dict, str]:
     options["channels_last"] = True if "cl" in flags else None
     if "exact" in flags:
         options["exact"] = True
+    if "tune" in flags:
+        options["tune"] = True
+    if "pad8" in flags:
+        options["pad8"] = True
     if "cudagraphs" in flags:
         options["compile"] = "cudagraphs"
     elif "compile" in flags:
@@ -136,6 +143,8 @@ def sise_options(key: str) -> tuple[dict, str]:
         "compile": "compiled",
         "cudagraphs": "CUDA graphs",
         "exact": "exact, no TF32",
+        "tune": "cudnn.benchmark",
+        "pad8": "padded to 8 rows",
     }
     extras = [precision] + [words[f] for f in flags if f in words]
     return options, f"SISE {name} ({'+'.join(extras)})"
@@ -144,11 +153,20 @@ def sise_options(key: str) -> tuple[dict, str]:
 def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: int) -> Method:
     options, label = sise_options(key)
     exact = options.pop("exact", False)
+    tune = options.pop("tune", False)
+    steps = batch // 8 if options.pop("pad8", False) else sise.engine.PADDING_STEPS
     explainer = SISE(model, batch_size=batch, **options)
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
-        with exact_fp32() if exact else contextlib.nullcontext():
-            explanation = explainer(x, targets)
+        padding, sise.engine.PADDING_STEPS = sise.engine.PADDING_STEPS, steps
+        try:
+            with (
+                exact_fp32() if exact else contextlib.nullcontext(),
+                cudnn_benchmark() if tune else contextlib.nullcontext(),
+            ):
+                explanation = explainer(x, targets)
+        finally:
+            sise.engine.PADDING_STEPS = padding
         layer_maps, kept = explanation.layer_maps, explanation.kept_maps
         return (
             explanation.maps,
@@ -231,7 +249,9 @@ def format_table(methods: list[Method], n_images: int, cpu: bool) -> str:
     header += ["CPU s median"] if cpu else []
     header += ["forwards", "peak memory"]
     for peer in peers:
-        short = "torch-cam" if peer.key == "torchcam" else "grad-cam"
+        short = {"torchcam": "torch-cam", "torchcam-tune": "torch-cam tuned"}.get(
+            peer.key, "grad-cam"
+        )
         header += [f"vs {short} (median)", f"vs {short} (fastest)"]
     rows = []
     for m in methods:

@@ -71,6 +71,17 @@ class ForwardCounter:
         self._handle.remove()
 
 
+@contextlib.contextmanager
+def cudnn_benchmark() -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark = True`` for the block (cuDNN times its algorithms)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm", encoding="ascii") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -13,13 +13,18 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from speed_measure import cudnn_benchmark
 from torch import Tensor, nn
 
 from sise.layers import resolve_layers
 
 Runner = Callable[[], tuple[Tensor, None, None]]
 
-LABELS = {"torchcam": "torch-cam ScoreCAM", "gradcam": "pytorch-grad-cam ScoreCAM"}
+LABELS = {
+    "torchcam": "torch-cam ScoreCAM",
+    "torchcam-tune": "torch-cam ScoreCAM, cudnn.benchmark",
+    "gradcam": "pytorch-grad-cam ScoreCAM",
+}
 
 
 def torchcam_runner(
@@ -77,4 +82,23 @@ def gradcam_runner(
     return run
 
 
-PEERS = {"torchcam": torchcam_runner, "gradcam": gradcam_runner}
+def tuned_torchcam_runner(
+    model: nn.Module, x: Tensor, targets: Tensor, layer: str, batch: int
+) -> Runner | str:
+    """torch-cam's Score-CAM run with ``torch.backends.cudnn.benchmark = True``, as a user may."""
+    plain = torchcam_runner(model, x, targets, layer, batch)
+    if isinstance(plain, str):
+        return plain
+
+    def run() -> tuple[Tensor, None, None]:
+        with cudnn_benchmark():
+            return plain()
+
+    return run
+
+
+PEERS = {
+    "torchcam": torchcam_runner,
+    "torchcam-tune": tuned_torchcam_runner,
+    "gradcam": gradcam_runner,
+}

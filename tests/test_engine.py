@@ -24,6 +24,7 @@ from sise.device import (
 )
 from sise.engine import (
     ConcatMasks,
+    MaskSums,
     TensorMasks,
     UpsampledMaps,
     make_baseline,
@@ -449,3 +450,40 @@ def test_cuda_masked_loop_never_synchronises():
         )
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+# --- MaskSums: masks summed while they are scored -----------------------------------------------
+
+
+def test_mask_sums_by_hand():
+    # groups of sizes 2, 0, 1: masks 0-1 in group 0, mask 2 in group 2
+    masks = torch.tensor(
+        [[[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [2.0, 2.0]]]
+    )
+    plain = MaskSums([2, 0, 1], (2, 2), "cpu")
+    plain.add(0, masks[:1], torch.tensor([3.0]))  # a batch boundary inside group 0
+    plain.add(1, masks[1:], torch.tensor([5.0, 0.5]))
+    expected = torch.tensor([[[8.0, 5.0], [0.0, 0.0]], [[0, 0], [0, 0]], [[0.0, 0.0], [1.0, 1.0]]])
+    torch.testing.assert_close(plain.result(), expected, rtol=0, atol=0)
+    # per unit area: each mask divided by its sum (1, 2 and 4)
+    area = MaskSums([2, 0, 1], (2, 2), "cpu", per_unit_area=True)
+    area.add(0, masks, torch.tensor([3.0, 5.0, 0.5]))
+    expected = torch.tensor(
+        [[[5.5, 2.5], [0.0, 0.0]], [[0, 0], [0, 0]], [[0.0, 0.0], [0.25, 0.25]]]
+    )
+    torch.testing.assert_close(area.result(), expected, rtol=0, atol=0)
+    with pytest.raises(SiseError, match="not among the 3 masks"):
+        area.add(2, masks[:2], torch.ones(2))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_mask_sums_while_scoring_equal_weighted_mask_sum(batch_size):
+    # masks of two images, image by image, as SISE and RISE order them
+    maps = torch.rand(7, 4, 4)
+    owners = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    source = UpsampledMaps(maps, owners, (H, W))
+    model, inputs, targets = Recorder(), _inputs(2), torch.tensor([1, 2])
+    sums = MaskSums([3, 4], (H, W), "cpu", per_unit_area=True)
+    scores = score_masked(model, inputs, targets, source, batch_size=batch_size, sums=sums)
+    reference = weighted_mask_sum(source, scores, 2, per_unit_area=True)
+    torch.testing.assert_close(sums.result(), reference, rtol=1e-5, atol=1e-7)

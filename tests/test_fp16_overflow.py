@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sise.engine import TensorMasks, score_masked
+from sise.engine import MaskSums, TensorMasks, score_masked
 
 
 class Loud(nn.Module):
@@ -35,3 +35,27 @@ def test_float16_overflow_is_scored_again_in_float32():
         )
     assert bool(torch.isfinite(got).all())
     torch.testing.assert_close(got, reference, rtol=2e-3, atol=0)
+
+
+def test_overflowed_masks_enter_the_sums_with_their_float32_scores():
+    model = Loud().eval()
+    inputs = torch.ones(1, 3, 4, 4)
+    masks = torch.stack([torch.full((4, 4), v) for v in (0.5, 1.0, 2.0, 3.0)])
+    masks[:, 0, 0] = 0.0  # masks that differ in shape, so a wrong weight shows
+    targets = torch.tensor([0])
+    reference = score_masked(model, inputs, targets, TensorMasks(masks), score="logit")
+    sums = MaskSums([4], (4, 4), "cpu")
+    with pytest.warns(UserWarning, match="overflowed float16"):
+        score_masked(
+            model,
+            inputs,
+            targets,
+            TensorMasks(masks),
+            score="logit",
+            autocast_dtype=torch.float16,
+            batch_size=3,
+            sums=sums,
+        )
+    expected = (reference[:, None, None] * masks).sum(dim=0)
+    assert bool(torch.isfinite(sums.result()).all())
+    torch.testing.assert_close(sums.result()[0], expected, rtol=2e-3, atol=0)

@@ -11,8 +11,10 @@ thousands of masks ``m``. The engine
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import inspect
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -29,6 +31,8 @@ from sise.targets import ClassScore, FunctionTarget, Target, checked_scores, fir
 
 #: With ``channels_last=None``, a CPU gets channels-last masked inputs from this many pixels up.
 CPU_CHANNELS_LAST_MIN_AREA = 112 * 112
+#: The compiled path pads each batch to a multiple of ``max(8, batch_size // PADDING_STEPS)`` rows.
+PADDING_STEPS = 8
 
 
 class MaskSource(Protocol):
@@ -143,6 +147,64 @@ def _takes_out(source: MaskSource) -> bool:
         return False
 
 
+class MaskSums:
+    """``S_g = Σ_{m in g} w_m · m``, summed batch by batch while :func:`score_masked` scores them.
+
+    The masks come in groups of consecutive masks, whose sizes are known on the host
+    (``segments``, in mask order: e.g. SISE's masks layer by layer and image by image, RISE's
+    image by image). Each scored batch adds its masks, weighted by their scores, to their groups'
+    sums, so the masks are made once: :func:`weighted_mask_sum` would make them all again. Each
+    group's part of a batch is one matrix-vector product (``addmv``), so nothing waits on the
+    device and a CPU sums as fast as a plain ``sum``.
+
+    Args:
+        segments: the number of masks in each group, in mask order (zeros allowed).
+        size: (H, W) of the masks.
+        device: where the sums live (the masks' device).
+        per_unit_area: divide each mask by its area ``Σ_λ m(λ)`` first (SISE's ``C_m``).
+    """
+
+    def __init__(
+        self,
+        segments: Sequence[int],
+        size: tuple[int, int],
+        device: torch.device | str,
+        *,
+        per_unit_area: bool = False,
+    ) -> None:
+        self.offsets = [0, *itertools.accumulate(segments)]
+        self.size = size
+        self.per_unit_area = per_unit_area
+        self.sums = torch.zeros(len(segments), size[0] * size[1], device=device)
+
+    def __len__(self) -> int:
+        """The number of masks the groups hold."""
+        return self.offsets[-1]
+
+    def add(self, start: int, masks: Tensor, weights: Tensor) -> None:
+        """Add masks ``start : start + len(masks)``, weighted by ``weights``, to their groups."""
+        stop = start + masks.shape[0]
+        if not 0 <= start <= stop <= len(self):
+            raise SiseError(f"masks {start}:{stop} are not among the {len(self)} masks summed")
+        flat = masks.reshape(masks.shape[0], -1).float()
+        scale = weights.float()
+        if self.per_unit_area:
+            scale = scale / flat.sum(dim=1).clamp_min(1e-12)
+        group = bisect.bisect_right(self.offsets, start) - 1
+        position = start
+        while position < stop:
+            end = min(stop, self.offsets[group + 1])
+            if end > position:
+                rows = slice(position - start, end - start)
+                self.sums[group].addmv_(flat[rows].T, scale[rows])
+            position = end
+            group += 1
+
+    def result(self) -> Tensor:
+        """(G, H, W): each group's sum."""
+        return self.sums.view(-1, *self.size)
+
+
 def _mask_writer(source: MaskSource) -> Callable[[int, int, Tensor], Tensor]:
     """``write(start, stop, buffer)``: masks ``start:stop``, written into ``buffer`` if that helps.
 
@@ -168,6 +230,7 @@ def score_masked(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool | None = None,
     compiled: CompiledForward | None = None,
+    sums: MaskSums | None = None,
     on_batch: Callable[[int], None] | None = None,
     progress: str | None = None,
 ) -> Tensor:
@@ -210,6 +273,8 @@ def score_masked(
             compiles once). Batches are then balanced and padded to a multiple of an eighth of
             the batch size, so that the compiled model sees few batch shapes; the padding rows
             are computed and dropped. Where compiling fails the forwards run eagerly.
+        sums: also add each batch's masks, weighted by their scores, to these group sums
+            (:class:`MaskSums`), so that a method needs not make its masks a second time.
         on_batch: called with the number of masks after each batch.
         progress: a label: draw a progress bar over the masked forwards with it.
 
@@ -240,6 +305,7 @@ def score_masked(
                 autocast_dtype=autocast_dtype,
                 channels_last=channels_last,
                 compiled=compiled,
+                sums=sums,
                 on_batch=both,
             )
     device = inputs.device
@@ -282,16 +348,16 @@ def score_masked(
     delta = inputs if baseline is None else inputs - baseline
     single = n == 1
 
-    def fill(start: int, stop: int, batch: Tensor) -> Tensor:
-        """The masked inputs ``start:stop`` written into ``batch``; returns their owners."""
-        masks = write_masks(start, stop, mask_buffer[: stop - start]).to(inputs.dtype)[:, None]
+    def fill(start: int, stop: int, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """The masked inputs ``start:stop`` written into ``batch``; returns owners and masks."""
+        masks = write_masks(start, stop, mask_buffer[: stop - start])
         owners = source.owners[start:stop]
         # One image: broadcast it instead of gathering copies of it.
         image_delta = delta if single else delta.index_select(0, owners)
-        torch.mul(image_delta, masks, out=batch)
+        torch.mul(image_delta, masks.to(inputs.dtype)[:, None], out=batch)
         if baseline is not None:
             batch.add_(baseline if single else baseline.index_select(0, owners))
-        return owners
+        return owners, masks
 
     def forward(batch: Tensor) -> Tensor:
         if compiled is not None:
@@ -309,7 +375,7 @@ def score_masked(
             count = stop - start
             run_rows = count if compiled is None else _padded(count, batch_size)
             batch = buffer[:run_rows]
-            owners = fill(start, stop, batch[:count])
+            owners, masks = fill(start, stop, batch[:count])
             try:
                 logits = forward(batch)
             except RuntimeError:
@@ -318,16 +384,20 @@ def score_masked(
                 # auto channels-last: this model wants NCHW (e.g. it .view()s a feature map)
                 input_cl, buffer = False, new_buffer(False)
                 batch = buffer[:run_rows]
-                owners = fill(start, stop, batch[:count])
+                owners, masks = fill(start, stop, batch[:count])
                 logits = forward(batch)
-            scores[start:stop] = checked_scores(
-                targets.rows(owners), first_rows(logits, count), count
-            )
+            batch_scores = checked_scores(targets.rows(owners), first_rows(logits, count), count)
+            scores[start:stop] = batch_scores
+            if sums is not None:
+                if autocast_dtype == torch.float16:
+                    # an overflowed score is scored again below and added then
+                    batch_scores = torch.where(batch_scores.isfinite(), batch_scores, 0.0)
+                sums.add(start, masks, batch_scores)
             if on_batch is not None:
                 on_batch(count)
     if autocast_dtype == torch.float16:
         _rescore_overflows(
-            scores, model, inputs, targets, source, score, baseline, batch_size, channels_last
+            scores, model, inputs, targets, source, score, baseline, batch_size, channels_last, sums
         )
     return scores
 
@@ -342,8 +412,11 @@ def _rescore_overflows(
     baseline: Tensor | None,
     batch_size: int,
     channels_last: bool | None,
+    sums: MaskSums | None = None,
 ) -> None:
     """Score again in float32 the masked inputs whose float16 score is not finite (in place).
+
+    Their masks, weighted by the new scores, are added to ``sums`` (which got them with weight 0).
 
     float16 overflows above 65,504; an activation that large turns the score into inf or NaN.
     This costs one wait on the device per call (to learn whether any score overflowed). An
@@ -360,7 +433,7 @@ def _rescore_overflows(
     )
     indices = bad.tolist()
     masks = torch.cat([source.masks(i, i + 1) for i in indices])
-    scores[bad] = score_masked(
+    fresh = score_masked(
         model,
         inputs,
         targets,
@@ -370,6 +443,10 @@ def _rescore_overflows(
         batch_size=batch_size,
         channels_last=channels_last,
     )
+    scores[bad] = fresh
+    if sums is not None:
+        for row, index in enumerate(indices):
+            sums.add(index, masks[row : row + 1], fresh[row : row + 1])
 
 
 def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
@@ -388,8 +465,9 @@ def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
 
 
 def _padded(count: int, batch_size: int) -> int:
-    """``count`` rounded up to a multiple of ``max(8, batch_size // 8)``, at most ``batch_size``."""
-    quantum = max(8, batch_size // 8)
+    """``count`` rounded up to a multiple of ``max(8, batch_size // PADDING_STEPS)``, at most
+    ``batch_size``."""
+    quantum = max(8, batch_size // PADDING_STEPS)
     return min(batch_size, -(-count // quantum) * quantum)
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.device import BatchSize
-from sise.engine import BaselineSpec, make_baseline, score_masked, weighted_mask_sum
+from sise.engine import BaselineSpec, MaskSums, make_baseline, score_masked
 from sise.errors import SiseError, check_integer
 from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
@@ -196,7 +196,10 @@ class RISE(Explainer):
         n = inputs.shape[0]
         target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         source = self.mask_source(inputs)
-        masked_scores = score_masked(
+        height, width = inputs.shape[-2:]
+        # mask k belongs to image k // n_masks: one group of n_masks masks per image
+        sums = MaskSums([self.n_masks] * n, (height, width), inputs.device)
+        score_masked(
             self.model,
             inputs,
             target,
@@ -205,9 +208,10 @@ class RISE(Explainer):
             baseline=make_baseline(inputs, self.baseline),
             batch_size=self.batch_size,
             autocast_dtype=self.autocast_dtype,
+            sums=sums,
             progress="RISE masked forwards" if self.progress else None,
         )
-        saliency = weighted_mask_sum(source, masked_scores, n) / (self.n_masks * self.p)
+        saliency = sums.result() / (self.n_masks * self.p)
         return Explanation(
             maps=minmax_normalize(saliency),
             targets=resolved,

@@ -25,6 +25,7 @@ from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from sise.device import (
     BatchSize,
@@ -38,10 +39,10 @@ from sise.device import (
 from sise.engine import (
     BaselineSpec,
     ConcatMasks,
+    MaskSums,
     UpsampledMaps,
     make_baseline,
     score_masked,
-    weighted_mask_sum,
 )
 from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.hooks import gradient_pass
@@ -142,12 +143,14 @@ def fuse(
     if gate not in ("binary", "soft"):
         raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
     smoothing = check_smoothing(smoothing)
-    n = layer_maps.shape[0]
+    n, count = layer_maps.shape[:2]
+    # every layer's threshold in one batched call
+    thresholds = otsu_threshold(layer_maps.flatten(0, 1)).to(layer_maps.dtype).view(n, count, 1, 1)
     fused = torch.zeros_like(layer_maps[:, 0])
     started = torch.zeros(n, dtype=torch.bool, device=layer_maps.device)
-    for layer in range(layer_maps.shape[1]):
+    for layer in range(count):
         v = layer_maps[:, layer]
-        threshold = otsu_threshold(v).to(v.dtype).view(n, 1, 1)
+        threshold = thresholds[:, layer]
         if gate == "binary":
             mask = (v > threshold).to(v.dtype)
         else:
@@ -333,7 +336,7 @@ class SISE(Explainer):
     def _explain(self, inputs: Tensor, targets: Targets) -> SISEExplanation:
         layers = self.layers_for(inputs)
         n, _, height, width = inputs.shape
-        with exact_fp32():
+        with exact_fp32(), record_function("sise.gradient_pass"):
             grad = gradient_pass(self.model, layers, inputs, targets, self.score)
 
         keeps = []
@@ -357,31 +360,32 @@ class SISE(Explainer):
             sources.append(UpsampledMaps(maps, image_index, (height, width)))
 
         source = ConcatMasks(sources)
-        baseline = make_baseline(inputs, self.baseline)
-        scores = score_masked(
-            self.model,
-            inputs,
-            grad.target,
-            source,
-            score=self.score,
-            baseline=baseline,
-            batch_size=self.batch_size,
-            autocast_dtype=self.autocast_dtype,
-            channels_last=self.channels_last,
-            compiled=self._compiled,
-            progress="SISE masked forwards" if self.progress else None,
+        # the masks' sums per layer and image (group l·N + i), summed as they are scored
+        sums = MaskSums(
+            [row[layer] for layer in range(len(layers)) for row in kept_host],
+            (height, width),
+            inputs.device,
+            per_unit_area=True,
         )
-
-        layer_maps = torch.zeros(n, len(layers), height, width, device=inputs.device)
-        offset = 0
-        for index, layer_source in enumerate(sources):
-            count = len(layer_source)
-            if count:
-                layer_scores = scores[offset : offset + count]
-                layer_maps[:, index] = minmax_normalize(
-                    weighted_mask_sum(layer_source, layer_scores, n, per_unit_area=True)
-                )
-            offset += count
+        baseline = make_baseline(inputs, self.baseline)
+        with record_function("sise.masked_forwards"):
+            score_masked(
+                self.model,
+                inputs,
+                grad.target,
+                source,
+                score=self.score,
+                baseline=baseline,
+                batch_size=self.batch_size,
+                autocast_dtype=self.autocast_dtype,
+                channels_last=self.channels_last,
+                compiled=self._compiled,
+                sums=sums,
+                progress="SISE masked forwards" if self.progress else None,
+            )
+        # V_l = minmax(Σ_m Ψ_c(x ⊙ m) · m / Σ_λ m): zeros where a layer kept no map
+        layer_maps = minmax_normalize(sums.result().view(len(layers), n, height, width))
+        layer_maps = layer_maps.transpose(0, 1).contiguous()
 
         present = kept > 0
         for i, (name, _) in enumerate(layers):
