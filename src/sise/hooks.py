@@ -23,6 +23,7 @@ from sise.scores import ScoreKind
 from sise.targets import (  # noqa: F401 (resolve_targets: its old home)
     Target,
     TargetSpec,
+    checked_scores,
     resolve_target,
     resolve_targets,
     target_scores,
@@ -212,9 +213,8 @@ def gradient_pass(
     n = inputs.shape[0]
     leaf = inputs.detach().requires_grad_(True)
     with torch.enable_grad(), LayerCapture(layers) as capture:
-        output = check_finite_logits(model(leaf))
-        target = resolve_target(output, targets, score, n)
-        scores = target_scores(target, output, n)
+        output = model(leaf)
+        target, scores = _resolved_and_scored(output, targets, score, n)
         if not scores.requires_grad:
             raise SiseError(
                 "the target's score has no gradient with respect to the model's output: compute "
@@ -263,8 +263,26 @@ def score_output(
     output: object, targets: TargetSpec, score: ScoreKind, n: int
 ) -> tuple[Target, Tensor, Tensor]:
     """The target resolved on a clean output of ``n`` inputs, their classes and their scores."""
-    output = check_finite_logits(output)
+    target, scores = _resolved_and_scored(output, targets, score, n)
+    return target, target.classes(n, scores.device), scores
+
+
+def _resolved_and_scored(
+    output: object, targets: TargetSpec, score: ScoreKind, n: int
+) -> tuple[Target, Tensor]:
+    """The target resolved on a clean output and its (n,) scores, both checked to be finite.
+
+    The output's and the scores' finiteness are read in one wait on the device (not one each);
+    the error then says which of the two is at fault.
+    """
     target = resolve_target(output, targets, score, n)
-    scores = target_scores(target, output, n)
-    device = scores.device
-    return target, target.classes(n, device), scores
+    scores = checked_scores(target, output, n)
+    finite = torch.isfinite(scores.detach()).all()
+    parts = list(output.values()) if isinstance(output, dict) else output
+    for tensor in parts if isinstance(parts, tuple | list) else [parts]:
+        if isinstance(tensor, Tensor) and tensor.is_floating_point():
+            finite = finite & torch.isfinite(tensor.detach()).all().to(finite.device)
+    if not bool(finite):
+        check_finite_logits(output)  # raises if the model's output is at fault
+        target_scores(target, output, n)  # else the target's score is: this raises
+    return target, scores

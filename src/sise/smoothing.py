@@ -23,6 +23,11 @@ from torch import Tensor
 
 from sise.errors import SiseError
 
+#: The value chosen on real photos (README, "Two kinds of faithfulness"): on EfficientNet-Lite0 the
+#: smallest σ that ties Score-CAM on Drop% and Increase% while staying first on EBPG and distractor
+#: energy, confirmed on EfficientNet-Lite2 and on halves of the data. RISE stays far ahead on
+#: Drop% / Increase% at every σ.
+RECOMMENDED_SMOOTHING = 0.1
 #: Largest ``smoothing``: at ``σ = 0.25 × size`` the kernel's 4σ radius spans the whole image.
 MAX_SMOOTHING = 0.25
 #: The kernel is truncated at this many σ (the discarded tail holds 6e-5 of the mass).

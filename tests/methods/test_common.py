@@ -128,12 +128,17 @@ def test_deterministic(name, model, inputs):
 @method
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(name, model, inputs):
+    if name == "ig":
+        pytest.importorskip("captum")
     on_cpu = build(name, model)(inputs, [0, 1])
     model = model.cuda()
     on_gpu = build(name, model)(inputs.cuda(), [0, 1])
     assert on_gpu.maps.device.type == "cuda"
     assert on_gpu.targets.tolist() == [0, 1]
-    torch.testing.assert_close(on_gpu.maps.cpu(), on_cpu.maps, atol=2e-3, rtol=0)
+    # Extremal Perturbation optimises for many steps in CUDA's TF32 convolutions: its masks
+    # drift further from the CPU's (0.011 seen on an H100) than one pass of the others does.
+    atol = 0.03 if name == "extremal" else 2e-3
+    torch.testing.assert_close(on_gpu.maps.cpu(), on_cpu.maps, atol=atol, rtol=0)
 
 
 @method

@@ -33,9 +33,10 @@ class RandomGridMasks:
     probability p, up-sample it bilinearly (``align_corners=False``) to ``(s+1)·C_H × (s+1)·C_W``
     with the cell size ``C = ⌈H/s⌉``, and crop an H×W window at a random offset in
     ``[0, C_H) × [0, C_W)``. The small grids and the offsets are drawn up front from a seeded
-    :class:`torch.Generator` on the masks' device (the global RNG is never touched); the
-    full-resolution masks are made batch by batch, and mask ``i`` is the same whichever batch
-    asks for it. The same ``n_masks`` masks are used for each of ``n_images`` images.
+    CPU :class:`torch.Generator` (the global RNG is never touched) and moved to the masks' device,
+    so a seed gives the same masks on every device (CUDA's generator draws other numbers); the
+    full-resolution masks are made batch by batch there, and mask ``i`` is the same whichever
+    batch asks for it. The same ``n_masks`` masks are used for each of ``n_images`` images.
 
     Args:
         n_masks: masks per image.
@@ -65,7 +66,7 @@ class RandomGridMasks:
         if not 0.0 < p <= 1.0:
             raise SiseError(f"p must be in (0, 1], got {p}")
         device = torch.device(device)
-        generator = torch.Generator(device=device)
+        generator = torch.Generator()
         generator.manual_seed(seed)
         height, width = size
         self.n_masks = n_masks
@@ -74,15 +75,15 @@ class RandomGridMasks:
         self.size = size
         self.cell = (math.ceil(height / grid_size), math.ceil(width / grid_size))
         self.grids = (
-            torch.rand(n_masks, grid_size, grid_size, generator=generator, device=device) < p
-        ).float()
+            (torch.rand(n_masks, grid_size, grid_size, generator=generator) < p).float().to(device)
+        )
         self.shifts = torch.stack(
             [
-                torch.randint(0, self.cell[0], (n_masks,), generator=generator, device=device),
-                torch.randint(0, self.cell[1], (n_masks,), generator=generator, device=device),
+                torch.randint(0, self.cell[0], (n_masks,), generator=generator),
+                torch.randint(0, self.cell[1], (n_masks,), generator=generator),
             ],
             dim=1,
-        )
+        ).to(device)
         self.owners = torch.arange(n_images, device=device).repeat_interleave(n_masks)
 
     def __len__(self) -> int:
