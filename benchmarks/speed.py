@@ -8,8 +8,8 @@ One run times, on the same model, the same input and the same batch size:
   ``compile`` (``torch.compile``), ``cudagraphs`` (compiled, replayed as CUDA graphs) or
   ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.device.exact_fp32`; on
   CUDA the default fp32 convolutions are TF32), ``tune`` (``torch.backends.cudnn.benchmark`` on
-  during the call: cuDNN times its algorithms for each new shape) or ``pad8`` (compiled batches
-  padded to a multiple of 8 rows, not of an eighth of the batch size), e.g. ``sise@bf16+cl+compile``; each variant's
+  during the call: cuDNN times its algorithms for each new shape) or ``pad64`` (compiled batches
+  padded to a multiple of an eighth of the batch size, the default before, not of 8 rows), e.g. ``sise@bf16+cl+compile``; each variant's
   maps are compared to the fp32 maps of the same selection, and to the ``@exact`` ones where
   those run (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
   that flip);
@@ -86,7 +86,7 @@ from sise.models import LoadedModel, load_model
 DEFAULT_METHODS = (
     "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
 )
-VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact", "tune", "pad8")
+VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact", "tune", "pad64")
 
 
 # --- model and input ------------------------------------------------------------------------------
@@ -131,8 +131,8 @@ def sise_options(key: str) -> tuple[dict, str]:
         options["exact"] = True
     if "tune" in flags:
         options["tune"] = True
-    if "pad8" in flags:
-        options["pad8"] = True
+    if "pad64" in flags:
+        options["pad64"] = True
     if "cudagraphs" in flags:
         options["compile"] = "cudagraphs"
     elif "compile" in flags:
@@ -144,7 +144,7 @@ def sise_options(key: str) -> tuple[dict, str]:
         "cudagraphs": "CUDA graphs",
         "exact": "exact, no TF32",
         "tune": "cudnn.benchmark",
-        "pad8": "padded to 8 rows",
+        "pad64": "padded to 64 rows",
     }
     extras = [precision] + [words[f] for f in flags if f in words]
     return options, f"SISE {name} ({'+'.join(extras)})"
@@ -154,11 +154,11 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
     options, label = sise_options(key)
     exact = options.pop("exact", False)
     tune = options.pop("tune", False)
-    steps = batch // 8 if options.pop("pad8", False) else sise.engine.PADDING_STEPS
+    multiple = max(8, batch // 8) if options.pop("pad64", False) else sise.engine.ROW_MULTIPLE
     explainer = SISE(model, batch_size=batch, **options)
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
-        padding, sise.engine.PADDING_STEPS = sise.engine.PADDING_STEPS, steps
+        padding, sise.engine.ROW_MULTIPLE = sise.engine.ROW_MULTIPLE, multiple
         try:
             with (
                 exact_fp32() if exact else contextlib.nullcontext(),
@@ -166,7 +166,7 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
             ):
                 explanation = explainer(x, targets)
         finally:
-            sise.engine.PADDING_STEPS = padding
+            sise.engine.ROW_MULTIPLE = padding
         layer_maps, kept = explanation.layer_maps, explanation.kept_maps
         return (
             explanation.maps,

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from sise import SISE
 from sise.device import CompiledForward, compile_setting, fidelity
-from sise.engine import UpsampledMaps, _balanced_batches, _padded, score_masked
+from sise.engine import UpsampledMaps, _balanced_batches, _padded, _row_quantum, score_masked
 from sise.errors import SiseError
 
 LAYERS = ["features.2", "features.5", "features.8"]
@@ -117,15 +117,26 @@ def test_a_model_that_does_not_compile_runs_eagerly_with_a_warning(monkeypatch):
     torch.testing.assert_close(again.maps, eager.maps)
 
 
-def test_balanced_batches_use_few_shapes():
-    shapes = set()
+def test_balanced_batches_pad_to_multiples_of_8():
     for total in range(1, 2000, 7):
         step, rows = _balanced_batches(total, 512)
-        assert step <= rows <= 512 and rows >= step
+        assert step <= rows <= 512 and rows % 8 == 0 and rows - step < 8
+        assert -(-total // step) == -(-total // 512)  # as few batches as the batch size allows
+    assert _balanced_batches(1875, 512) == (469, 472)  # SISE on ResNet-50 at 224 px
+    assert _balanced_batches(672, 512) == (336, 336)  # Ada-SISE
+
+
+def test_cuda_graph_batches_use_few_shapes():
+    quantum = _row_quantum(512, cudagraphs=True)
+    assert quantum == 64 and _row_quantum(512, cudagraphs=False) == 8
+    shapes = set()
+    for total in range(1, 2000, 7):
+        step, rows = _balanced_batches(total, 512, quantum)
+        assert step <= rows <= 512
         batches = -(-total // step)
         assert batches == -(-total // 512)  # as few batches as the batch size allows
         last = total - (batches - 1) * step
-        shapes |= {rows, _padded(last, 512)}
+        shapes |= {rows, _padded(last, 512, quantum)}
         assert rows - step < 64  # padding: less than an eighth of the batch
     assert shapes <= {64 * i for i in range(1, 9)}, shapes
 

@@ -219,8 +219,9 @@ class CompiledForward:
     the model's weights change (another tensor, or an in-place update).
 
     Batch sizes: the batch dimension is compiled dynamic (``maybe_mark_dynamic``), so one
-    compilation serves every batch size; the engine pads batches to a few sizes (multiples of an
-    eighth of the batch), so CUDA graphs record at most eight graphs per input shape.
+    compilation serves every batch size; the engine pads batches to multiples of 8 rows, and with
+    CUDA graphs to multiples of an eighth of the batch, so that at most eight graphs are recorded
+    per input shape.
 
     Cost: the first call per input shape, precision and memory format compiles (seconds to a
     minute: :attr:`compile_seconds` sums the first calls). If compiling or running the compiled

@@ -31,8 +31,9 @@ from sise.targets import ClassScore, FunctionTarget, Target, checked_scores, fir
 
 #: With ``channels_last=None``, a CPU gets channels-last masked inputs from this many pixels up.
 CPU_CHANNELS_LAST_MIN_AREA = 112 * 112
-#: The compiled path pads each batch to a multiple of ``max(8, batch_size // PADDING_STEPS)`` rows.
-PADDING_STEPS = 8
+#: The compiled path pads each batch to a multiple of this many rows (CUDA graphs: see
+#: :func:`_row_quantum`).
+ROW_MULTIPLE = 8
 
 
 class MaskSource(Protocol):
@@ -270,9 +271,9 @@ def score_masked(
             at its first batch. Otherwise: ``False``.
         compiled: run the forwards through this :class:`sise.device.CompiledForward` of
             ``model`` (``torch.compile``; build it once and pass it to every call, so the model
-            compiles once). Batches are then balanced and padded to a multiple of an eighth of
-            the batch size, so that the compiled model sees few batch shapes; the padding rows
-            are computed and dropped. Where compiling fails the forwards run eagerly.
+            compiles once). Batches are then balanced and padded to a multiple of 8 rows (with
+            CUDA graphs: of an eighth of the batch size, so that few graphs are recorded;
+            :func:`_row_quantum`); the padding rows are computed and dropped. Where compiling fails the forwards run eagerly.
         sums: also add each batch's masks, weighted by their scores, to these group sums
             (:class:`MaskSums`), so that a method needs not make its masks a second time.
         on_batch: called with the number of masks after each batch.
@@ -332,7 +333,8 @@ def score_masked(
     step = min(batch_size, total)
     rows = step
     if compiled is not None:
-        step, rows = _balanced_batches(total, batch_size)
+        quantum = _row_quantum(batch_size, compiled.cudagraphs)
+        step, rows = _balanced_batches(total, batch_size, quantum)
 
     def new_buffer(cl: bool) -> Tensor:
         memory_format = torch.channels_last if cl else torch.contiguous_format
@@ -373,7 +375,7 @@ def score_masked(
         for start in range(0, total, step):
             stop = min(start + step, total)
             count = stop - start
-            run_rows = count if compiled is None else _padded(count, batch_size)
+            run_rows = count if compiled is None else _padded(count, batch_size, quantum)
             batch = buffer[:run_rows]
             owners, masks = fill(start, stop, batch[:count])
             try:
@@ -449,25 +451,35 @@ def _rescore_overflows(
             sums.add(index, masks[row : row + 1], fresh[row : row + 1])
 
 
-def _balanced_batches(total: int, batch_size: int) -> tuple[int, int]:
+def _row_quantum(batch_size: int, cudagraphs: bool) -> int:
+    """Rows a compiled batch is padded to a multiple of.
+
+    :data:`ROW_MULTIPLE` (8): tensor-core kernels want multiples of 8, and the batch dimension is
+    compiled dynamic, so other sizes cost nothing. On an H100 (ResNet-50, fp16, channels-last,
+    batch 512, ``benchmarks/results/gpu_h100_2/``) SISE's 1,875 masks ran as 4 × 472 rows in
+    0.114 s where 4 × 512 (a multiple of an eighth of the batch) took 0.142 s (fastest 0.120),
+    and Ada-SISE's 672 as 2 × 336 in 0.070 s against 2 × 384 in 0.078 s; an earlier run of
+    unpadded odd sizes (469, 337) was slower than either. With CUDA graphs every batch size is
+    recorded as its own graph, so there the multiple is an eighth of the batch size (at most
+    eight graphs per input shape).
+    """
+    return max(8, batch_size // 8) if cudagraphs else ROW_MULTIPLE
+
+
+def _balanced_batches(total: int, batch_size: int, quantum: int = ROW_MULTIPLE) -> tuple[int, int]:
     """``(step, rows)`` for the compiled path: masks per batch, and rows each batch runs with.
 
     As few batches as ``batch_size`` allows, of equal size (``step``), each run padded to
-    ``rows``, a multiple of an eighth of the batch size (at least 8): a compiled model then sees
-    at most eight batch shapes per input shape, whatever the number of masks. The padding pays
-    even without CUDA graphs: on an H100 (ResNet-50, fp16, batch 512), unpadded batches of 469
-    and 337 rows took 0.127 s and 0.075 s per explanation where padded ones took 0.114 s and
-    0.059 s, despite 9% and 14% more rows (cuDNN and the compiled kernels favour round sizes).
+    ``rows``, the next multiple of ``quantum`` (:func:`_row_quantum`); the padding rows are
+    computed and dropped.
     """
     batches = -(-total // batch_size)
     step = -(-total // batches)
-    return step, _padded(step, batch_size)
+    return step, _padded(step, batch_size, quantum)
 
 
-def _padded(count: int, batch_size: int) -> int:
-    """``count`` rounded up to a multiple of ``max(8, batch_size // PADDING_STEPS)``, at most
-    ``batch_size``."""
-    quantum = max(8, batch_size // PADDING_STEPS)
+def _padded(count: int, batch_size: int, quantum: int = ROW_MULTIPLE) -> int:
+    """``count`` rounded up to a multiple of ``quantum``, at most ``batch_size``."""
     return min(batch_size, -(-count // quantum) * quantum)
 
 
