@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sise.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
+from sise.folding import folded_batch_norms
 from sise.postprocess import upsample
 from sise.progress import progress_bar
 from sise.scores import ScoreKind
@@ -371,7 +372,11 @@ def score_masked(
 
     # the compiled forward holds its own channels-last weights
     swap_weights = weights_cl and compiled is None
-    with channels_last_weights(model) if swap_weights else contextlib.nullcontext():
+    with (
+        channels_last_weights(model) if swap_weights else contextlib.nullcontext(),
+        # the compiled forward runs the model's own weights through torch.compile
+        folded_batch_norms(model) if compiled is None else contextlib.nullcontext(),
+    ):
         for start in range(0, total, step):
             stop = min(start + step, total)
             count = stop - start
