@@ -535,8 +535,10 @@ def weighted_mask_sum(
     With ``per_unit_area`` each mask is first divided by its area, ``m / Σ_λ m(λ)`` (SISE's
     contribution ``C_m``, which keeps large masks from rewarding the background).
 
-    The reduction RISE, Score-CAM and SISE share after scoring; masks are regenerated chunk by
-    chunk so the full stack of full-resolution masks never has to exist at once.
+    The same reduction as :class:`MaskSums`, after scoring and for masks in any order: the masks
+    are made again chunk by chunk, so the full stack of full-resolution masks never has to exist
+    at once. SISE and RISE sum while they score instead (``score_masked(..., sums=)``), which
+    makes each mask once; this function is the reference the tests hold them to.
     """
     total = len(source)
     if total == 0:
