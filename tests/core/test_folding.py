@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from sise.engine import TensorMasks, score_masked
+from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
 from sise.folding import conv_bn_pairs, folded_batch_norms
 
 
@@ -129,7 +129,7 @@ def test_restored_after_an_error():
 def test_masked_scores_are_folded_and_equal_the_unfolded_model(monkeypatch):
     model = _resnet()
     inputs = torch.randn(1, 3, 32, 32)
-    masks = torch.rand(6, 32, 32)
+    masks = torch.rand(FOLD_MIN_MASKS, 32, 32)
     calls = []
     plain = nn.BatchNorm2d.forward
     monkeypatch.setattr(
@@ -140,6 +140,11 @@ def test_masked_scores_are_folded_and_equal_the_unfolded_model(monkeypatch):
     with torch.no_grad():
         expected = model(inputs * masks[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # a few masks do not pay for the fold
+    calls.clear()
+    few = TensorMasks(masks[: FOLD_MIN_MASKS - 1])
+    score_masked(model, inputs, torch.tensor([3]), few, score="logit")
+    assert len(calls) == 20
 
 
 def test_a_forward_with_side_effects_is_traced_on_a_copy():
