@@ -379,7 +379,7 @@ def score_masked(
     with (
         channels_last_weights(model) if swap_weights else contextlib.nullcontext(),
         # the compiled forward runs the model's own weights through torch.compile
-        folded_batch_norms(model)
+        folded_batch_norms(model, example=inputs[:1])
         if compiled is None and total >= FOLD_MIN_MASKS
         else contextlib.nullcontext(),
     ):

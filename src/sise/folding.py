@@ -14,8 +14,11 @@ its ``None`` back, and each batch norm its own ``forward``. Which convolution fe
 norm comes from a ``torch.fx`` trace of a copy of the model (so that a forward with side
 effects never runs on proxies), made once per model (weakly cached). A pair is
 folded only when it is safe: the convolution's output goes to the batch norm alone, each module
-runs once per forward pass, the batch norm is an ``nn.BatchNorm2d`` in eval mode with running
-statistics, and neither module has hooks (a hook would see other values). A model that fx cannot
+runs once per forward pass, the convolution is a plain one (``nn.Conv2d``, timm's ``Conv2dSame``),
+the batch norm an ``nn.BatchNorm2d`` (or timm's ``BatchNormAct2d``, whose activation stays) in
+eval mode with running statistics, and neither module has hooks (a hook would see other values).
+The first time a model is folded, its output on one input is compared with the unfolded output;
+if they differ by more than 1e-3 of the largest value, that model is never folded. A model that fx cannot
 trace (or copy) is left as it is. Not thread-safe: do not run the same model elsewhere meanwhile.
 """
 
@@ -25,13 +28,55 @@ import contextlib
 import copy
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+#: Convolution classes whose forward is a plain convolution of ``weight`` and ``bias`` (so a
+#: folded weight is used as it is): ``nn.Conv2d`` and timm's TF-"same"-padding ``Conv2dSame``.
+#: A subclass that transforms its weight (weight standardisation, say) must not be folded.
+_PLAIN_CONVS = ("torch.nn.modules.conv.Conv2d", "timm.layers.conv2d_same.Conv2dSame")
+
+
+def _qualname(module: nn.Module) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """What the batch norm's forward does after normalising, or ``None`` if it cannot be told.
+
+    A plain batch norm does nothing more (identity); timm's ``BatchNormAct2d`` applies its
+    ``drop`` and ``act`` modules.
+    """
+    if not isinstance(bn, nn.BatchNorm2d):
+        return None
+    if type(bn).forward is _BatchNorm.forward:
+        return _identity
+    if _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
+        drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
+        if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
+            return lambda x: act(drop(x))
+    return None
+
+
+def _trace(model: nn.Module) -> Any:
+    """The fx graph of ``model``, batch norms and convolutions kept whole (timm's have Python
+    control flow in their forward, which fx cannot trace through)."""
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+            if isinstance(module, _BatchNorm | nn.Conv2d):
+                return True
+            return super().is_leaf_module(module, qualified_name)
+
+    return Tracer().trace(model)
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -47,20 +92,22 @@ def _trace_pairs(model: nn.Module) -> list[tuple[str, str]]:
 
         # Tracing runs the forward's Python code on proxies: a forward with side effects (one
         # that records its inputs, say) would see them. A copy takes them instead.
-        graph = torch.fx.symbolic_trace(copy.deepcopy(model)).graph
+        graph = _trace(copy.deepcopy(model))
     except Exception:  # fx cannot trace every model (control flow on values, custom ops)
         return []
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+        norm = modules.get(node.target) if node.op == "call_module" else None
+        if norm is None or _after_norm(norm) is None:
             continue
         source = node.args[0] if node.args else None
         if (
             isinstance(source, torch.fx.Node)
             and source.op == "call_module"
-            and type(modules.get(source.target)) is nn.Conv2d
+            and source.target in modules
+            and _qualname(modules[source.target]) in _PLAIN_CONVS
             and len(source.users) == 1
             and calls[source.target] == 1
             and calls[node.target] == 1
@@ -87,24 +134,56 @@ def _identity(x: Tensor) -> Tensor:
     return x
 
 
+#: Per model: whether folding gave the unfolded outputs on the first example it was tried on.
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
 @contextlib.contextmanager
-def folded_batch_norms(model: nn.Module) -> Iterator[nn.Module]:
+def folded_batch_norms(model: nn.Module, example: Tensor | None = None) -> Iterator[nn.Module]:
     """Inside the block, ``model``'s foldable batch norms are folded into their convolutions.
 
-    Re-entrant: inside an outer block of the same model nothing is folded twice.
+    With ``example`` (one model-ready input), the first use on a model checks the fold: the
+    model's output on it, folded and not, must agree to 1e-3 of its largest value, or the model
+    is never folded (a module this file misreads cannot change an explanation). Re-entrant: inside
+    an outer block of the same model nothing is folded twice.
     """
-    if model in _FOLDED:
+    if model in _FOLDED or _CHECKED.get(model) is False or not conv_bn_pairs(model):
         yield model
         return
+    if example is not None and model not in _CHECKED:
+        with torch.no_grad():
+            expected = model(example)
+            with _fold(model):
+                got = model(example)
+        _CHECKED[model] = _agree(expected, got)
+        if not _CHECKED[model]:
+            yield model
+            return
+    with _fold(model):
+        yield model
+
+
+def _agree(expected: object, got: object) -> bool:
+    if not (isinstance(expected, Tensor) and isinstance(got, Tensor)):
+        return False
+    if expected.shape != got.shape or not bool(torch.isfinite(got).all()):
+        return False
+    scale = float(expected.abs().max()) or 1.0
+    return float((expected - got).abs().max()) <= 1e-3 * scale
+
+
+@contextlib.contextmanager
+def _fold(model: nn.Module) -> Iterator[None]:
     modules = dict(model.named_modules())
     swapped: list[tuple[Tensor, Tensor]] = []
     new_biases: list[nn.Conv2d] = []
-    identities: list[nn.Module] = []
+    replaced: list[nn.Module] = []
     try:
         with torch.no_grad():
             for conv_name, bn_name in conv_bn_pairs(model):
                 conv, bn = modules.get(conv_name), modules.get(bn_name)
-                if conv is None or bn is None or not _foldable(conv, bn):
+                after = None if bn is None else _after_norm(bn)
+                if conv is None or bn is None or after is None or not _foldable(conv, bn):
                     continue
                 assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
                 assert bn.running_mean is not None and bn.running_var is not None
@@ -125,15 +204,15 @@ def folded_batch_norms(model: nn.Module) -> Iterator[nn.Module]:
                     bias = conv.bias
                     swapped.append((bias, bias.data))
                     bias.data = (bias.to(torch.float32) * scale + shift).to(bias)
-                bn.forward = _identity  # type: ignore[method-assign,assignment]
-                identities.append(bn)
+                bn.forward = after  # type: ignore[method-assign,assignment]
+                replaced.append(bn)
         _FOLDED.add(model)
-        yield model
+        yield
     finally:
         _FOLDED.discard(model)
         for tensor, data in swapped:
             tensor.data = data
         for conv in new_biases:
             conv.bias = None
-        for bn in identities:
+        for bn in replaced:
             del bn.forward

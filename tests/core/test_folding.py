@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision
 from torch import Tensor, nn
 
+from sise import folding
 from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
 from sise.folding import conv_bn_pairs, folded_batch_norms
 
@@ -131,12 +133,17 @@ def test_masked_scores_are_folded_and_equal_the_unfolded_model(monkeypatch):
     inputs = torch.randn(1, 3, 32, 32)
     masks = torch.rand(FOLD_MIN_MASKS, 32, 32)
     calls = []
-    plain = nn.BatchNorm2d.forward
+    plain = torch.nn.functional.batch_norm
     monkeypatch.setattr(
-        nn.BatchNorm2d, "forward", lambda self, x: calls.append(1) or plain(self, x)
+        torch.nn.functional, "batch_norm", lambda *a, **k: calls.append(1) or plain(*a, **k)
     )
     got = score_masked(model, inputs, torch.tensor([3]), TensorMasks(masks), score="logit")
+    # the first fold of a model is checked against one unfolded forward: 20 batch norms
+    assert len(calls) == 20
+    calls.clear()
+    again = score_masked(model, inputs, torch.tensor([3]), TensorMasks(masks), score="logit")
     assert calls == []  # every batch norm was folded away
+    assert torch.equal(again, got)
     with torch.no_grad():
         expected = model(inputs * masks[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -160,3 +167,41 @@ def test_a_forward_with_side_effects_is_traced_on_a_copy():
     model = Recording().eval()
     assert conv_bn_pairs(model) == [("conv", "bn")]
     assert model.seen == []  # the trace's proxies went to the copy
+
+
+def test_a_fold_that_changes_the_output_is_never_used(monkeypatch):
+    model = _resnet()
+    inputs = torch.randn(1, 3, 32, 32)
+    masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 32, 32))
+    # a misread module: "after the norm" doubles its input
+    monkeypatch.setattr(folding, "_after_norm", lambda bn: lambda x: 2 * x)
+    got = score_masked(model, inputs, torch.tensor([3]), masks, score="logit")
+    assert folding._CHECKED[model] is False
+    with torch.no_grad():
+        expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    _assert_unchanged(model, _snapshot(model))
+
+
+def test_timm_batch_norm_with_activation_folds_and_keeps_its_activation():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=10).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    pairs = conv_bn_pairs(model)
+    modules = dict(model.named_modules())
+    assert len(pairs) == 49
+    assert {type(modules[bn]).__name__ for _, bn in pairs} == {"BatchNormAct2d"}
+    x = torch.randn(2, 3, 64, 64)
+    before = _snapshot(model)
+    with torch.no_grad():
+        reference = model(x)
+        with folded_batch_norms(model, example=x[:1]):
+            folded = model(x)
+    assert folding._CHECKED[model] is True
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
+    _assert_unchanged(model, before)
