@@ -29,7 +29,6 @@ from sise.engine import (
     UpsampledMaps,
     make_baseline,
     score_masked,
-    weighted_mask_sum,
 )
 from sise.errors import SiseError
 from sise.postprocess import minmax_normalize, upsample
@@ -135,8 +134,8 @@ def test_tensor_masks_are_not_modified():
     masks = torch.rand(6, H, W)
     keep = masks.clone()
     source = TensorMasks(masks, torch.tensor([0, 1, 0, 1, 0, 1]))
-    weighted_mask_sum(source, torch.rand(6), 2, per_unit_area=True, chunk=4)
-    score_masked(Recorder(), _inputs(2), torch.tensor([0, 1]), source, batch_size=4)
+    sums = MaskSums([1] * 6, (H, W), "cpu", per_unit_area=True)
+    score_masked(Recorder(), _inputs(2), torch.tensor([0, 1]), source, batch_size=4, sums=sums)
     assert torch.equal(masks, keep)
 
 
@@ -285,12 +284,12 @@ def test_no_host_synchronisation_in_the_loop():
     assert scores.shape == (9,) and scores.device.type == "meta"
 
 
-# --- weighted_mask_sum --------------------------------------------------------------------------
+# --- MaskSums against a naive sum --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("per_unit_area", [False, True])
 @pytest.mark.parametrize("chunk", [1, 3, 100])
-def test_weighted_mask_sum_matches_naive(per_unit_area, chunk):
+def test_mask_sums_match_naive(per_unit_area, chunk):
     source = ConcatMasks(
         [_random_source(3, 8, seed=5), TensorMasks(torch.rand(2, H, W), torch.tensor([2, 0]))]
     )
@@ -300,7 +299,11 @@ def test_weighted_mask_sum_matches_naive(per_unit_area, chunk):
     for mask, weight, owner in zip(masks, weights, source.owners.tolist(), strict=True):
         area = mask.sum() if per_unit_area else torch.tensor(1.0)
         expected[owner] += weight * mask / area
-    got = weighted_mask_sum(source, weights, 3, per_unit_area=per_unit_area, chunk=chunk)
+    # one group per mask (these owners are not in order), added in chunks, then summed per owner
+    sums = MaskSums([1] * 10, (H, W), "cpu", per_unit_area=per_unit_area)
+    for start in range(0, 10, chunk):
+        sums.add(start, masks[start : start + chunk], weights[start : start + chunk])
+    got = torch.zeros(3, H, W).index_add_(0, source.owners, sums.result())
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -477,7 +480,7 @@ def test_mask_sums_by_hand():
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
-def test_mask_sums_while_scoring_equal_weighted_mask_sum(batch_size):
+def test_mask_sums_while_scoring_equal_a_sum_after_scoring(batch_size):
     # masks of two images, image by image, as SISE and RISE order them
     maps = torch.rand(7, 4, 4)
     owners = torch.tensor([0, 0, 0, 1, 1, 1, 1])
@@ -485,5 +488,7 @@ def test_mask_sums_while_scoring_equal_weighted_mask_sum(batch_size):
     model, inputs, targets = Recorder(), _inputs(2), torch.tensor([1, 2])
     sums = MaskSums([3, 4], (H, W), "cpu", per_unit_area=True)
     scores = score_masked(model, inputs, targets, source, batch_size=batch_size, sums=sums)
-    reference = weighted_mask_sum(source, scores, 2, per_unit_area=True)
+    masks = source.masks(0, 7)
+    contributions = scores[:, None, None] * masks / masks.sum(dim=(1, 2), keepdim=True)
+    reference = torch.stack([contributions[:3].sum(dim=0), contributions[3:].sum(dim=0)])
     torch.testing.assert_close(sums.result(), reference, rtol=1e-5, atol=1e-7)

@@ -159,9 +159,9 @@ class MaskSums:
     The masks come in groups of consecutive masks, whose sizes are known on the host
     (``segments``, in mask order: e.g. SISE's masks layer by layer and image by image, RISE's
     image by image). Each scored batch adds its masks, weighted by their scores, to their groups'
-    sums, so the masks are made once: :func:`weighted_mask_sum` would make them all again. Each
-    group's part of a batch is one matrix-vector product (``addmv``), so nothing waits on the
-    device and a CPU sums as fast as a plain ``sum``.
+    sums, so the masks are made once, not again after scoring. Each group's part of a batch is one
+    matrix-vector product (``addmv``), so nothing waits on the device and a CPU sums as fast as a
+    plain ``sum``.
 
     Args:
         segments: the number of masks in each group, in mask order (zeros allowed).
@@ -278,7 +278,8 @@ def score_masked(
             ``model`` (``torch.compile``; build it once and pass it to every call, so the model
             compiles once). Batches are then balanced and padded to a multiple of 8 rows (with
             CUDA graphs: of an eighth of the batch size, so that few graphs are recorded;
-            :func:`_row_quantum`); the padding rows are computed and dropped. Where compiling fails the forwards run eagerly.
+            :func:`_row_quantum`); the padding rows are computed and dropped. Where compiling
+            fails the forwards run eagerly.
         sums: also add each batch's masks, weighted by their scores, to these group sums
             (:class:`MaskSums`), so that a method needs not make its masks a second time.
         on_batch: called with the number of masks after each batch.
@@ -526,54 +527,3 @@ def make_baseline(
         size = min(2 * radius + 1, 2 * (min(inputs.shape[-2:]) // 2) - 1)
         return gaussian_blur(inputs, kernel_size=[size, size], sigma=[blur_sigma, blur_sigma])
     raise SiseError(f"unknown baseline {baseline!r}: use 'zero', 'blur' or a tensor")
-
-
-def weighted_mask_sum(
-    source: MaskSource,
-    weights: Tensor,
-    n_images: int,
-    *,
-    per_unit_area: bool = False,
-    chunk: int = 64,
-) -> Tensor:
-    """``S_i = Σ_{m owned by i} w_m · m`` for every image i, as (N, H, W).
-
-    With ``per_unit_area`` each mask is first divided by its area, ``m / Σ_λ m(λ)`` (SISE's
-    contribution ``C_m``, which keeps large masks from rewarding the background).
-
-    The same reduction as :class:`MaskSums`, after scoring and for masks in any order: the masks
-    are made again chunk by chunk, so the full stack of full-resolution masks never has to exist
-    at once. SISE and RISE sum while they score instead (``score_masked(..., sums=)``), which
-    makes each mask once; this function is the reference the tests hold them to.
-    """
-    total = len(source)
-    if total == 0:
-        raise SiseError("no masks to sum")
-    if chunk < 1:
-        raise SiseError(f"chunk must be >= 1, got {chunk}")
-    rows = min(chunk, total)
-    first = source.masks(0, rows)
-    height, width = first.shape[-2:]
-    result = torch.zeros(n_images, height * width, device=weights.device, dtype=torch.float32)
-    # One reusable chunk buffer: masks are written into it and scaled in place (a source's own
-    # mask tensor, e.g. TensorMasks', is never modified).
-    buffer = torch.empty(rows, height, width, device=first.device, dtype=torch.float32)
-    takes_out = _takes_out(source)
-    for start in range(0, total, rows):
-        stop = min(start + rows, total)
-        out = buffer[: stop - start]
-        if start == 0:
-            out.copy_(first)
-        elif takes_out and not isinstance(source, TensorMasks):
-            source.masks(start, stop, out=out)  # type: ignore[call-arg]
-        else:
-            out.copy_(source.masks(start, stop))
-        flat = out.view(stop - start, -1)
-        scale = weights[start:stop, None].float()
-        if per_unit_area:
-            scale = scale / flat.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        if n_images == 1:  # a plain sum is much faster than index_add_ on a CPU
-            result[0] += flat.mul_(scale).sum(dim=0)
-        else:
-            result.index_add_(0, source.owners[start:stop], flat.mul_(scale))
-    return result.view(n_images, height, width)
