@@ -136,23 +136,32 @@ class LayerCapture:
         return hook
 
 
+def _all_finite(output: object) -> Tensor | None:
+    """One device flag: every floating tensor of the output (dict, tuple or tensor) is finite;
+    ``None`` if the output holds no floating tensor."""
+    parts = list(output.values()) if isinstance(output, dict) else output
+    flags = [
+        torch.isfinite(t.detach()).all()
+        for t in (parts if isinstance(parts, tuple | list) else [parts])
+        if isinstance(t, Tensor) and t.is_floating_point()
+    ]
+    if not flags:
+        return None
+    return torch.stack([f.to(flags[0].device) for f in flags]).all()
+
+
 def check_finite_logits(logits: object) -> object:
     """The output, unless the model returned NaN or Inf (an explanation of them means nothing).
 
-    Tensors in a dict or tuple output (a segmentation model's) are checked too.
+    Tensors in a dict or tuple output (a segmentation model's) are checked too, in one wait on
+    the device.
     """
-    parts = list(logits.values()) if isinstance(logits, dict) else logits
-    tensors = parts if isinstance(parts, tuple | list) else [parts]
-    for tensor in tensors:
-        if (
-            isinstance(tensor, Tensor)
-            and tensor.is_floating_point()
-            and not bool(torch.isfinite(tensor.detach()).all())
-        ):
-            raise SiseError(
-                "the model returned NaN or Inf scores for these inputs: check the inputs' values "
-                "and the model's weights"
-            )
+    finite = _all_finite(logits)
+    if finite is not None and not bool(finite):
+        raise SiseError(
+            "the model returned NaN or Inf scores for these inputs: check the inputs' values "
+            "and the model's weights"
+        )
     return logits
 
 
@@ -278,10 +287,9 @@ def _resolved_and_scored(
     target = resolve_target(output, targets, score, n)
     scores = checked_scores(target, output, n)
     finite = torch.isfinite(scores.detach()).all()
-    parts = list(output.values()) if isinstance(output, dict) else output
-    for tensor in parts if isinstance(parts, tuple | list) else [parts]:
-        if isinstance(tensor, Tensor) and tensor.is_floating_point():
-            finite = finite & torch.isfinite(tensor.detach()).all().to(finite.device)
+    output_finite = _all_finite(output)
+    if output_finite is not None:
+        finite = finite & output_finite.to(finite.device)
     if not bool(finite):
         check_finite_logits(output)  # raises if the model's output is at fault
         target_scores(target, output, n)  # else the target's score is: this raises
