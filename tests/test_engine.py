@@ -27,6 +27,7 @@ from sise.engine import (
     MaskSums,
     TensorMasks,
     UpsampledMaps,
+    distinct_maps,
     make_baseline,
     score_masked,
 )
@@ -221,8 +222,7 @@ class ViewNet(nn.Module):
         return self.fc(y.view(y.shape[0], -1))
 
 
-def test_auto_channels_last_equals_nchw_and_falls_back_for_view_models(monkeypatch):
-    monkeypatch.setattr("sise.engine.CPU_CHANNELS_LAST_MIN_AREA", 1)  # tiny inputs too
+def test_auto_channels_last_equals_nchw_and_falls_back_for_view_models():
     model = _model()
     inputs, targets, source = _inputs(2), torch.tensor([1, 4]), _random_source(2, 20)
     plain = score_masked(model, inputs, targets, source, batch_size=8, channels_last=False)
@@ -477,6 +477,45 @@ def test_mask_sums_by_hand():
     torch.testing.assert_close(area.result(), expected, rtol=0, atol=0)
     with pytest.raises(SiseError, match="not among the 3 masks"):
         area.add(2, masks[:2], torch.ones(2))
+    # counts: the first mask stands for three equal ones
+    counted = MaskSums([2, 0, 1], (2, 2), "cpu", counts=torch.tensor([3, 1, 2]))
+    counted.add(0, masks, torch.tensor([3.0, 5.0, 0.5]))
+    expected = torch.tensor([[[14.0, 5.0], [0.0, 0.0]], [[0, 0], [0, 0]], [[0.0, 0.0], [2.0, 2.0]]])
+    torch.testing.assert_close(counted.result(), expected, rtol=0, atol=0)
+    with pytest.raises(SiseError, match="one entry per mask"):
+        MaskSums([2, 0, 1], (2, 2), "cpu", counts=torch.ones(2))
+
+
+def test_distinct_maps_by_hand():
+    a = torch.tensor([[0.0, 1.0], [2.0, 0.5]])
+    b = torch.tensor([[3.0, 0.0], [0.0, 0.0]])
+    maps = torch.stack([a, b, 2 * a + 1, a, 0.5 * b - 2, a + 1e-3 * b, torch.ones(2, 2), a])
+    owners = torch.tensor([0, 0, 0, 1, 0, 0, 1, 1])
+    first, counts = distinct_maps(maps, owners)
+    # 2a + 1 and 0.5b - 2 repeat maps 0 and 1 of image 0; a + 1e-3 b is another map; image 1's
+    # copies of a are merged with each other only; the constant map is a map of its own
+    assert first.tolist() == [0, 1, 3, 5, 6]
+    assert counts.tolist() == [2, 2, 2, 1, 1]
+    empty = distinct_maps(torch.zeros(0, 2, 2), torch.zeros(0, dtype=torch.long))
+    assert [t.tolist() for t in empty] == [[], []]
+
+
+def test_distinct_masks_with_counts_sum_to_all_masks():
+    torch.manual_seed(0)
+    # 2x2 maps with one active cell repeat, as in small feature maps
+    maps = torch.zeros(40, 2, 2)
+    maps.view(40, 4)[torch.arange(40), torch.randint(0, 4, (40,))] = torch.rand(40) + 0.1
+    owners = torch.arange(40) // 20
+    first, counts = distinct_maps(maps, owners)
+    assert len(first) == 8 and counts.sum() == 40  # 4 cells x 2 images
+    all_masks = UpsampledMaps(maps, owners, (H, W)).masks(0, 40)
+    scores = all_masks.mean(dim=(1, 2))  # equal masks, equal scores
+    full = MaskSums([20, 20], (H, W), "cpu", per_unit_area=True)
+    full.add(0, all_masks, scores)
+    kept = first[owners[first] == 0].numel()
+    few = MaskSums([kept, len(first) - kept], (H, W), "cpu", per_unit_area=True, counts=counts)
+    few.add(0, all_masks[first], scores[first])
+    torch.testing.assert_close(few.result(), full.result(), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])

@@ -26,12 +26,11 @@ from sise.device import CompiledForward, auto_batch_size, autocast, channels_las
 from sise.errors import SiseError
 from sise.folding import folded_batch_norms
 from sise.postprocess import upsample
+from sise.prepacking import prepacked_convolutions
 from sise.progress import progress_bar
 from sise.scores import ScoreKind
 from sise.targets import ClassScore, FunctionTarget, Target, checked_scores, first_rows
 
-#: With ``channels_last=None``, a CPU gets channels-last masked inputs from this many pixels up.
-CPU_CHANNELS_LAST_MIN_AREA = 112 * 112
 #: The compiled path pads each batch to a multiple of this many rows (CUDA graphs: see
 #: :func:`_row_quantum`).
 ROW_MULTIPLE = 8
@@ -108,6 +107,42 @@ class UpsampledMaps:
         return target.mul_(scale.view(-1, 1, 1))
 
 
+def distinct_maps(maps: Tensor, owners: Tensor) -> tuple[Tensor, Tensor]:
+    """The maps that give distinct masks, and how many given maps each one stands for.
+
+    Two maps of the same image whose min-max normalisations are equal (``a = s·b + t`` with
+    ``s > 0``) give the same mask ``Ω(A) = minmax(up(A))``, so the same score: they need one
+    forward pass between them. Tiny feature maps repeat often: at 64 px, 41 of the 597 maps SISE
+    keeps on the real EfficientNet-Lite0 (two photos) are such repeats, most of them 2x2 maps with
+    one active cell; 36 of 827 at 224 px.
+
+    Args:
+        maps: (M, h, w) feature maps (constant ones, whose masks are zeros, are all equal).
+        owners: (M,) the image each map belongs to; maps of different images are never merged.
+
+    Returns:
+        ``(first, counts)``: the index of the first map of each set of equal ones, ascending (so
+        the maps keep their order), and (len(first),) the number of maps in its set. Masks made
+        from ``maps[first]`` and weighted by ``counts`` sum to the masks of all maps, up to float
+        rounding (equal masks from maps of different scale may differ in their last bit).
+    """
+    total = maps.shape[0]
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=maps.device)
+        return empty, empty
+    flat = maps.reshape(total, -1).float()
+    low = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - low
+    normalized = (flat - low) / torch.where(span > 0, span, 1.0)
+    rows = torch.cat([owners[:, None].to(normalized.dtype), normalized], dim=1)
+    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    index = torch.arange(total, device=maps.device)
+    first = torch.full((int(inverse.max()) + 1,), total, device=maps.device)
+    first = first.scatter_reduce(0, inverse, index, reduce="amin").sort().values
+    counts = torch.bincount(inverse)[inverse[first]]
+    return first, counts
+
+
 class ConcatMasks:
     """Several mask sources scored as one, so batches stay full across layers or images."""
 
@@ -168,6 +203,8 @@ class MaskSums:
         size: (H, W) of the masks.
         device: where the sums live (the masks' device).
         per_unit_area: divide each mask by its area ``Σ_λ m(λ)`` first (SISE's ``C_m``).
+        counts: (M,) how many equal masks each mask stands for (:func:`distinct_maps`): its
+            weight is multiplied by that. ``None``: one each.
     """
 
     def __init__(
@@ -177,10 +214,14 @@ class MaskSums:
         device: torch.device | str,
         *,
         per_unit_area: bool = False,
+        counts: Tensor | None = None,
     ) -> None:
         self.offsets = [0, *itertools.accumulate(segments)]
         self.size = size
         self.per_unit_area = per_unit_area
+        if counts is not None and counts.shape != (self.offsets[-1],):
+            raise SiseError(f"counts must have one entry per mask ({self.offsets[-1]})")
+        self.counts = counts
         self.sums = torch.zeros(len(segments), size[0] * size[1], device=device)
 
     def __len__(self) -> int:
@@ -196,6 +237,8 @@ class MaskSums:
         scale = weights.float()
         if self.per_unit_area:
             scale = scale / flat.sum(dim=1).clamp_min(1e-12)
+        if self.counts is not None:
+            scale = scale * self.counts[start:stop].to(scale)
         group = bisect.bisect_right(self.offsets, start) - 1
         position = start
         while position < stop:
@@ -268,12 +311,12 @@ def score_masked(
             model's 4-D weights (:func:`sise.device.channels_last_weights`; each parameter gets
             its original tensor back afterwards, so the user's model is left as it was).
             ``False``: the input buffer is contiguous (NCHW) and the model is not touched.
-            ``None`` (default, auto): on a CPU, for inputs of at least 112x112 pixels
-            (:data:`CPU_CHANNELS_LAST_MIN_AREA`), only the input buffer is channels-last, which
-            makes oneDNN run the network channels-last (about 20% faster for ResNet-18 at
-            128-224 px, 10% slower at 64 px) without touching the weights; a model that cannot
-            take such an input (one that calls ``.view()`` on a feature map) falls back to NCHW
-            at its first batch. Otherwise: ``False``.
+            ``None`` (default, auto): on a CPU only the input buffer is channels-last, which
+            makes oneDNN run the network channels-last without touching the weights (their
+            layout does not matter there: they are prepacked, :mod:`sise.prepacking`); a model
+            that cannot take such an input (one that calls ``.view()`` on a feature map) falls
+            back to NCHW at its first batch (``benchmarks/cpu_layouts.py`` measures the layouts).
+            Otherwise: ``False``.
         compiled: run the forwards through this :class:`sise.device.CompiledForward` of
             ``model`` (``torch.compile``; build it once and pass it to every call, so the model
             compiles once). Batches are then balanced and padded to a multiple of 8 rows (with
@@ -321,8 +364,7 @@ def score_masked(
         return scores
     n, c, h, w = inputs.shape
     if channels_last is None:
-        # oneDNN then converts the NCHW weights at each call: that pays from about 112x112 up
-        input_cl = device.type == "cpu" and h * w >= CPU_CHANNELS_LAST_MIN_AREA
+        input_cl = device.type == "cpu"
         weights_cl, may_fall_back = False, True
     else:
         input_cl = weights_cl = bool(channels_last)
@@ -382,6 +424,10 @@ def score_masked(
         # the compiled forward runs the model's own weights through torch.compile
         folded_batch_norms(model, example=inputs[:1])
         if compiled is None and total >= FOLD_MIN_MASKS
+        else contextlib.nullcontext(),
+        # inside the fold, so that the folded weights are the ones packed
+        prepacked_convolutions(model, example=inputs[:1])
+        if compiled is None and device.type == "cpu" and total >= FOLD_MIN_MASKS
         else contextlib.nullcontext(),
     ):
         for start in range(0, total, step):

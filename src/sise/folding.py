@@ -156,7 +156,7 @@ def folded_batch_norms(model: nn.Module, example: Tensor | None = None) -> Itera
             expected = model(example)
             with _fold(model):
                 got = model(example)
-        _CHECKED[model] = _agree(expected, got)
+        _CHECKED[model] = outputs_agree(expected, got)
         if not _CHECKED[model]:
             yield model
             return
@@ -164,7 +164,9 @@ def folded_batch_norms(model: nn.Module, example: Tensor | None = None) -> Itera
         yield model
 
 
-def _agree(expected: object, got: object) -> bool:
+def outputs_agree(expected: object, got: object) -> bool:
+    """Whether a rewritten model's output ``got`` is a finite tensor equal to ``expected`` within
+    1e-3 of the largest value of ``expected``."""
     if not (isinstance(expected, Tensor) and isinstance(got, Tensor)):
         return False
     if expected.shape != got.shape or not bool(torch.isfinite(got).all()):

@@ -112,3 +112,28 @@ def test_result_is_typed_and_extras_still_work(hand_model, x):
     with pytest.warns(DeprecationWarning, match="kept_maps"):
         assert explanation.extras.get("kept_maps") is explanation.kept_maps
     assert "layer_names" in explanation.extras  # membership says nothing: no warning needed
+
+
+def test_maps_that_give_equal_masks_are_scored_once(hand_model, x):
+    # Channel 2 becomes 2x: relu(2x) = 2 relu(x) gives channel 0's mask, and with class-0 weight
+    # 0.25 (α = 0.25 > 0) it is kept. SISE sums three masks per layer but scores two.
+    with torch.no_grad():
+        hand_model.conv.weight[2] = 2.0
+        hand_model.fc.weight[0] = torch.tensor([1.0, 0.5, 0.25, 1.0])
+    relu_pos, relu_neg = np.maximum(X, 0), np.maximum(-X, 0)
+
+    def score(mask: np.ndarray) -> float:  # z0 = 1.5 mean relu(x) + 0.5 mean relu(-x) + 1
+        return 1.5 * float(np.mean(mask * relu_pos)) + 0.5 * float(np.mean(mask * relu_neg)) + 1
+
+    def layer(masks: list[np.ndarray]) -> np.ndarray:
+        return minmax(sum(score(m) * m / m.sum() for m in masks))
+
+    pool = lambda a: a.reshape(2, 2, 2, 2).mean(axis=(1, 3))  # noqa: E731
+    maps = (relu_pos, relu_neg, 2 * relu_pos)
+    v1 = layer([minmax(a) for a in maps])
+    v2 = layer([minmax(up_2_to_4(pool(a))) for a in maps])
+    explanation = SISE(hand_model, score="logit")(x, 0)
+    assert explanation.kept_maps.tolist() == [[3, 3]]
+    assert explanation.forward_passes.tolist() == [5]  # 1 gradient pass + 2 masks per layer
+    np.testing.assert_allclose(explanation.layer_maps[0, 0].numpy(), v1, atol=1e-6)
+    np.testing.assert_allclose(explanation.layer_maps[0, 1].numpy(), v2, atol=1e-6)

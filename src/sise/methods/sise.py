@@ -41,6 +41,7 @@ from sise.engine import (
     ConcatMasks,
     MaskSums,
     UpsampledMaps,
+    distinct_maps,
     make_baseline,
     score_masked,
 )
@@ -355,20 +356,33 @@ class SISE(Explainer):
         # The one wait on the device before the masked forwards: how many masks each layer has.
         kept_host = kept.tolist()
 
+        # On a CPU, maps that give equal masks are scored once (engine.distinct_maps); on
+        # CUDA that would cost a wait on the device per layer, and it is not done.
+        dedupe = inputs.device.type == "cpu"
         sources: list[UpsampledMaps] = []
+        scored: list[list[int]] = []  # masks scored per layer and image
+        counts: list[Tensor] = []
         for layer, (keep, activation) in enumerate(zip(keeps, grad.activations, strict=True)):
             count = sum(row[layer] for row in kept_host)
             image_index, map_index = _indices(keep, count).unbind(1)
             maps = activation[image_index, map_index]
+            if dedupe:
+                first, repeats = distinct_maps(maps, image_index)
+                maps, image_index = maps[first], image_index[first]
+                counts.append(repeats)
+                scored.append(torch.bincount(image_index, minlength=n).tolist())
+            else:
+                scored.append([row[layer] for row in kept_host])
             sources.append(UpsampledMaps(maps, image_index, (height, width)))
 
         source = ConcatMasks(sources)
         # the masks' sums per layer and image (group l·N + i), summed as they are scored
         sums = MaskSums(
-            [row[layer] for layer in range(len(layers)) for row in kept_host],
+            [per_image for per_layer in scored for per_image in per_layer],
             (height, width),
             inputs.device,
             per_unit_area=True,
+            counts=torch.cat(counts) if dedupe else None,
         )
         baseline = make_baseline(inputs, self.baseline)
         with record_function("sise.masked_forwards"):
@@ -403,7 +417,7 @@ class SISE(Explainer):
             maps=fused,
             targets=grad.targets,
             scores=grad.scores,
-            forward_passes=1 + kept.sum(dim=1),
+            forward_passes=1 + torch.tensor(scored, device=inputs.device).sum(dim=0),
             method=self.name,
             layer_names=[name for name, _ in layers],
             layer_maps=layer_maps,

@@ -1,0 +1,148 @@
+"""Convolution weights prepacked for oneDNN in the CPU masked forwards (sise.prepacking)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.profiler import profile
+
+from sise import prepacking
+from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.prepacking import prepacked_convolutions
+
+pytestmark = pytest.mark.skipif(not prepacking._available(), reason="PyTorch without oneDNN")
+
+PACKED_OP = "mkldnn::_convolution_pointwise"
+
+
+def _packed_calls(run) -> int:
+    """How many convolutions ``run()`` computed with a prepacked weight."""
+    with profile() as recorded:
+        run()
+    return sum(event.count for event in recorded.key_averages() if event.key == PACKED_OP)
+
+
+def _snapshot(model: nn.Module) -> tuple[dict, dict]:
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    identity = {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()}
+    return state, identity
+
+
+def _assert_unchanged(model: nn.Module, snapshot: tuple[dict, dict]) -> None:
+    state, identity = snapshot
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()} == identity
+    assert all("forward" not in vars(m) for m in model.modules())
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def test_resnet_runs_every_convolution_packed_with_the_same_outputs():
+    model = _resnet()
+    x = _channels_last(torch.randn(4, 3, 64, 64))
+    before = _snapshot(model)
+    with torch.no_grad():
+        reference = model(x)
+        with prepacked_convolutions(model):
+            packed_calls = _packed_calls(lambda: model(x))
+            packed = model(x)
+            smaller = model(x[:2])  # another batch size reuses the packed weights
+            with prepacked_convolutions(model):  # re-entrant
+                again = model(x)
+    assert packed_calls == 20  # 17 in the main path, 3 down-sampling shortcuts
+    torch.testing.assert_close(packed, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(smaller, reference[:2], rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, packed)
+    _assert_unchanged(model, before)
+
+
+def test_inputs_the_packed_path_does_not_take_run_the_plain_convolution():
+    model = _resnet()
+    x = torch.randn(2, 3, 64, 64)
+    with prepacked_convolutions(model):
+        with torch.no_grad():
+            # NCHW: oneDNN would hand the next layer a channels-last tensor
+            assert _packed_calls(lambda: model(x)) == 0
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert _packed_calls(lambda: model(_channels_last(x))) == 0
+        # a gradient to compute
+        assert _packed_calls(lambda: model(_channels_last(x).requires_grad_())) == 0
+        with torch.no_grad():
+            assert _packed_calls(lambda: model(_channels_last(x))) == 20
+
+
+def test_only_plain_unhooked_convolutions_are_packed():
+    class Reflect(nn.Conv2d):
+        pass
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Conv2d(4, 4, 3, padding="same"),  # padding given as a word
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+        Reflect(4, 4, 3, padding=1),  # a subclass may do more in its forward
+        nn.Conv2d(4, 4, 1),
+    ).eval()
+    model[4].register_forward_hook(lambda module, args, output: None)
+    with prepacked_convolutions(model):
+        patched = ["forward" in vars(module) for module in model]
+    assert patched == [True, False, False, False, False]
+
+
+def test_restored_after_an_error():
+    model = _resnet()
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"), prepacked_convolutions(model):
+        model(_channels_last(torch.randn(1, 3, 32, 32)))
+        raise RuntimeError("boom")
+    _assert_unchanged(model, before)
+
+
+def test_masked_scores_are_packed_and_equal_the_plain_model():
+    model = _resnet()
+    inputs = torch.randn(1, 3, 64, 64)
+    masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 64, 64))
+    before = _snapshot(model)
+    calls = _packed_calls(
+        lambda: score_masked(model, inputs, torch.tensor([3]), masks, score="logit", batch_size=8)
+    )
+    # the first use checks the model once (one forward packed), then two batches
+    assert calls == 3 * 20
+    got = score_masked(model, inputs, torch.tensor([3]), masks, score="logit", batch_size=8)
+    plain = score_masked(
+        model, inputs, torch.tensor([3]), masks, score="logit", channels_last=False
+    )
+    with torch.no_grad():
+        expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain, expected, rtol=1e-5, atol=1e-5)
+    _assert_unchanged(model, before)
+    # a few masks do not pay for packing
+    few = TensorMasks(masks.masks(0, FOLD_MIN_MASKS - 1))
+    assert _packed_calls(lambda: score_masked(model, inputs, torch.tensor([3]), few)) == 0
+
+
+def test_a_model_whose_packed_output_differs_is_never_packed(monkeypatch):
+    model = _resnet()
+    inputs = torch.randn(1, 3, 32, 32)
+    masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 32, 32))
+
+    def wrong(conv: nn.Conv2d):
+        plain = nn.Conv2d.forward.__get__(conv)
+        return lambda x: 2 * plain(x)
+
+    monkeypatch.setattr(prepacking, "_packed_forward", wrong)
+    got = score_masked(model, inputs, torch.tensor([3]), masks, score="logit")
+    assert prepacking._CHECKED[model] is False
+    with torch.no_grad():
+        expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    _assert_unchanged(model, _snapshot(model))
