@@ -27,8 +27,8 @@ from sise.engine import (
     MaskSums,
     TensorMasks,
     UpsampledMaps,
-    distinct_maps,
     make_baseline,
+    repeated_maps,
     score_masked,
 )
 from sise.errors import SiseError
@@ -486,35 +486,82 @@ def test_mask_sums_by_hand():
         MaskSums([2, 0, 1], (2, 2), "cpu", counts=torch.ones(2))
 
 
-def test_distinct_maps_by_hand():
+def test_repeated_maps_by_hand():
     a = torch.tensor([[0.0, 1.0], [2.0, 0.5]])
     b = torch.tensor([[3.0, 0.0], [0.0, 0.0]])
-    maps = torch.stack([a, b, 2 * a + 1, a, 0.5 * b - 2, a + 1e-3 * b, torch.ones(2, 2), a])
-    owners = torch.tensor([0, 0, 0, 1, 0, 0, 1, 1])
-    first, counts = distinct_maps(maps, owners)
-    # 2a + 1 and 0.5b - 2 repeat maps 0 and 1 of image 0; a + 1e-3 b is another map; image 1's
-    # copies of a are merged with each other only; the constant map is a map of its own
-    assert first.tolist() == [0, 1, 3, 5, 6]
-    assert counts.tolist() == [2, 2, 2, 1, 1]
-    empty = distinct_maps(torch.zeros(0, 2, 2), torch.zeros(0, dtype=torch.long))
-    assert [t.tolist() for t in empty] == [[], []]
+    image_0 = [a, b, 2 * a + 1, a, 0.5 * b - 2, a + 1e-3 * b]
+    image_1 = [a, torch.ones(2, 2), 3 * a, a, b, b]
+    activations = torch.stack([torch.stack(image_0), torch.stack(image_1)])
+    keep = torch.tensor([[1, 1, 1, 0, 1, 1], [1, 1, 1, 1, 0, 1]], dtype=torch.bool)
+    repeat, counts = repeated_maps(activations, keep)
+    # image 0: 2a + 1 repeats a, 0.5b - 2 repeats b; a at channel 3 is not kept; a + 1e-3 b is
+    # another map. Image 1: 3a and a repeat channel 0; the constant map is a map of its own; b at
+    # channel 4 is not kept, so channel 5 stands for itself.
+    assert repeat.int().tolist() == [[0, 0, 1, 0, 1, 0], [0, 0, 1, 1, 0, 0]]
+    assert counts.tolist() == [[2, 2, 0, 0, 0, 1], [3, 1, 0, 0, 0, 1]]
+    none = repeated_maps(activations, torch.zeros_like(keep))
+    assert not none[0].any() and not none[1].any()
 
 
-def test_distinct_masks_with_counts_sum_to_all_masks():
+def _repeats_by_unique(activations: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The same with ``torch.unique`` on the kept maps of each image (an independent check)."""
+    repeat = torch.zeros_like(keep)
+    counts = torch.zeros(keep.shape, dtype=torch.long)
+    for i in range(keep.shape[0]):
+        channels = keep[i].nonzero()[:, 0]
+        if len(channels) == 0:
+            continue
+        flat = activations[i, channels].flatten(1)
+        low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+        rows = (flat - low) / torch.where(high > low, high - low, 1.0)
+        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        for group in inverse.unique():
+            members = channels[inverse == group]
+            counts[i, members[0]] = len(members)
+            repeat[i, members[1:]] = True
+    return repeat, counts
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_repeated_maps_equal_an_independent_search(size):
+    torch.manual_seed(size)
+    n, k = 3, 200
+    # sparse maps with few active cells and few distinct values repeat often, as tiny feature
+    # maps do; scaled and shifted copies too
+    activations = torch.randint(0, 3, (n, k, size, size)).float()
+    activations *= torch.rand(n, k, 1, 1) < 0.3
+    activations = activations * torch.randint(1, 4, (n, k, 1, 1)) + torch.randint(
+        0, 2, (n, k, 1, 1)
+    )
+    keep = torch.rand(n, k) < 0.7
+    repeat, counts = repeated_maps(activations, keep)
+    expected_repeat, expected_counts = _repeats_by_unique(activations, keep)
+    assert int(expected_repeat.sum()) > 0
+    assert torch.equal(repeat, expected_repeat) and torch.equal(counts, expected_counts)
+    assert torch.equal(counts.sum(dim=1), keep.sum(dim=1))
+
+
+def test_counted_masks_sum_to_all_masks():
     torch.manual_seed(0)
-    # 2x2 maps with one active cell repeat, as in small feature maps
-    maps = torch.zeros(40, 2, 2)
-    maps.view(40, 4)[torch.arange(40), torch.randint(0, 4, (40,))] = torch.rand(40) + 0.1
+    # 2x2 maps with one active cell: 4 distinct masks per image
+    activations = torch.zeros(2, 20, 4)
+    activations[torch.arange(2)[:, None], torch.arange(20), torch.randint(0, 4, (2, 20))] = (
+        torch.rand(2, 20) + 0.1
+    )
+    activations = activations.view(2, 20, 2, 2)
+    keep = torch.ones(2, 20, dtype=torch.bool)
+    repeat, counts = repeated_maps(activations, keep)
+    scored = (keep & ~repeat).nonzero()
+    assert len(scored) == 8
     owners = torch.arange(40) // 20
-    first, counts = distinct_maps(maps, owners)
-    assert len(first) == 8 and counts.sum() == 40  # 4 cells x 2 images
-    all_masks = UpsampledMaps(maps, owners, (H, W)).masks(0, 40)
+    all_masks = UpsampledMaps(activations.flatten(0, 1), owners, (H, W)).masks(0, 40)
     scores = all_masks.mean(dim=(1, 2))  # equal masks, equal scores
     full = MaskSums([20, 20], (H, W), "cpu", per_unit_area=True)
     full.add(0, all_masks, scores)
-    kept = first[owners[first] == 0].numel()
-    few = MaskSums([kept, len(first) - kept], (H, W), "cpu", per_unit_area=True, counts=counts)
-    few.add(0, all_masks[first], scores[first])
+    index = scored[:, 0] * 20 + scored[:, 1]
+    weights = counts[scored[:, 0], scored[:, 1]]
+    few = MaskSums([4, 4], (H, W), "cpu", per_unit_area=True, counts=weights)
+    few.add(0, all_masks[index], scores[index])
     torch.testing.assert_close(few.result(), full.result(), rtol=1e-6, atol=1e-7)
 
 

@@ -107,40 +107,55 @@ class UpsampledMaps:
         return target.mul_(scale.view(-1, 1, 1))
 
 
-def distinct_maps(maps: Tensor, owners: Tensor) -> tuple[Tensor, Tensor]:
-    """The maps that give distinct masks, and how many given maps each one stands for.
+def repeated_maps(activations: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """Which kept feature maps repeat an earlier one, and how many kept maps each one stands for.
 
     Two maps of the same image whose min-max normalisations are equal (``a = s·b + t`` with
     ``s > 0``) give the same mask ``Ω(A) = minmax(up(A))``, so the same score: they need one
     forward pass between them. Tiny feature maps repeat often: at 64 px, 41 of the 597 maps SISE
-    keeps on the real EfficientNet-Lite0 (two photos) are such repeats, most of them 2x2 maps with
-    one active cell; 36 of 827 at 224 px.
+    keeps on the real EfficientNet-Lite0 (two photos) repeat another, most of them 2x2 maps; 36 of
+    827 at 224 px, 7x7 maps.
+
+    Fixed shapes throughout, so nothing waits on the device: per image, the normalised maps are
+    sorted (stably) by a projection onto fixed weights, and a kept map repeats when it
+    equals, element for element, the kept map sorted just before it. Equal maps have equal
+    projections, so they sort next to each other, the lowest channel first; a different map with
+    the same projection can only keep two equal maps apart (a repeat then goes unnoticed and is
+    scored), never merge different maps.
 
     Args:
-        maps: (M, h, w) feature maps (constant ones, whose masks are zeros, are all equal).
-        owners: (M,) the image each map belongs to; maps of different images are never merged.
+        activations: (N, K, h, w) feature maps of a layer.
+        keep: (N, K) the maps selected.
 
     Returns:
-        ``(first, counts)``: the index of the first map of each set of equal ones, ascending (so
-        the maps keep their order), and (len(first),) the number of maps in its set. Masks made
-        from ``maps[first]`` and weighted by ``counts`` sum to the masks of all maps, up to float
+        ``(repeat, counts)``, both (N, K): ``repeat`` marks the kept maps that equal an earlier
+        kept map of their image; ``counts`` holds, for each kept map that is not a repeat, the
+        number of kept maps it stands for (itself included), and 0 elsewhere. Masks of the maps
+        ``keep & ~repeat``, weighted by ``counts``, sum to the masks of all kept maps, up to float
         rounding (equal masks from maps of different scale may differ in their last bit).
     """
-    total = maps.shape[0]
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=maps.device)
-        return empty, empty
-    flat = maps.reshape(total, -1).float()
-    low = flat.amin(dim=1, keepdim=True)
-    span = flat.amax(dim=1, keepdim=True) - low
-    normalized = (flat - low) / torch.where(span > 0, span, 1.0)
-    rows = torch.cat([owners[:, None].to(normalized.dtype), normalized], dim=1)
-    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    index = torch.arange(total, device=maps.device)
-    first = torch.full((int(inverse.max()) + 1,), total, device=maps.device)
-    first = first.scatter_reduce(0, inverse, index, reduce="amin").sort().values
-    counts = torch.bincount(inverse)[inverse[first]]
-    return first, counts
+    n, k = keep.shape
+    flat = activations.reshape(n, k, -1).float()
+    low = flat.amin(dim=2, keepdim=True)
+    span = flat.amax(dim=2, keepdim=True) - low
+    rows = (flat - low) / torch.where(span > 0, span, 1.0)
+    # fixed pseudo-random weights in [0.5, 1.5), made on the device (a copy from the host would
+    # wait on it); irregular, so that distinct maps of a few simple values rarely tie
+    weights = torch.arange(1, rows.shape[2] + 1, device=rows.device, dtype=rows.dtype)
+    weights = ((weights * 12.9898).sin() * 437.5853).frac().abs() + 0.5
+    # maps not kept sort last, so that they never stand between two equal kept maps
+    keys = torch.where(keep, (rows * weights).sum(dim=2), torch.inf)
+    order = torch.sort(keys, dim=1, stable=True).indices
+    rows = rows.gather(1, order[:, :, None].expand_as(rows))
+    kept = keep.gather(1, order)
+    same = (rows[:, 1:] == rows[:, :-1]).all(dim=2) & kept[:, 1:] & kept[:, :-1]
+    repeat = torch.cat([torch.zeros_like(same[:, :1]), same], dim=1)
+    # a run of equal maps starts at each map that is not a repeat; count the kept maps in each
+    run = (~repeat).long().cumsum(dim=1) - 1
+    sizes = torch.zeros_like(run).scatter_add_(1, run, kept.long())
+    counts = torch.where(kept & ~repeat, sizes.gather(1, run), 0)
+    # back to channel order
+    return repeat.scatter(1, order, repeat), counts.scatter(1, order, counts)
 
 
 class ConcatMasks:
@@ -203,7 +218,7 @@ class MaskSums:
         size: (H, W) of the masks.
         device: where the sums live (the masks' device).
         per_unit_area: divide each mask by its area ``Σ_λ m(λ)`` first (SISE's ``C_m``).
-        counts: (M,) how many equal masks each mask stands for (:func:`distinct_maps`): its
+        counts: (M,) how many equal masks each mask stands for (:func:`repeated_maps`): its
             weight is multiplied by that. ``None``: one each.
     """
 

@@ -56,7 +56,7 @@ def test_every_layer_contributes_and_maps_are_in_range(coffee):
         "bn2",
     ]
     assert (kept > 0).all()
-    # maps that give equal masks are scored once (engine.distinct_maps): 20 of the 441 maps kept
+    # maps that give equal masks are scored once (engine.repeated_maps): 20 of the 441 maps kept
     # on this photo, all 7x7 maps of the deepest layer, repeat another
     assert 1 + 0.9 * int(kept.sum()) < int(explanation.forward_passes[0]) < 1 + int(kept.sum())
     for saliency in [explanation.maps[0], *explanation.layer_maps[0]]:

@@ -11,7 +11,8 @@ For an input x and class c, with Ψ_c the explained score:
 2. Feature-map selection: ``α_k = Σ_λ ∂Ψ_c/∂A_k(λ)``, ``β = max_k α_k``; keep ``α_k > μ·β``.
 3. Attribution masks ``m = Ω(A_k)`` (bilinear up-sampling, min-max to [0, 1]) score the masked
    inputs, giving the layer visualisation map
-   ``V_l(λ) = Σ_m Ψ_c(x ⊙ m) · m(λ) / Σ_λ' m(λ')``, min-max normalised.
+   ``V_l(λ) = Σ_m Ψ_c(x ⊙ m) · m(λ) / Σ_λ' m(λ')``, min-max normalised. Maps that give equal
+   masks (equal after min-max normalisation) are scored once and counted as often as they occur.
 4. Fusion, shallow to deep: ``F ← V_1``, then ``F ← (F + V_l) ⊙ B(V_l)`` with ``B(V_l)`` the
    binary mask ``V_l > Otsu(V_l)``; the result is min-max normalised.
 """
@@ -41,8 +42,8 @@ from sise.engine import (
     ConcatMasks,
     MaskSums,
     UpsampledMaps,
-    distinct_maps,
     make_baseline,
+    repeated_maps,
     score_masked,
 )
 from sise.errors import SiseError, check_flag, check_integer, check_number
@@ -177,7 +178,9 @@ class SISEExplanation(Explanation):
         layer_names: the L layers visualised, shallow to deep.
         layer_maps: (N, L, H, W) each layer's visualisation map ``V_l`` in [0, 1] (zeros for a
             layer that kept no feature map).
-        kept_maps: (N, L) how many feature maps each layer kept (and scored) per sample.
+        kept_maps: (N, L) how many feature maps each layer kept per sample. Kept maps that give
+            equal masks are scored once (:func:`sise.engine.repeated_maps`), so
+            ``forward_passes`` can be less than ``1 + kept_maps.sum(dim=1)``.
 
     ``extras["layer_names"]``, ``["layer_maps"]`` and ``["kept_maps"]`` still work, with a
     DeprecationWarning.
@@ -260,7 +263,7 @@ class SISE(Explainer):
         (torch.Size([2, 32, 32]), ['1', '4'])
         >>> result.layer_maps.shape  # (N, L, H, W): what each layer sees
         torch.Size([2, 2, 32, 32])
-        >>> bool((result.forward_passes == 1 + result.kept_maps.sum(dim=1)).all())
+        >>> bool((result.forward_passes <= 1 + result.kept_maps.sum(dim=1)).all())
         True
     """
 
@@ -343,7 +346,7 @@ class SISE(Explainer):
         with exact_fp32(), record_function("sise.gradient_pass"):
             grad = gradient_pass(self.model, layers, inputs, targets, self.score)
 
-        keeps = []
+        keeps, scored_keeps, counts = [], [], []
         for (name, _), activation, gradient in zip(
             layers, grad.activations, grad.gradients, strict=True
         ):
@@ -351,38 +354,36 @@ class SISE(Explainer):
             keep = select_feature_maps(gradient.float(), self.mu, self.selection)
             # A constant map gives a constant mask: it says nothing about location, so no
             # forward pass is spent on it.
-            keeps.append(keep & ~is_constant(activation.flatten(0, 1)).view_as(keep))
+            keep = keep & ~is_constant(activation.flatten(0, 1)).view_as(keep)
+            # Maps that give equal masks are scored once, weighted by how many they stand for.
+            repeat, count = repeated_maps(activation, keep)
+            keeps.append(keep)
+            scored_keeps.append(keep & ~repeat)
+            counts.append(count)
         kept = torch.stack([keep.sum(dim=1) for keep in keeps], dim=1)  # (N, L)
+        scored = torch.stack([keep.sum(dim=1) for keep in scored_keeps], dim=1)
         # The one wait on the device before the masked forwards: how many masks each layer has.
-        kept_host = kept.tolist()
+        kept_host, scored_host = torch.stack([kept, scored]).tolist()
 
-        # On a CPU, maps that give equal masks are scored once (engine.distinct_maps); on
-        # CUDA that would cost a wait on the device per layer, and it is not done.
-        dedupe = inputs.device.type == "cpu"
         sources: list[UpsampledMaps] = []
-        scored: list[list[int]] = []  # masks scored per layer and image
-        counts: list[Tensor] = []
-        for layer, (keep, activation) in enumerate(zip(keeps, grad.activations, strict=True)):
-            count = sum(row[layer] for row in kept_host)
-            image_index, map_index = _indices(keep, count).unbind(1)
+        weights = []
+        for layer, (keep, count, activation) in enumerate(
+            zip(scored_keeps, counts, grad.activations, strict=True)
+        ):
+            total = sum(row[layer] for row in scored_host)
+            image_index, map_index = _indices(keep, total).unbind(1)
             maps = activation[image_index, map_index]
-            if dedupe:
-                first, repeats = distinct_maps(maps, image_index)
-                maps, image_index = maps[first], image_index[first]
-                counts.append(repeats)
-                scored.append(torch.bincount(image_index, minlength=n).tolist())
-            else:
-                scored.append([row[layer] for row in kept_host])
+            weights.append(count[image_index, map_index])
             sources.append(UpsampledMaps(maps, image_index, (height, width)))
 
         source = ConcatMasks(sources)
         # the masks' sums per layer and image (group l·N + i), summed as they are scored
         sums = MaskSums(
-            [per_image for per_layer in scored for per_image in per_layer],
+            [row[layer] for layer in range(len(layers)) for row in scored_host],
             (height, width),
             inputs.device,
             per_unit_area=True,
-            counts=torch.cat(counts) if dedupe else None,
+            counts=torch.cat(weights),
         )
         baseline = make_baseline(inputs, self.baseline)
         with record_function("sise.masked_forwards"):
@@ -417,7 +418,7 @@ class SISE(Explainer):
             maps=fused,
             targets=grad.targets,
             scores=grad.scores,
-            forward_passes=1 + torch.tensor(scored, device=inputs.device).sum(dim=0),
+            forward_passes=1 + scored.sum(dim=1),
             method=self.name,
             layer_names=[name for name, _ in layers],
             layer_maps=layer_maps,
