@@ -1,16 +1,18 @@
 """Convolution weights reordered once for oneDNN, for the masked forwards on a CPU.
 
 An eager ``nn.Conv2d`` on a CPU gives oneDNN its weight in PyTorch's layout, and oneDNN reorders
-it into its own blocked layout at every call: ResNet-18's 44 MB of weights are read and written
-again for every batch of masked inputs, which at 64 px costs about as much as the arithmetic.
-Inside :func:`prepacked_convolutions`, each plain convolution reorders its weight once per input
-shape (``torch.ops.mkldnn._reorder_convolution_weight``) and convolves with the reordered copy
+it into its own blocked layout at every call: ResNet-18's 45 MB of weights are read and written
+again for every batch of masked inputs. Inside :func:`prepacked_convolutions`, each plain
+convolution reorders its weight once per input size (any batch size then takes it;
+``torch.ops.mkldnn._reorder_convolution_weight``) and convolves with the reordered copy
 (``torch.ops.mkldnn._convolution_pointwise``): what ``torch.compile``'s CPU freezing pass does,
-without compiling. With channels-last inputs and folded batch norms, batch 32, on these 2 CPU cores
-(ms per image, eager against prepacked): ResNet-18 1.13 → 0.86 at 64 px and 8.8 → 8.7 at 224 px,
-ResNet-50 2.08 → 1.78 at 64 px, 25.6 → 24.6 at 224 px, DenseNet-121 1.94 → 1.80 at 64 px. The
-outputs are those of the eager convolution (the same oneDNN arithmetic; equal bit for bit on
-ResNet-18 with channels-last inputs, within float rounding otherwise).
+without compiling. On these 2 CPU cores, batch 32, folded batch norms, channels-last inputs, ms
+per image, plain against prepacked (``benchmarks/cpu_layouts.py``,
+``benchmarks/results/20261126-2208_cpu_layouts.txt``): at 64 px ResNet-18 1.29 → 0.82, ResNet-50
+2.34 → 2.00, DenseNet-121 1.64 → 1.52, EfficientNet-Lite0 0.46 → 0.39; at 160-224 px the gain is
+within this machine's noise (ResNet-18 at 224 px 10.9 → 8.8, but DenseNet-121 27.7 → 32.0 in one
+run and 38.0 → 32.1 in the next). The outputs are those of the plain convolution, to float
+rounding (the same oneDNN arithmetic; bit for bit on ResNet-18).
 
 Only exact ``nn.Conv2d`` modules with zero padding given as numbers and no hooks are prepacked;
 the packed path runs only for 4-D float32 channels-last CPU inputs without autocast or gradient
