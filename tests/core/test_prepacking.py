@@ -146,3 +146,25 @@ def test_a_model_whose_packed_output_differs_is_never_packed(monkeypatch):
         expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     _assert_unchanged(model, _snapshot(model))
+
+
+@pytest.mark.slow
+def test_real_lite0_scores_packed_equal_the_plain_model(demo):
+    """The real EfficientNet-Lite0 (depthwise convolutions, timm's modules): every plain
+    convolution runs packed, and the masked scores equal the NCHW, unpacked ones."""
+    from sise.images import load_image, sample_image_path
+
+    x = demo.preprocess(load_image(sample_image_path("coffee")))
+    torch.manual_seed(0)
+    masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, *x.shape[-2:]))
+    target = torch.tensor([967])  # espresso
+    before = _snapshot(demo.model)
+    score_masked(demo.model, x, target, masks, batch_size=8)  # the first use checks the model
+    calls = _packed_calls(lambda: score_masked(demo.model, x, target, masks, batch_size=8))
+    # 44 of the 49 convolutions; the 5 others are timm's Conv2dSame (stride 2, padding made
+    # in their forward), which keep their own forward
+    assert calls == 2 * 44
+    packed = score_masked(demo.model, x, target, masks, batch_size=8)
+    plain = score_masked(demo.model, x, target, masks, batch_size=8, channels_last=False)
+    torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-7)
+    _assert_unchanged(demo.model, before)
