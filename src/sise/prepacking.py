@@ -59,6 +59,13 @@ def _packable(conv: nn.Module) -> bool:
     )
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled()
+
+
 def _takes_packed(conv: nn.Conv2d, x: Tensor) -> bool:
     return (
         x.device.type == "cpu"
@@ -69,7 +76,7 @@ def _takes_packed(conv: nn.Conv2d, x: Tensor) -> bool:
         and not x.is_contiguous()
         and x.dtype == torch.float32
         and conv.weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
+        and not _cpu_autocast()
         and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
     )
 
