@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from model_state import assert_unchanged, snapshot
 from torch import Tensor, nn
 
 from sise import folding
@@ -30,32 +31,18 @@ class ConvBN(nn.Module):
         return self.bn(self.conv(x))
 
 
-def _snapshot(model: nn.Module) -> tuple[dict, dict]:
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    identity = {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()}
-    return state, identity
-
-
-def _assert_unchanged(model: nn.Module, snapshot: tuple[dict, dict]) -> None:
-    state, identity = snapshot
-    assert model.state_dict().keys() == state.keys()
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    assert {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()} == identity
-    assert all("forward" not in vars(m) for m in model.modules())
-
-
 def test_fold_by_hand():
     model = ConvBN().eval()
     x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
     # y = (2x - 1) / 2 * 3 + 0.5 = 3x - 1: folded weight 2 * 3/2 = 3, bias -1 * 3/2 + 0.5 = -1
-    before = _snapshot(model)
+    before = snapshot(model)
     with torch.no_grad(), folded_batch_norms(model):
         assert torch.equal(model.conv.weight, torch.full((1, 1, 1, 1), 3.0))
         assert torch.equal(model.conv.bias, torch.tensor([-1.0]))
         assert torch.equal(model.bn(x), x)  # the batch norm is the identity meanwhile
         torch.testing.assert_close(model(x), 3 * x - 1, rtol=0, atol=0)
     assert model.conv.bias is None
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
     torch.testing.assert_close(model(x), 3 * x - 1, rtol=0, atol=0)
 
 
@@ -77,7 +64,7 @@ def test_resnet_folds_every_pair_and_gives_the_same_outputs():
     # 17 convolutions in the main path plus 3 down-sampling shortcuts, each with its batch norm
     assert len(conv_bn_pairs(model)) == 20
     x = torch.randn(2, 3, 64, 64)
-    before = _snapshot(model)
+    before = snapshot(model)
     with torch.no_grad():
         reference = model(x)
         with folded_batch_norms(model):
@@ -86,7 +73,7 @@ def test_resnet_folds_every_pair_and_gives_the_same_outputs():
                 again = model(x)
     torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)
     assert torch.equal(again, folded)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 def test_unsafe_pairs_are_not_folded():
@@ -119,13 +106,13 @@ def test_unsafe_pairs_are_not_folded():
 
 def test_restored_after_an_error():
     model = _resnet()
-    before = _snapshot(model)
+    before = snapshot(model)
     try:
         with folded_batch_norms(model):
             raise RuntimeError("boom")
     except RuntimeError:
         pass
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 def test_masked_scores_are_folded_and_equal_the_unfolded_model(monkeypatch):
@@ -175,12 +162,13 @@ def test_a_fold_that_changes_the_output_is_never_used(monkeypatch):
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 32, 32))
     # a misread module: "after the norm" doubles its input
     monkeypatch.setattr(folding, "_after_norm", lambda bn: lambda x: 2 * x)
+    before = snapshot(model)
     got = score_masked(model, inputs, torch.tensor([3]), masks, score="logit")
     assert folding._CHECKED[model] is False
     with torch.no_grad():
         expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    _assert_unchanged(model, _snapshot(model))
+    assert_unchanged(model, before)
 
 
 def test_timm_batch_norm_with_activation_folds_and_keeps_its_activation():
@@ -197,11 +185,11 @@ def test_timm_batch_norm_with_activation_folds_and_keeps_its_activation():
     assert len(pairs) == 49
     assert {type(modules[bn]).__name__ for _, bn in pairs} == {"BatchNormAct2d"}
     x = torch.randn(2, 3, 64, 64)
-    before = _snapshot(model)
+    before = snapshot(model)
     with torch.no_grad():
         reference = model(x)
         with folded_batch_norms(model, example=x[:1]):
             folded = model(x)
     assert folding._CHECKED[model] is True
     torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)

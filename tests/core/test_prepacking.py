@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from model_state import assert_unchanged, snapshot
 from torch import Tensor, nn
 from torch.profiler import profile
 
@@ -24,19 +25,6 @@ def _packed_calls(run) -> int:
     return sum(event.count for event in recorded.key_averages() if event.key == PACKED_OP)
 
 
-def _snapshot(model: nn.Module) -> tuple[dict, dict]:
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    identity = {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()}
-    return state, identity
-
-
-def _assert_unchanged(model: nn.Module, snapshot: tuple[dict, dict]) -> None:
-    state, identity = snapshot
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    assert {k: (id(p), p.data_ptr()) for k, p in model.named_parameters()} == identity
-    assert all("forward" not in vars(m) for m in model.modules())
-
-
 def _resnet() -> nn.Module:
     torch.manual_seed(0)
     return torchvision.models.resnet18(num_classes=10).eval()
@@ -49,7 +37,7 @@ def _channels_last(x: Tensor) -> Tensor:
 def test_resnet_runs_every_convolution_packed_with_the_same_outputs():
     model = _resnet()
     x = _channels_last(torch.randn(4, 3, 64, 64))
-    before = _snapshot(model)
+    before = snapshot(model)
     with torch.no_grad():
         reference = model(x)
         with prepacked_convolutions(model):
@@ -62,7 +50,7 @@ def test_resnet_runs_every_convolution_packed_with_the_same_outputs():
     torch.testing.assert_close(packed, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(smaller, reference[:2], rtol=1e-5, atol=1e-5)
     assert torch.equal(again, packed)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 def test_inputs_the_packed_path_does_not_take_run_the_plain_convolution():
@@ -99,18 +87,18 @@ def test_only_plain_unhooked_convolutions_are_packed():
 
 def test_restored_after_an_error():
     model = _resnet()
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(RuntimeError, match="boom"), prepacked_convolutions(model):
         model(_channels_last(torch.randn(1, 3, 32, 32)))
         raise RuntimeError("boom")
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 def test_masked_scores_are_packed_and_equal_the_plain_model():
     model = _resnet()
     inputs = torch.randn(1, 3, 64, 64)
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 64, 64))
-    before = _snapshot(model)
+    before = snapshot(model)
     calls = _packed_calls(
         lambda: score_masked(model, inputs, torch.tensor([3]), masks, score="logit", batch_size=8)
     )
@@ -124,7 +112,7 @@ def test_masked_scores_are_packed_and_equal_the_plain_model():
         expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(plain, expected, rtol=1e-5, atol=1e-5)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
     # a few masks do not pay for packing
     few = TensorMasks(masks.masks(0, FOLD_MIN_MASKS - 1))
     assert _packed_calls(lambda: score_masked(model, inputs, torch.tensor([3]), few)) == 0
@@ -140,12 +128,13 @@ def test_a_model_whose_packed_output_differs_is_never_packed(monkeypatch):
         return lambda x: 2 * plain(x)
 
     monkeypatch.setattr(prepacking, "_packed_forward", wrong)
+    before = snapshot(model)
     got = score_masked(model, inputs, torch.tensor([3]), masks, score="logit")
     assert prepacking._CHECKED[model] is False
     with torch.no_grad():
         expected = model(inputs * masks.masks(0, FOLD_MIN_MASKS)[:, None])[:, 3]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    _assert_unchanged(model, _snapshot(model))
+    assert_unchanged(model, before)
 
 
 @pytest.mark.slow
@@ -158,7 +147,7 @@ def test_real_lite0_scores_packed_equal_the_plain_model(demo):
     torch.manual_seed(0)
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, *x.shape[-2:]))
     target = torch.tensor([967])  # espresso
-    before = _snapshot(demo.model)
+    before = snapshot(demo.model)
     score_masked(demo.model, x, target, masks, batch_size=8)  # the first use checks the model
     calls = _packed_calls(lambda: score_masked(demo.model, x, target, masks, batch_size=8))
     # 44 of the 49 convolutions; the 5 others are timm's Conv2dSame (stride 2, padding made
@@ -167,4 +156,4 @@ def test_real_lite0_scores_packed_equal_the_plain_model(demo):
     packed = score_masked(demo.model, x, target, masks, batch_size=8)
     plain = score_masked(demo.model, x, target, masks, batch_size=8, channels_last=False)
     torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-7)
-    _assert_unchanged(demo.model, before)
+    assert_unchanged(demo.model, before)
