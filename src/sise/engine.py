@@ -112,9 +112,9 @@ def repeated_maps(activations: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
 
     Two maps of the same image whose min-max normalisations are equal (``a = s·b + t`` with
     ``s > 0``) give the same mask ``Ω(A) = minmax(up(A))``, so the same score: they need one
-    forward pass between them. Tiny feature maps repeat often: at 64 px, 41 of the 597 maps SISE
-    keeps on the real EfficientNet-Lite0 (two photos) repeat another, most of them 2x2 maps; 36 of
-    827 at 224 px, 7x7 maps.
+    forward pass between them. Tiny feature maps repeat: on the real EfficientNet-Lite0 and the two
+    packaged photos, 41 of the 597 maps SISE keeps at 64 px repeat another, all of them 2x2 maps of
+    the deepest layer, and 36 of 827 at 224 px, all 7x7 maps of that layer.
 
     Fixed shapes throughout, so nothing waits on the device: per image, the normalised maps are
     sorted (stably) by a projection onto fixed weights, and a kept map repeats when it
