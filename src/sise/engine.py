@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from sise.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
 from sise.folding import folded_batch_norms
-from sise.postprocess import upsample
+from sise.postprocess import minmax_normalize, upsample
 from sise.prepacking import prepacked_convolutions
 from sise.progress import progress_bar
 from sise.scores import ScoreKind
@@ -134,11 +134,7 @@ def repeated_maps(activations: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
         ``keep & ~repeat``, weighted by ``counts``, sum to the masks of all kept maps, up to float
         rounding (equal masks from maps of different scale may differ in their last bit).
     """
-    n, k = keep.shape
-    flat = activations.reshape(n, k, -1).float()
-    low = flat.amin(dim=2, keepdim=True)
-    span = flat.amax(dim=2, keepdim=True) - low
-    rows = (flat - low) / torch.where(span > 0, span, 1.0)
+    rows = minmax_normalize(activations.float()).flatten(2)  # (N, K, h·w)
     # fixed pseudo-random weights in [0.5, 1.5), made on the device (a copy from the host would
     # wait on it); irregular, so that distinct maps of a few simple values rarely tie
     weights = torch.arange(1, rows.shape[2] + 1, device=rows.device, dtype=rows.dtype)

@@ -148,20 +148,39 @@ def folded_batch_norms(model: nn.Module, example: Tensor | None = None) -> Itera
     is never folded (a module this file misreads cannot change an explanation). Re-entrant: inside
     an outer block of the same model nothing is folded twice.
     """
-    if model in _FOLDED or _CHECKED.get(model) is False or not conv_bn_pairs(model):
+    if model in _FOLDED or not conv_bn_pairs(model):
         yield model
         return
-    if example is not None and model not in _CHECKED:
-        with torch.no_grad():
-            expected = model(example)
-            with _fold(model):
-                got = model(example)
-        _CHECKED[model] = outputs_agree(expected, got)
-        if not _CHECKED[model]:
-            yield model
-            return
+    if not rewrite_allowed(_CHECKED, model, example, lambda: _fold(model)):
+        yield model
+        return
     with _fold(model):
         yield model
+
+
+def rewrite_allowed(
+    checked: weakref.WeakKeyDictionary[nn.Module, bool],
+    model: nn.Module,
+    example: Tensor | None,
+    rewrite: Callable[[], contextlib.AbstractContextManager],
+) -> bool:
+    """Whether a rewrite of ``model`` (folding, prepacking) may be used: checked once per model.
+
+    The first time, with ``example`` (one model-ready input), the model's output on it is computed
+    plain and inside ``rewrite()``; the rewrite is allowed for good (``checked[model]``) if they
+    agree (:func:`outputs_agree`) and refused for good if not, or if either raises a
+    ``RuntimeError``. Without ``example`` an unchecked model is allowed.
+    """
+    if model not in checked and example is not None:
+        try:
+            with torch.no_grad():
+                expected = model(example)
+                with rewrite():
+                    got = model(example)
+            checked[model] = outputs_agree(expected, got)
+        except RuntimeError:  # e.g. a model that cannot take the example's memory format
+            checked[model] = False
+    return checked.get(model, True)
 
 
 def outputs_agree(expected: object, got: object) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from sise.folding import outputs_agree
+from sise.folding import rewrite_allowed
 
 #: Per model: whether prepacking gave the plain outputs on the first example it was tried on.
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -114,27 +114,20 @@ def prepacked_convolutions(model: nn.Module, example: Tensor | None = None) -> I
     """Inside the block, ``model``'s plain convolutions run with oneDNN-prepacked weights on a CPU.
 
     With ``example`` (one model-ready input), the first use on a model checks the packed output
-    against the plain one (to 1e-3 of its largest value, :func:`sise.folding.outputs_agree`); a
-    model that fails is never prepacked. The weights are packed at each convolution's first call
+    against the plain one (:func:`sise.folding.rewrite_allowed`); a model that fails is never
+    prepacked. The weights are packed at each convolution's first call
     in the block, so a weight swapped in before that (a folded batch norm) is the one packed.
     Re-entrant: a convolution already patched is left alone.
     """
-    if _CHECKED.get(model) is False or not _available():
+    if not _available():
         yield model
         return
-    if example is not None and model not in _CHECKED:
+    # the packed path takes channels-last inputs only: check it on one
+    if example is not None:
         example = example.contiguous(memory_format=torch.channels_last)
-        try:
-            with torch.no_grad():
-                expected = model(example)
-                with _patched(model):
-                    got = model(example)
-            _CHECKED[model] = outputs_agree(expected, got)
-        except RuntimeError:  # e.g. a model that cannot take channels-last inputs at all
-            _CHECKED[model] = False
-        if not _CHECKED[model]:
-            yield model
-            return
+    if not rewrite_allowed(_CHECKED, model, example, lambda: _patched(model)):
+        yield model
+        return
     with _patched(model):
         yield model
 
