@@ -430,15 +430,15 @@ def score_masked(
 
     # the compiled forward holds its own channels-last weights
     swap_weights = weights_cl and compiled is None
+    # the compiled forward runs the model's own weights through torch.compile; a few masks do
+    # not pay for rewriting the model
+    rewrite = compiled is None and total >= FOLD_MIN_MASKS
     with (
         channels_last_weights(model) if swap_weights else contextlib.nullcontext(),
-        # the compiled forward runs the model's own weights through torch.compile
-        folded_batch_norms(model, example=inputs[:1])
-        if compiled is None and total >= FOLD_MIN_MASKS
-        else contextlib.nullcontext(),
+        folded_batch_norms(model, example=inputs[:1]) if rewrite else contextlib.nullcontext(),
         # inside the fold, so that the folded weights are the ones packed
         prepacked_convolutions(model, example=inputs[:1])
-        if compiled is None and device.type == "cpu" and total >= FOLD_MIN_MASKS
+        if rewrite and device.type == "cpu"
         else contextlib.nullcontext(),
     ):
         for start in range(0, total, step):
