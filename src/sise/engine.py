@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
+from sise.allocator import retained_freed_memory
 from sise.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
 from sise.errors import SiseError
 from sise.folding import folded_batch_norms
@@ -434,6 +435,8 @@ def score_masked(
     # not pay for rewriting the model
     rewrite = compiled is None and total >= FOLD_MIN_MASKS
     with (
+        # fresh pages for every batch's activations cost more than the convolutions on a CPU
+        retained_freed_memory() if device.type == "cpu" else contextlib.nullcontext(),
         channels_last_weights(model) if swap_weights else contextlib.nullcontext(),
         folded_batch_norms(model, example=inputs[:1]) if rewrite else contextlib.nullcontext(),
         # inside the fold, so that the folded weights are the ones packed

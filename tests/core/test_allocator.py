@@ -1,0 +1,124 @@
+"""Freed CPU memory kept in glibc's heap during explanations (sise.allocator)."""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+import torch
+
+from sise import SISE, allocator
+from sise.engine import TensorMasks, score_masked
+
+
+class FakeLibc:
+    """Records what :mod:`sise.allocator` asks of glibc."""
+
+    def __init__(self, free_bytes: int | None = 0) -> None:
+        self.calls: list[tuple] = []
+        self.free_bytes = free_bytes
+
+    def mallopt(self, option: int, value: int) -> int:
+        self.calls.append(("mallopt", option, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    libc = FakeLibc()
+    monkeypatch.setattr(allocator, "_glibc", lambda: libc)
+    monkeypatch.setattr(allocator, "_free_heap_bytes", lambda _: libc.free_bytes)
+    return libc
+
+
+RETAIN = [("mallopt", -3, 2**31 - 1), ("mallopt", -1, 2**31 - 1)]
+AFTER = [("mallopt", -3, 32 * 2**20), ("mallopt", -1, 64 * 2**20)]
+
+
+def test_thresholds_set_inside_and_restored_after(fake):
+    with allocator.retained_freed_memory():
+        assert fake.calls == RETAIN
+    # 0 bytes free: nothing to hand back
+    assert fake.calls == RETAIN + AFTER
+
+
+def test_nested_blocks_set_and_restore_once(fake):
+    with allocator.retained_freed_memory():
+        with allocator.retained_freed_memory():
+            pass
+        assert fake.calls == RETAIN
+    assert fake.calls == RETAIN + AFTER
+
+
+def test_free_memory_beyond_the_limit_is_handed_back(fake):
+    fake.free_bytes = allocator._KEEP_FREE + 1
+    with allocator.retained_freed_memory():
+        pass
+    assert fake.calls == [*RETAIN, *AFTER, ("malloc_trim", 0)]
+    fake.calls.clear()
+    fake.free_bytes = allocator._KEEP_FREE
+    with allocator.retained_freed_memory():
+        pass
+    assert fake.calls == RETAIN + AFTER
+    fake.calls.clear()
+    fake.free_bytes = None  # glibc before 2.33 cannot tell: always hand back
+    with allocator.retained_freed_memory():
+        pass
+    assert fake.calls[-1] == ("malloc_trim", 0)
+
+
+def test_restored_after_an_error(fake):
+    with pytest.raises(KeyError), allocator.retained_freed_memory():
+        raise KeyError("boom")
+    assert fake.calls == RETAIN + AFTER
+    assert allocator._depth == 0
+
+
+def test_disabled_changes_nothing(fake, monkeypatch):
+    monkeypatch.setattr(allocator, "ENABLED", False)
+    with allocator.retained_freed_memory():
+        pass
+    assert fake.calls == []
+
+
+def test_explanations_and_masked_scores_on_a_cpu_run_inside(fake, small_cnn):
+    seen = []
+
+    def forward_pre_hook(module, args):
+        seen.append(allocator._depth)
+
+    handle = small_cnn.register_forward_pre_hook(forward_pre_hook)
+    try:
+        SISE(small_cnn, layers=["features.2"])(torch.randn(1, 3, 16, 16), 0)
+        masks = TensorMasks(torch.rand(4, 16, 16))
+        score_masked(small_cnn, torch.randn(1, 3, 16, 16), torch.tensor([0]), masks)
+    finally:
+        handle.remove()
+    assert seen and all(depth >= 1 for depth in seen)
+    assert allocator._depth == 0
+    assert fake.calls[:2] == RETAIN and fake.calls[-2:] == AFTER
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="glibc only")
+def test_glibc_reuses_large_freed_blocks_inside_and_not_after():
+    """The real effect: a 96 MB tensor made and freed again and again faults its pages in once
+    inside the block, and every time after it (above glibc's 32 MiB mmap threshold)."""
+
+    def faults_per_round() -> float:
+        counts = []
+        for _ in range(4):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            torch.empty(24 * 2**20).fill_(1.0)  # 96 MB, touched, freed
+            counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return sum(counts[1:]) / 3  # the first round may fault in fresh heap
+
+    pages = 96 * 2**20 // resource.getpagesize()
+    with allocator.retained_freed_memory():
+        inside = faults_per_round()
+    after = faults_per_round()
+    assert inside < 0.05 * pages
+    assert after > 0.5 * pages
