@@ -15,7 +15,10 @@ One run times, on the same model, the same input and the same batch size:
   that flip);
 * this package's Score-CAM and RISE;
 * torch-cam's ``torchcam.methods.ScoreCAM`` and pytorch-grad-cam's ``pytorch_grad_cam.ScoreCAM``
-  (optional imports: a missing one is skipped with a note).
+  (optional imports: a missing one is skipped with a note); ``torchcam-retain`` runs torch-cam
+  inside :func:`sise.allocator.retained_freed_memory`, the malloc settings this package's methods
+  run with on a CPU, to show how much of a lead those settings make (``torchcam-tune``: with
+  ``cudnn.benchmark``).
 
 Protocol (printed with the table):
 
@@ -249,9 +252,11 @@ def format_table(methods: list[Method], n_images: int, cpu: bool) -> str:
     header += ["CPU s median"] if cpu else []
     header += ["forwards", "peak memory"]
     for peer in peers:
-        short = {"torchcam": "torch-cam", "torchcam-tune": "torch-cam tuned"}.get(
-            peer.key, "grad-cam"
-        )
+        short = {
+            "torchcam": "torch-cam",
+            "torchcam-tune": "torch-cam tuned",
+            "torchcam-retain": "torch-cam retained",
+        }.get(peer.key, "grad-cam")
         header += [f"vs {short} (median)", f"vs {short} (fastest)"]
     rows = []
     for m in methods:

@@ -38,6 +38,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+#: Per model, while it is folded: each folded convolution and the batch norm folded into it.
+_FOLDED_NORMS: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
 
 #: Convolution classes whose forward is a plain convolution of ``weight`` and ``bias`` (so a
 #: folded weight is used as it is): ``nn.Conv2d`` and timm's TF-"same"-padding ``Conv2dSame``.
@@ -64,6 +68,25 @@ def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
         if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
             return lambda x: act(drop(x))
     return None
+
+
+def activation_after(bn: nn.Module) -> nn.Module | None:
+    """The activation module a batch norm applies after normalising, if that is all it adds
+    (timm's ``BatchNormAct2d`` without dropout) and it has no hooks, else ``None``."""
+    if not _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
+        return None
+    drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
+    if type(drop) is not nn.Identity or not isinstance(act, nn.Module):
+        return None
+    if act._forward_hooks or act._forward_pre_hooks:
+        return None
+    return act
+
+
+def folded_norms(model: nn.Module) -> dict[nn.Module, nn.Module]:
+    """While ``model`` is folded: each folded convolution and the batch norm folded into it
+    (whose forward then only does what comes after normalising, e.g. its activation)."""
+    return _FOLDED_NORMS.get(model, {})
 
 
 def _trace(model: nn.Module) -> Any:
@@ -200,6 +223,7 @@ def _fold(model: nn.Module) -> Iterator[None]:
     swapped: list[tuple[Tensor, Tensor]] = []
     new_biases: list[nn.Conv2d] = []
     replaced: list[nn.Module] = []
+    norms: dict[nn.Module, nn.Module] = {}
     try:
         with torch.no_grad():
             for conv_name, bn_name in conv_bn_pairs(model):
@@ -228,10 +252,13 @@ def _fold(model: nn.Module) -> Iterator[None]:
                     bias.data = (bias.to(torch.float32) * scale + shift).to(bias)
                 bn.forward = after  # type: ignore[method-assign,assignment]
                 replaced.append(bn)
+                norms[conv] = bn
         _FOLDED.add(model)
+        _FOLDED_NORMS[model] = norms
         yield
     finally:
         _FOLDED.discard(model)
+        _FOLDED_NORMS.pop(model, None)
         for tensor, data in swapped:
             tensor.data = data
         for conv in new_biases:

@@ -14,6 +14,14 @@ within this machine's noise (ResNet-18 at 224 px 10.9 → 8.8, but DenseNet-121 
 run and 38.0 → 32.1 in the next). The outputs are those of the plain convolution, to float
 rounding (the same oneDNN arithmetic; bit for bit on ResNet-18).
 
+Where a convolution's batch norm is folded into it (:func:`sise.folding.folded_norms`) and that
+batch norm is timm's ``BatchNormAct2d`` with a plain activation (ReLU, ReLU6, SiLU, Hardswish,
+GELU, ...: :data:`_POST_OPS`; no dropout, no hooks), oneDNN applies the activation as it writes
+the convolution's output, and the batch norm's forward is the identity meanwhile: one pass over
+the activations less. SISE on the real EfficientNet-Lite0 (ReLU6) at 224 px: 1.83 → 1.68 s a call,
+the same maps; timm's MobileNetV3-Large (Hardswish, ReLU, random init) 1.49 → 1.45 s; nothing
+at 64 px.
+
 Only exact ``nn.Conv2d`` modules with zero padding given as numbers and no hooks are prepacked;
 the packed path runs only for 4-D float32 channels-last CPU inputs without autocast or gradient
 (oneDNN's output is channels-last, as the plain convolution's is for such inputs), otherwise (and
@@ -29,11 +37,12 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from sise.folding import rewrite_allowed
+from sise.folding import activation_after, folded_norms, rewrite_allowed
 
 #: Per model: whether prepacking gave the plain outputs on the first example it was tried on.
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -81,8 +90,28 @@ def _takes_packed(conv: nn.Conv2d, x: Tensor) -> bool:
     )
 
 
-def _packed_forward(conv: nn.Conv2d) -> Callable[[Tensor], Tensor]:
-    plain = nn.Conv2d.forward.__get__(conv)
+#: oneDNN's post-op for an activation module: ``(attr, scalars, algorithm)`` of
+#: ``_convolution_pointwise`` (exact types: a subclass may compute something else).
+_POST_OPS: dict[type[nn.Module], Callable[[Any], tuple[str, list[float], str]]] = {
+    nn.ReLU: lambda act: ("relu", [], ""),
+    nn.ReLU6: lambda act: ("hardtanh", [0.0, 6.0], ""),
+    nn.Hardtanh: lambda act: ("hardtanh", [float(act.min_val), float(act.max_val)], ""),
+    nn.LeakyReLU: lambda act: ("leaky_relu", [float(act.negative_slope)], ""),
+    nn.SiLU: lambda act: ("swish", [], ""),
+    nn.Hardswish: lambda act: ("hardswish", [], ""),
+    nn.Sigmoid: lambda act: ("sigmoid", [], ""),
+    nn.Tanh: lambda act: ("tanh", [], ""),
+    nn.Hardsigmoid: lambda act: ("hardsigmoid", [], ""),
+    nn.GELU: lambda act: ("gelu", [], act.approximate),
+}
+
+
+def _packed_forward(conv: nn.Conv2d, act: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
+    """``conv``'s forward with a prepacked weight, followed by ``act`` (an activation in
+    :data:`_POST_OPS`, applied by oneDNN as the convolution writes its output)."""
+    conv_forward = nn.Conv2d.forward.__get__(conv)
+    plain = conv_forward if act is None else lambda x: act(conv_forward(x))
+    attr, scalars, algorithm = ("none", [], "") if act is None else _POST_OPS[type(act)](act)
     padding, stride = list(conv.padding), list(conv.stride)
     dilation, groups = list(conv.dilation), conv.groups
     # one reordered weight per input size (any batch size takes it); None where oneDNN refused
@@ -103,7 +132,7 @@ def _packed_forward(conv: nn.Conv2d) -> Callable[[Tensor], Tensor]:
         if weight is None:
             return plain(x)
         return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, conv.bias, padding, stride, dilation, groups, "none", [], ""
+            x, weight, conv.bias, padding, stride, dilation, groups, attr, scalars, algorithm
         )
 
     return forward
@@ -135,13 +164,34 @@ def prepacked_convolutions(model: nn.Module, example: Tensor | None = None) -> I
 @contextlib.contextmanager
 def _patched(model: nn.Module) -> Iterator[None]:
     patched: list[nn.Module] = []
+    # batch norms whose activation moved into their convolution, with the forward they had
+    moved: list[tuple[nn.Module, Callable | None]] = []
+    norms = folded_norms(model)
     try:
         for module in model.modules():
-            if _packable(module):
-                assert isinstance(module, nn.Conv2d)
-                module.forward = _packed_forward(module)  # type: ignore[method-assign,assignment]
-                patched.append(module)
+            if not _packable(module):
+                continue
+            assert isinstance(module, nn.Conv2d)
+            norm = norms.get(module)
+            act = None if norm is None else activation_after(norm)
+            if act is not None and type(act) in _POST_OPS:
+                assert norm is not None
+                moved.append((norm, vars(norm).get("forward")))
+                norm.forward = _identity
+            else:
+                act = None
+            module.forward = _packed_forward(module, act)  # type: ignore[method-assign,assignment]
+            patched.append(module)
         yield
     finally:
         for module in patched:
             del module.forward
+        for norm, forward in moved:
+            if forward is None:
+                del norm.forward
+            else:
+                norm.forward = forward
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x

@@ -123,7 +123,7 @@ def test_a_model_whose_packed_output_differs_is_never_packed(monkeypatch):
     inputs = torch.randn(1, 3, 32, 32)
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, 32, 32))
 
-    def wrong(conv: nn.Conv2d):
+    def wrong(conv: nn.Conv2d, act: nn.Module | None = None):
         plain = nn.Conv2d.forward.__get__(conv)
         return lambda x: 2 * plain(x)
 
@@ -157,3 +157,90 @@ def test_real_lite0_scores_packed_equal_the_plain_model(demo):
     plain = score_masked(demo.model, x, target, masks, batch_size=8, channels_last=False)
     torch.testing.assert_close(packed, plain, rtol=1e-4, atol=1e-7)
     assert_unchanged(demo.model, before)
+
+
+ACTIVATIONS = {
+    "relu": nn.ReLU(),
+    "relu6 in place": nn.ReLU6(inplace=True),
+    "hardtanh": nn.Hardtanh(-0.5, 0.7),
+    "leaky relu": nn.LeakyReLU(0.2),
+    "silu": nn.SiLU(),
+    "hardswish": nn.Hardswish(),
+    "sigmoid": nn.Sigmoid(),
+    "tanh": nn.Tanh(),
+    "hardsigmoid": nn.Hardsigmoid(),
+    "gelu": nn.GELU(),
+    "gelu tanh": nn.GELU(approximate="tanh"),
+}
+
+
+def _conv_bn_act(act: nn.Module) -> nn.Module:
+    """conv → timm BatchNormAct2d(act) → conv → mean, batch norm statistics randomised."""
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    norm = BatchNormAct2d(8)
+    norm.act = act
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), norm, nn.Conv2d(8, 4, 1), nn.Flatten(2)
+    ).eval()
+    with torch.no_grad():
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_a_folded_batch_norms_activation_runs_inside_the_packed_convolution(name, monkeypatch):
+    """oneDNN applies the activation as it writes the convolution's output: the batch norm's
+    forward is the identity meanwhile, the activation module is not called, the output is the
+    plain model's (also where the plain convolution runs), and all is put back afterwards."""
+    pytest.importorskip("timm")
+    from sise.folding import folded_batch_norms
+
+    act = ACTIVATIONS[name]
+    model = _conv_bn_act(act)
+    calls = []
+    act_forward = type(act).forward
+
+    def counted(self, x):
+        calls.append(1)
+        return act_forward(self, x)
+
+    # large inputs, so that the activations' kinks (ReLU6 clamps at 6) are crossed
+    x = _channels_last(8 * torch.randn(2, 3, 12, 12))
+    before = snapshot(model)
+    with torch.no_grad():
+        expected = model(x)
+        normalised = nn.BatchNorm2d.forward(model[1], model[0](x))  # before the activation
+        assert float(normalised.min()) < -6 and float(normalised.max()) > 6
+        monkeypatch.setattr(type(act), "forward", counted)
+        with folded_batch_norms(model), prepacked_convolutions(model):
+            assert vars(model[1])["forward"] is prepacking._identity
+            fused_calls = _packed_calls(lambda: model(x))
+            calls.clear()
+            fused = model(x)
+            assert calls == []
+            nchw = model(x.contiguous())  # the plain convolution, then the activation
+            assert calls == [1]
+        # the folding's forward back on the batch norm inside the fold, nothing after it
+        assert "forward" not in vars(model[1])
+    assert fused_calls == 2
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(nchw, expected, rtol=1e-5, atol=1e-4)
+    assert_unchanged(model, before)
+
+
+def test_an_activation_with_a_hook_is_not_moved():
+    pytest.importorskip("timm")
+    from sise.folding import folded_batch_norms
+
+    model = _conv_bn_act(nn.ReLU())
+    seen = []
+    model[1].act.register_forward_hook(lambda module, args, output: seen.append(1))
+    with torch.no_grad(), folded_batch_norms(model), prepacked_convolutions(model):
+        assert vars(model[1])["forward"] is not prepacking._identity
+        model(_channels_last(torch.randn(1, 3, 8, 8)))
+    assert seen == [1]
