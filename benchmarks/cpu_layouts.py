@@ -14,13 +14,19 @@ size this times batches of random inputs through the model with its batch norms 
 Random weights (no download): the layers' shapes, not their values, set the speed. It prints a
 table of milliseconds per image (median of ``--repeats`` timings of ``--rounds`` batches).
 
+With ``--frozen`` it also times ``torch.compile`` of a copy of the model with inductor's
+freezing (batch norms folded, weights prepacked, ReLUs and additions fused into the convolutions:
+the compiled floor) on the same channels-last batches, and prints its compile time.
+
     OMP_NUM_THREADS=2 python benchmarks/cpu_layouts.py --models resnet18,resnet50 --sizes 64,224
+    OMP_NUM_THREADS=2 python benchmarks/cpu_layouts.py --models resnet18,mobilenet_v2 --frozen
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
 import platform
 import statistics
@@ -68,6 +74,29 @@ def time_mode(
     return statistics.median(times) / (rounds * batch) * 1000
 
 
+def time_frozen(
+    model: nn.Module, size: int, batch: int, rounds: int, repeats: int
+) -> tuple[float, float]:
+    """Milliseconds per image of the model compiled with inductor's freezing, and the seconds
+    its first call took (the compile)."""
+    import torch._inductor.config as inductor_config
+
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        compiled = torch.compile(copy.deepcopy(model))
+        start = time.perf_counter()
+        compiled(x)
+        compile_seconds = time.perf_counter() - start
+        compiled(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(rounds):
+                compiled(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / (rounds * batch) * 1000, compile_seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -77,6 +106,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
+    parser.add_argument("--frozen", action="store_true", help="also torch.compile, freezing")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,8 +116,9 @@ def main() -> None:
     print(f"device: {device_name(torch.device('cpu'))}, batch {args.batch}, folded batch norms")
     print("ms per image (median); speed-up of cl+pack over nchw and over cl\n")
     header = f"{'model':<20}| {'px':>4} | " + " | ".join(f"{m:>9}" for m in MODES)
-    print(header + " | vs nchw | vs cl")
-    print("-" * len(header) + "-+---------+------")
+    header += " | vs nchw | vs cl" + (" | frozen | compile s" if args.frozen else "")
+    print(header)
+    print("-" * len(header))
     for name in args.models.split(","):
         model = build(name)
         for size in (int(s) for s in args.sizes.split(",")):
@@ -96,11 +127,14 @@ def main() -> None:
             ms = {m: time_mode(model, size, m, args.batch, rounds, args.repeats) for m in MODES}
             cells = " | ".join(f"{ms[m]:>9.3f}" for m in MODES)
             best = ms["cl+pack"]
-            print(
+            line = (
                 f"{name:<20}| {size:>4} | {cells} | {ms['nchw'] / best:>6.2f}x | "
-                f"{ms['cl'] / best:.2f}x",
-                flush=True,
+                f"{ms['cl'] / best:.2f}x"
             )
+            if args.frozen:
+                frozen, compile_seconds = time_frozen(model, size, args.batch, rounds, args.repeats)
+                line += f" | {frozen:>6.3f} | {compile_seconds:.1f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

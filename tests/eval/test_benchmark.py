@@ -548,3 +548,38 @@ def test_photos_benchmark_loads_the_model_at_its_own_size(monkeypatch, tmp_path)
     with pytest.raises(RuntimeError, match="stop here"):
         running._load(config, "cpu")
     assert seen == [None, (200, 200)]
+
+
+def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One allocator block around the whole pair loop: glibc's thresholds are set once and
+    restored once, however many pairs and explanations run inside."""
+    from sise import allocator
+
+    calls: list[tuple[str, int]] = []
+
+    class Libc:
+        def mallopt(self, option: int, value: int) -> int:
+            calls.append(("mallopt", option))
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(("malloc_trim", pad))
+            return 1
+
+    monkeypatch.setattr(allocator, "_glibc", lambda: Libc())
+    depths: list[int] = []
+    evaluate = running.evaluate_pack
+
+    def recording(*args: object, **kwargs: object) -> object:
+        depths.append(allocator._depth)
+        return evaluate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(running, "evaluate_pack", recording)
+    config = _config(
+        tiny_data, tmp_path / "one.sqlite", methods=["gradcam"], metrics=["pointing"], limit=3
+    )
+    assert run_benchmark(config) is not None
+    assert len(depths) > 1 and set(depths) == {1}
+    assert [c for c in calls if c[0] == "mallopt"] == [("mallopt", -3), ("mallopt", -1)] * 2

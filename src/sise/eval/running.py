@@ -37,6 +37,7 @@ rerun skips every (pair, method) whose metrics are all stored.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -53,6 +54,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from sise.allocator import retained_freed_memory
 from sise.device import BatchSize
 from sise.errors import SiseError
 from sise.eval import distribution
@@ -726,7 +728,14 @@ def _work(
         dynamic_ncols=True,
     )
     loader = _pair_loader([p for p, _ in todo], loaded, pack, workers)
-    with ResultStore(target) as store, bar:
+    # one block for the whole run: freed memory is reused from pair to pair, not handed back
+    # after each explanation and faulted in again
+    cpu = torch.device(loaded.device).type == "cpu"
+    with (
+        ResultStore(target) as store,
+        bar,
+        retained_freed_memory() if cpu else contextlib.nullcontext(),
+    ):
         for batch in loader:
             group = [todo[i] for i in batch.indices]
             results = evaluate_pack(
