@@ -31,6 +31,7 @@ import datetime
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torchvision
@@ -65,12 +66,17 @@ def time_mode(
         packed if packed is not None else contextlib.nullcontext(),
     ):
         model(x)  # warm-up: oneDNN primitives, packed weights
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(rounds):
-                model(x)
-            times.append(time.perf_counter() - start)
+        return _ms_per_image(lambda: model(x), batch, rounds, repeats)
+
+
+def _ms_per_image(forward: Callable[[], object], batch: int, rounds: int, repeats: int) -> float:
+    """Median milliseconds per image of ``rounds`` calls of ``forward``, over ``repeats``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            forward()
+        times.append(time.perf_counter() - start)
     return statistics.median(times) / (rounds * batch) * 1000
 
 
@@ -88,13 +94,7 @@ def time_frozen(
         compiled(x)
         compile_seconds = time.perf_counter() - start
         compiled(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(rounds):
-                compiled(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) / (rounds * batch) * 1000, compile_seconds
+        return _ms_per_image(lambda: compiled(x), batch, rounds, repeats), compile_seconds
 
 
 def main() -> None:

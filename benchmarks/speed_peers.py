@@ -7,6 +7,7 @@ methods. Part of ``benchmarks/speed.py``.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Callable
 
@@ -84,35 +85,32 @@ def gradcam_runner(
     return run
 
 
-def tuned_torchcam_runner(
-    model: nn.Module, x: Tensor, targets: Tensor, layer: str, batch: int
-) -> Runner | str:
-    """torch-cam's Score-CAM run with ``torch.backends.cudnn.benchmark = True``, as a user may."""
-    plain = torchcam_runner(model, x, targets, layer, batch)
-    if isinstance(plain, str):
-        return plain
+def _torchcam_inside(
+    context: Callable[[], contextlib.AbstractContextManager],
+) -> Callable[[nn.Module, Tensor, Tensor, str, int], Runner | str]:
+    """torch-cam's Score-CAM, each run inside ``context()``."""
 
-    def run() -> tuple[Tensor, None, None]:
-        with cudnn_benchmark():
-            return plain()
+    def runner(
+        model: nn.Module, x: Tensor, targets: Tensor, layer: str, batch: int
+    ) -> Runner | str:
+        plain = torchcam_runner(model, x, targets, layer, batch)
+        if isinstance(plain, str):
+            return plain
 
-    return run
+        def run() -> tuple[Tensor, None, None]:
+            with context():
+                return plain()
+
+        return run
+
+    return runner
 
 
-def retained_torchcam_runner(
-    model: nn.Module, x: Tensor, targets: Tensor, layer: str, batch: int
-) -> Runner | str:
-    """torch-cam's Score-CAM inside :func:`sise.allocator.retained_freed_memory`, the malloc
-    settings this package's methods run with on a CPU: how much of SISE's lead they make."""
-    plain = torchcam_runner(model, x, targets, layer, batch)
-    if isinstance(plain, str):
-        return plain
-
-    def run() -> tuple[Tensor, None, None]:
-        with retained_freed_memory():
-            return plain()
-
-    return run
+#: with ``torch.backends.cudnn.benchmark = True``, as a user may set
+tuned_torchcam_runner = _torchcam_inside(cudnn_benchmark)
+#: inside the malloc settings this package's methods run with on a CPU
+#: (:func:`sise.allocator.retained_freed_memory`): how much of SISE's lead they make
+retained_torchcam_runner = _torchcam_inside(retained_freed_memory)
 
 
 PEERS = {
