@@ -118,11 +118,13 @@ def test_glibc_reuses_large_freed_blocks_inside_and_not_without():
 
         def faults_per_round():
             counts = []
-            for _ in range(4):
+            for _ in range(6):
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 torch.empty(24 * 2**20).fill_(1.0)  # 96 MB, touched, freed
                 counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-            return sum(counts[1:]) / 3  # the first round may fault in fresh heap
+            # the median of the later rounds: the first one faults fresh heap in, and now and
+            # then (1 run in 3 here) one later round faults its pages in again, cause unknown
+            return sorted(counts[1:])[2]
 
         plain = faults_per_round()
         with allocator.retained_freed_memory():
