@@ -29,6 +29,7 @@ from sise.app import (
     AppServer,
     ExplainRequest,
     Explorer,
+    MainThreadCalls,
     command_app,
     decode_image,
     make_server,
@@ -396,3 +397,64 @@ def test_page_in_a_real_browser(server):
         assert "unknown model 'no_such_net'" in browser.find_element(By.ID, "error").text
     finally:
         browser.quit()
+
+
+def test_main_thread_calls_run_on_the_thread_that_runs_them():
+    calls = MainThreadCalls()
+    got: dict[str, object] = {}
+
+    def client() -> None:
+        got["thread"] = calls.call(threading.get_ident)
+        try:
+            calls.call(lambda: (_ for _ in ()).throw(SiseError("no such class")))
+        except SiseError as error:
+            got["error"] = str(error)
+        calls.stop()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    calls.run()  # returns at stop()
+    thread.join()
+    assert got == {"thread": threading.get_ident(), "error": "no such class"}
+
+
+def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
+    """`sise app` end to end in its own process: serve on a free port, answer an explanation
+    (run on the main thread: a request thread's explanation would show in the recorded thread
+    names), stop cleanly on SIGINT."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, sise.app as app\n"
+        "explain = app.Explorer._explain\n"
+        "def recorded(self, request):\n"
+        "    print('explained on', threading.current_thread().name, flush=True)\n"
+        "    return explain(self, request)\n"
+        "app.Explorer._explain = recorded\n"
+        "app.serve(0)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/)", first)
+        assert match, first
+        request = urllib.request.Request(
+            match.group(1) + "api/explain",
+            data=json.dumps({"sample": "coffee", "method": "gradcam", "size": 128}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        assert answer["method"] == "gradcam" and len(answer["top5"]) == 5
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert "explained on MainThread" in out
+    assert "sise app: stopped" in out
+    assert process.returncode == 0, err
