@@ -427,6 +427,9 @@ def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
     import sys
 
     script = (
+        # a shell that started the tests in the background ignores SIGINT for its children:
+        # take it as a terminal would
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import threading, sise.app as app\n"
         "explain = app.Explorer._explain\n"
         "def recorded(self, request):\n"
