@@ -10,11 +10,13 @@ fault). On the real EfficientNet-Lite0 at 224 px, SISE spent more than half its 
 Inside :func:`retained_freed_memory`, freed blocks stay in glibc's heap and the next batch reuses
 them: ``mallopt(M_MMAP_THRESHOLD, 2 GiB)`` and ``mallopt(M_TRIM_THRESHOLD, 2 GiB)``. On exit the
 thresholds are set to what glibc's own adjustment reaches in a process that frees large blocks
-(32 MiB and 64 MiB), so the process is left as a warmed-up PyTorch process would be; if more than
-256 MiB of the heap is then free (an explanation at 224 px leaves 300-400 MB), ``malloc_trim(0)``
-hands it back to the system. Below that it is kept: trimming after every call made the next call
-fault its pages in again (Lite0 at 64 px: 0.14 → 0.16 s a call; ResNet-18 at 64 px, which
-leaves about 150 MB, 0.51 → 0.54 s with a limit of 128 MiB).
+(32 MiB and 64 MiB), so the process is left as a warmed-up PyTorch process would be; if the
+block grew glibc's heap by more than 256 MiB (an explanation at 224 px adds 300-600 MB),
+``malloc_trim(0)`` hands its free memory back to the system. A block that grew it less keeps it:
+trimming after every call made the next call fault its pages in again (Lite0 at 64 px: 0.14 →
+0.16 s a call; Grad-CAM at 224 px 0.018 → 0.022 s with a limit on the heap's free memory rather
+than on its growth, 0.018 s now; ResNet-18 at 64 px, which adds about 150 MB, 0.51 → 0.54 s with
+a limit of 128 MiB; ``benchmarks/results/20261127-0049_cpu_memory.txt`` for the limit as it is).
 Measured on these 2 CPU cores, the real EfficientNet-Lite0 at 224 px, fresh processes, seconds
 per call with glibc's settings against these (``benchmarks/cpu_memory.py``,
 ``benchmarks/results/20261126-2355_cpu_memory.txt``): SISE 3.56 → 1.65, Score-CAM 4.85 → 2.30,
@@ -52,29 +54,12 @@ _RETAIN = 2**31 - 1  # mallopt takes a C int
 #: on 64-bit, and twice that for trimming).
 _MMAP_AFTER = 32 * 2**20
 _TRIM_AFTER = 64 * 2**20
-#: After the block, free heap memory beyond this is handed back to the system.
+#: After a block that grew the heap by more than this, its free memory is handed back.
 _KEEP_FREE = 256 * 2**20
 
 _lock = threading.Lock()
 _depth = 0
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
+_heap_end_at_start = 0
 
 
 @functools.cache
@@ -86,24 +71,22 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(None)
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.sbrk.argtypes = [ctypes.c_ssize_t]
+        libc.sbrk.restype = ctypes.c_void_p
     except (OSError, AttributeError):
         return None
     return libc
 
 
-def _free_heap_bytes(libc: ctypes.CDLL) -> int | None:
-    """Bytes free in glibc's heaps (all arenas), or ``None`` before glibc 2.33."""
-    mallinfo2 = getattr(libc, "mallinfo2", None)
-    if mallinfo2 is None:
-        return None
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
+def _heap_end(libc: ctypes.CDLL) -> int:
+    """The end of glibc's main heap (the program break): how far it has grown."""
+    return int(libc.sbrk(0) or 0)
 
 
 @contextlib.contextmanager
 def retained_freed_memory() -> Iterator[None]:
     """Inside the block, memory PyTorch frees on the CPU is kept by glibc for the next batch."""
-    global _depth
+    global _depth, _heap_end_at_start
     libc = _glibc() if ENABLED else None
     if libc is None:
         yield
@@ -111,6 +94,7 @@ def retained_freed_memory() -> Iterator[None]:
     with _lock:
         _depth += 1
         if _depth == 1:
+            _heap_end_at_start = _heap_end(libc)
             libc.mallopt(_M_MMAP_THRESHOLD, _RETAIN)
             libc.mallopt(_M_TRIM_THRESHOLD, _RETAIN)
     try:
@@ -121,6 +105,5 @@ def retained_freed_memory() -> Iterator[None]:
             if _depth == 0:
                 libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_AFTER)
                 libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_AFTER)
-                free = _free_heap_bytes(libc)
-                if free is None or free > _KEEP_FREE:
+                if _heap_end(libc) - _heap_end_at_start > _KEEP_FREE:
                     libc.malloc_trim(0)

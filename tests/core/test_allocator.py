@@ -17,9 +17,13 @@ from sise.engine import TensorMasks, score_masked
 class FakeLibc:
     """Records what :mod:`sise.allocator` asks of glibc."""
 
-    def __init__(self, free_bytes: int | None = 0) -> None:
+    def __init__(self) -> None:
         self.calls: list[tuple] = []
-        self.free_bytes = free_bytes
+        self.heap_end = 10 * 2**30  # where the program break is now
+
+    def sbrk(self, increment: int) -> int:
+        assert increment == 0  # only ever asked where the heap ends
+        return self.heap_end
 
     def mallopt(self, option: int, value: int) -> int:
         self.calls.append(("mallopt", option, value))
@@ -34,7 +38,6 @@ class FakeLibc:
 def fake(monkeypatch):
     libc = FakeLibc()
     monkeypatch.setattr(allocator, "_glibc", lambda: libc)
-    monkeypatch.setattr(allocator, "_free_heap_bytes", lambda _: libc.free_bytes)
     return libc
 
 
@@ -45,7 +48,7 @@ AFTER = [("mallopt", -3, 32 * 2**20), ("mallopt", -1, 64 * 2**20)]
 def test_thresholds_set_inside_and_restored_after(fake):
     with allocator.retained_freed_memory():
         assert fake.calls == RETAIN
-    # 0 bytes free: nothing to hand back
+    # the heap did not grow: nothing to hand back
     assert fake.calls == RETAIN + AFTER
 
 
@@ -57,20 +60,20 @@ def test_nested_blocks_set_and_restore_once(fake):
     assert fake.calls == RETAIN + AFTER
 
 
-def test_free_memory_beyond_the_limit_is_handed_back(fake):
-    fake.free_bytes = allocator._KEEP_FREE + 1
+def test_free_memory_of_a_heap_grown_beyond_the_limit_is_handed_back(fake):
     with allocator.retained_freed_memory():
-        pass
+        fake.heap_end += allocator._KEEP_FREE + 1
     assert fake.calls == [*RETAIN, *AFTER, ("malloc_trim", 0)]
     fake.calls.clear()
-    fake.free_bytes = allocator._KEEP_FREE
     with allocator.retained_freed_memory():
-        pass
+        fake.heap_end += allocator._KEEP_FREE
     assert fake.calls == RETAIN + AFTER
     fake.calls.clear()
-    fake.free_bytes = None  # glibc before 2.33 cannot tell: always hand back
+    # growth counts from the outermost block's start, through nested blocks
     with allocator.retained_freed_memory():
-        pass
+        fake.heap_end += allocator._KEEP_FREE // 2
+        with allocator.retained_freed_memory():
+            fake.heap_end += allocator._KEEP_FREE // 2 + 1
     assert fake.calls[-1] == ("malloc_trim", 0)
 
 

@@ -560,6 +560,9 @@ def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
     calls: list[tuple[str, int]] = []
 
     class Libc:
+        def sbrk(self, increment: int) -> int:
+            return 0
+
         def mallopt(self, option: int, value: int) -> int:
             calls.append(("mallopt", option))
             return 1
