@@ -53,6 +53,16 @@ def _qualname(module: nn.Module) -> str:
     return f"{type(module).__module__}.{type(module).__qualname__}"
 
 
+def _norm_act_parts(bn: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """``(drop, act)`` of timm's ``BatchNormAct2d``, which applies them after normalising."""
+    if not _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
+        return None
+    drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
+    if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
+        return drop, act
+    return None
+
+
 def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
     """What the batch norm's forward does after normalising, or ``None`` if it cannot be told.
 
@@ -62,22 +72,21 @@ def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
     if not isinstance(bn, nn.BatchNorm2d):
         return None
     if type(bn).forward is _BatchNorm.forward:
-        return _identity
-    if _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
-        drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
-        if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
-            return lambda x: act(drop(x))
-    return None
+        return identity
+    parts = _norm_act_parts(bn)
+    if parts is None:
+        return None
+    drop, act = parts
+    return lambda x: act(drop(x))
 
 
 def activation_after(bn: nn.Module) -> nn.Module | None:
     """The activation module a batch norm applies after normalising, if that is all it adds
     (timm's ``BatchNormAct2d`` without dropout) and it has no hooks, else ``None``."""
-    if not _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
+    parts = _norm_act_parts(bn)
+    if parts is None or type(parts[0]) is not nn.Identity:
         return None
-    drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
-    if type(drop) is not nn.Identity or not isinstance(act, nn.Module):
-        return None
+    act = parts[1]
     if act._forward_hooks or act._forward_pre_hooks:
         return None
     return act
@@ -154,7 +163,8 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     )
 
 
-def _identity(x: Tensor) -> Tensor:
+def identity(x: Tensor) -> Tensor:
+    """The forward of a folded batch norm that adds nothing after normalising."""
     return x
 
 

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sise.folding import activation_after, folded_norms, rewrite_allowed
+from sise.folding import activation_after, folded_norms, identity, rewrite_allowed
 
 #: Per model: whether prepacking gave the plain outputs on the first example it was tried on.
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -177,7 +177,7 @@ def _patched(model: nn.Module) -> Iterator[None]:
             if act is not None and type(act) in _POST_OPS:
                 assert norm is not None
                 moved.append((norm, vars(norm).get("forward")))
-                norm.forward = _identity
+                norm.forward = identity
             else:
                 act = None
             module.forward = _packed_forward(module, act)  # type: ignore[method-assign,assignment]
@@ -191,7 +191,3 @@ def _patched(model: nn.Module) -> Iterator[None]:
                 del norm.forward
             else:
                 norm.forward = forward
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x

@@ -9,8 +9,9 @@ from model_state import assert_unchanged, snapshot
 from torch import Tensor, nn
 from torch.profiler import profile
 
-from sise import prepacking
+from sise import folding, prepacking
 from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.folding import folded_batch_norms
 from sise.prepacking import prepacked_convolutions
 
 pytestmark = pytest.mark.skipif(not prepacking._available(), reason="PyTorch without oneDNN")
@@ -198,7 +199,6 @@ def test_a_folded_batch_norms_activation_runs_inside_the_packed_convolution(name
     forward is the identity meanwhile, the activation module is not called, the output is the
     plain model's (also where the plain convolution runs), and all is put back afterwards."""
     pytest.importorskip("timm")
-    from sise.folding import folded_batch_norms
 
     act = ACTIVATIONS[name]
     model = _conv_bn_act(act)
@@ -218,7 +218,7 @@ def test_a_folded_batch_norms_activation_runs_inside_the_packed_convolution(name
         assert float(normalised.min()) < -6 and float(normalised.max()) > 6
         monkeypatch.setattr(type(act), "forward", counted)
         with folded_batch_norms(model), prepacked_convolutions(model):
-            assert vars(model[1])["forward"] is prepacking._identity
+            assert vars(model[1])["forward"] is folding.identity
             fused_calls = _packed_calls(lambda: model(x))
             calls.clear()
             fused = model(x)
@@ -235,12 +235,11 @@ def test_a_folded_batch_norms_activation_runs_inside_the_packed_convolution(name
 
 def test_an_activation_with_a_hook_is_not_moved():
     pytest.importorskip("timm")
-    from sise.folding import folded_batch_norms
 
     model = _conv_bn_act(nn.ReLU())
     seen = []
     model[1].act.register_forward_hook(lambda module, args, output: seen.append(1))
     with torch.no_grad(), folded_batch_norms(model), prepacked_convolutions(model):
-        assert vars(model[1])["forward"] is not prepacking._identity
+        assert vars(model[1])["forward"] is not folding.identity
         model(_channels_last(torch.randn(1, 3, 8, 8)))
     assert seen == [1]
