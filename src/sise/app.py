@@ -307,15 +307,14 @@ class Explorer:
 
     Args:
         device: where models run (``"cpu"``, ``"cuda"``, ...).
-        calls: run each explanation through these (on the thread that runs them) instead of on
-            the request's own thread.
+
+    Set :attr:`calls` to run each explanation through a :class:`MainThreadCalls` (on the thread
+    that runs it) instead of on the request's own thread, as :func:`serve` does.
     """
 
-    def __init__(
-        self, device: str | torch.device = "cpu", calls: MainThreadCalls | None = None
-    ) -> None:
+    def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = str(device)
-        self.calls = calls
+        self.calls: MainThreadCalls | None = None
         self._run_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._waiting = 0
