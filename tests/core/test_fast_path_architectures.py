@@ -19,9 +19,8 @@ from collections.abc import Callable
 import pytest
 import torch
 import torchvision
-from model_state import assert_unchanged, snapshot
+from model_state import assert_unchanged, randomise_batch_norms, snapshot
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.profiler import profile
 
 from sise import folding, prepacking
@@ -64,18 +63,6 @@ ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], bool]] = {
 }
 
 
-def _randomise_batch_norms(model: nn.Module) -> None:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, _BatchNorm):
-                assert module.running_mean is not None and module.running_var is not None
-                module.running_mean.normal_(0.0, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-                if module.weight is not None:
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.normal_(0.0, 0.2)
-
-
 def _packed_calls(run: Callable[[], object]) -> int:
     with profile() as recorded:
         run()
@@ -90,7 +77,7 @@ def test_fast_path_scores_equal_the_models_own_forward(name):
     build, folds = ARCHITECTURES[name]
     torch.manual_seed(0)
     model = build().eval()
-    _randomise_batch_norms(model)
+    randomise_batch_norms(model)
     inputs = torch.randn(1, 3, 64, 64)
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS + 4, 64, 64))
     target = torch.tensor([3])
