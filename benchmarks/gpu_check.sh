@@ -11,16 +11,17 @@
 # Steps, each with its own time limit, so that one failure does not lose the others:
 #   1. environment: torch, CUDA, GPU, free memory;
 #   2. where one SISE call spends its time (benchmarks/gpu_profile.py: phases, GPU kernels, the
-#      compiled model's floor, the gradient pass alone);
+#      compiled model's floor, the gradient pass alone: eager, compiled, CUDA graphs);
 #   3. ResNet-50 (random init) at 224: SISE and Ada-SISE in fp32 (TF32 convolutions, the CUDA
-#      default), fp16 + channels-last eager, compiled (batches padded to 8 rows, and to 64 as
-#      before), CUDA graphs, against torch-cam's Score-CAM in the same run; host syncs per call;
+#      default), fp16 + channels-last eager, compiled (with the compiled gradient pass, and with
+#      the eager one as before), CUDA graphs, against torch-cam's Score-CAM in the same run;
+#      host syncs per call;
 #      8 images packed against 8 single calls (Pearson r, flipped gate pixels, with two
 #      diagnostics: TF32 gradient pass, exact fp32 everywhere);
 #   4. the real EfficientNet-Lite0 at 224 on both packaged photos: fidelity of fp16 / bf16 /
 #      compiled maps to fp32, and packing on real weights;
 #   5. the CUDA tests: engine, batched selection (no host sync, syncs do not grow), packing, every
-#      method on CUDA against the CPU, fp16 overflow.
+#      method on CUDA against the CPU, fp16 overflow, the compiled gradient pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
@@ -53,11 +54,11 @@ for name in ("sise", "torchcam", "pytorch_grad_cam", "efficientnet_lite0_pytorch
     print(f"{name}: {'yes' if importlib.util.find_spec(name) else 'MISSING'}")
 PY
 
-step 2-profile 110 "$PY" benchmarks/gpu_profile.py --model resnet50 --size 224 --repeats 10
+step 2-profile 150 "$PY" benchmarks/gpu_profile.py --model resnet50 --size 224 --repeats 10
 
-step 3-resnet50 200 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
+step 3-resnet50 220 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
     --repeats 5 --warmup 1 --sync-check --multi-images 8 --targets gpu \
-    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+compile+pad64,sise@fp16+cl+cudagraphs,torchcam \
+    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+compile+eagergrad,sise-adaptive@fp16+cl+compile+eagergrad,sise@fp16+cl+cudagraphs,sise-adaptive@fp16+cl+cudagraphs,torchcam \
     --out "$OUT/resnet50_224_cuda.txt"
 
 step 4-lite0-real 100 "$PY" benchmarks/speed.py --model demo --size 224 --device cuda \
@@ -65,8 +66,8 @@ step 4-lite0-real 100 "$PY" benchmarks/speed.py --model demo --size 224 --device
     --methods sise,sise-adaptive,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@bf16+cl,torchcam \
     --out "$OUT/demo_224_cuda.txt"
 
-step 5-cuda-tests 90 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+step 5-cuda-tests 120 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
     tests/test_engine.py tests/test_batched_selection.py tests/test_packing.py \
-    tests/methods/test_common.py tests/test_fp16_overflow.py
+    tests/methods/test_common.py tests/test_fp16_overflow.py tests/core/test_compiled_gradients.py
 
 echo "=== done in $((SECONDS - START)) s; results in $OUT"

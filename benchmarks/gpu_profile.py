@@ -9,7 +9,8 @@ For SISE and Ada-SISE (fp16, channels-last, compiled) on ResNet-50 (random init)
   the masked forwards;
 * the floor: rows per second of the same compiled model on full batches of masked inputs
   (``--batch-size`` rows), so that ``forwards / rate`` is the least the masked forwards can take;
-* the gradient pass alone (exact fp32, the model's own forward and backward, batch 1).
+* the gradient pass alone (exact fp32, batch 1): eager (the model's own forward and backward),
+  compiled, and compiled with CUDA graphs (:class:`sise.compiled_gradients.CompiledGradientPass`).
 
 Usage (CUDA only)::
 
@@ -34,6 +35,7 @@ from speed import load, make_inputs
 from speed_measure import cudnn_benchmark
 
 from sise import SISE
+from sise.compiled_gradients import CompiledGradientPass
 from sise.device import device_name, exact_fp32, synchronize
 from sise.hooks import gradient_pass
 
@@ -134,15 +136,30 @@ def main() -> None:
         )
         layers = explainer.layers_for(x)
 
-        def grad_only() -> None:
-            with exact_fp32():
-                gradient_pass(model, layers, x, target, "softmax")
+        passes = {
+            "eager": lambda: gradient_pass(model, layers, x, target, "softmax"),
+            "compiled": CompiledGradientPass(model),
+            "compiled, CUDA graphs": CompiledGradientPass(model, cudagraphs=True),
+        }
+        for label, run in passes.items():
 
-        grad_only()
-        print(
-            f"gradient pass alone (exact fp32): "
-            f"{statistics.median(timed(grad_only, device, args.repeats)) * 1e3:.1f} ms"
-        )
+            def grad_only(run=run) -> None:
+                with exact_fp32():
+                    if isinstance(run, CompiledGradientPass):
+                        run(layers, x, target, "softmax")
+                    else:
+                        run()
+
+            start = time.perf_counter()
+            grad_only()
+            synchronize(device)
+            first = time.perf_counter() - start
+            grad_only()
+            median = statistics.median(timed(grad_only, device, args.repeats))
+            print(
+                f"gradient pass alone (exact fp32), {label}: {median * 1e3:.1f} ms "
+                f"(first call {first:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ One run times, on the same model, the same input and the same batch size:
   ``compile`` (``torch.compile``), ``cudagraphs`` (compiled, replayed as CUDA graphs) or
   ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.device.exact_fp32`; on
   CUDA the default fp32 convolutions are TF32), ``tune`` (``torch.backends.cudnn.benchmark`` on
-  during the call: cuDNN times its algorithms for each new shape) or ``pad64`` (compiled batches
-  padded to a multiple of an eighth of the batch size, the default before, not of 8 rows), e.g. ``sise@bf16+cl+compile``; each variant's
+  during the call: cuDNN times its algorithms for each new shape), ``pad64`` (compiled batches
+  padded to a multiple of an eighth of the batch size, the default before, not of 8 rows) or
+  ``eagergrad`` (with ``compile``: the gradient pass stays eager, as before it was compiled on
+  CUDA), e.g. ``sise@bf16+cl+compile``; each variant's
   maps are compared to the fp32 maps of the same selection, and to the ``@exact`` ones where
   those run (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
   that flip);
@@ -89,7 +91,18 @@ from sise.models import LoadedModel, load_model
 DEFAULT_METHODS = (
     "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
 )
-VARIANT_FLAGS = ("fp32", "bf16", "fp16", "cl", "compile", "cudagraphs", "exact", "tune", "pad64")
+VARIANT_FLAGS = (
+    "fp32",
+    "bf16",
+    "fp16",
+    "cl",
+    "compile",
+    "cudagraphs",
+    "eagergrad",
+    "exact",
+    "tune",
+    "pad64",
+)
 
 
 # --- model and input ------------------------------------------------------------------------------
@@ -136,6 +149,8 @@ def sise_options(key: str) -> tuple[dict, str]:
         options["tune"] = True
     if "pad64" in flags:
         options["pad64"] = True
+    if "eagergrad" in flags:
+        options["eagergrad"] = True
     if "cudagraphs" in flags:
         options["compile"] = "cudagraphs"
     elif "compile" in flags:
@@ -148,6 +163,7 @@ def sise_options(key: str) -> tuple[dict, str]:
         "exact": "exact, no TF32",
         "tune": "cudnn.benchmark",
         "pad64": "padded to 64 rows",
+        "eagergrad": "eager gradient pass",
     }
     extras = [precision] + [words[f] for f in flags if f in words]
     return options, f"SISE {name} ({'+'.join(extras)})"
@@ -158,7 +174,10 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
     exact = options.pop("exact", False)
     tune = options.pop("tune", False)
     multiple = max(8, batch // 8) if options.pop("pad64", False) else sise.engine.ROW_MULTIPLE
+    eager_gradients = options.pop("eagergrad", False)
     explainer = SISE(model, batch_size=batch, **options)
+    if eager_gradients:  # compile the masked forwards only, as before the gradient pass was
+        explainer._compiled_gradients = None
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
         padding, sise.engine.ROW_MULTIPLE = sise.engine.ROW_MULTIPLE, multiple
@@ -177,10 +196,9 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
             kept if isinstance(kept, Tensor) else None,
         )
 
-    compiled = explainer._compiled
     method = Method(key, label, run)
-    if compiled is not None:
-        method.compile_seconds = lambda: compiled.compile_seconds
+    if explainer.compile:
+        method.compile_seconds = lambda: explainer.compile_seconds
     return method
 
 

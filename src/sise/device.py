@@ -298,10 +298,7 @@ class _CompiledEntry:
     ) -> None:
         self.cudagraphs = cudagraphs and device.type == "cuda"
         self.seen: set[tuple] = set()
-        self._autocast_dtype = autocast_dtype
-        self._channels_last = channels_last
-        self._sources: list[tuple[int, int, int]] = []
-        self.weights: dict[str, Tensor] = {}
+        self._weights = CompiledWeights(autocast_dtype, channels_last, static=self.cudagraphs)
 
         def forward(weights: dict[str, Tensor], x: Tensor) -> Tensor:
             with autocast(device, autocast_dtype):
@@ -309,11 +306,42 @@ class _CompiledEntry:
 
         self.function = torch.compile(forward, mode="reduce-overhead" if self.cudagraphs else None)
 
+    @property
+    def weights(self) -> dict[str, Tensor]:
+        return self._weights.tensors
+
     def refresh(self, model: nn.Module) -> None:
-        """(Re)make the weight copies if the model's weights changed since they were made."""
+        self._weights.refresh(model)
+
+
+class CompiledWeights:
+    """The weights a compiled function runs a model with (``torch.func.functional_call``).
+
+    Detached from the model's parameters, so a compiled backward computes no weight gradient, and
+    made again when the model's weights change (another tensor, or an in-place update).
+
+    Args:
+        autocast_dtype: conv and linear weights are stored in this dtype (autocast would cast
+            them to the same values at every forward); ``None``: the model's own dtype.
+        channels_last: 4-D weights are stored channels-last.
+        static: mark the tensors as having a fixed address, so that CUDA graphs read them in place
+            instead of copying them at every replay.
+    """
+
+    def __init__(
+        self, autocast_dtype: torch.dtype | None, channels_last: bool, static: bool
+    ) -> None:
+        self._autocast_dtype = autocast_dtype
+        self._channels_last = channels_last
+        self._static = static
+        self._sources: list[tuple[int, int, int]] = []
+        self.tensors: dict[str, Tensor] = {}
+
+    def refresh(self, model: nn.Module) -> dict[str, Tensor]:
+        """The weights for ``model`` now, (re)made if they changed since they were made."""
         versions = _weight_versions(model)
         if versions == self._sources:
-            return
+            return self.tensors
         cast = {
             id(tensor)
             for module in model.modules()
@@ -328,11 +356,11 @@ class _CompiledEntry:
                     prepared = prepared.to(self._autocast_dtype)
                 if self._channels_last and prepared.ndim == 4:
                     prepared = prepared.contiguous(memory_format=torch.channels_last)
-                if self.cudagraphs:
-                    # a fixed address: CUDA graphs read the weights in place, without copying
+                if self._static:
                     torch._dynamo.mark_static_address(prepared)
                 weights[name] = prepared
-        self.weights, self._sources = weights, versions
+        self.tensors, self._sources = weights, versions
+        return weights
 
 
 def _weight_versions(model: nn.Module) -> list[tuple[int, int, int]]:

@@ -219,37 +219,63 @@ def gradient_pass(
     per-sample scores is exact because in eval mode a sample's score depends only on itself
     (the row-by-row contract of a target).
     """
-    n = inputs.shape[0]
     leaf = inputs.detach().requires_grad_(True)
     with torch.enable_grad(), LayerCapture(layers) as capture:
         output = model(leaf)
-        target, scores = _resolved_and_scored(output, targets, score, n)
-        if not scores.requires_grad:
-            raise SiseError(
-                "the target's score has no gradient with respect to the model's output: compute "
-                "it with differentiable torch operations on the output (no .item(), NumPy, "
-                "argmax or .detach())"
-            )
         missing = [name for name, _ in layers if name not in capture.outputs]
         if missing:
             raise SiseError(f"layers {missing} were not run by the model's forward pass")
         activations = [capture.outputs[name] for name, _ in layers]
-        wrt = [*activations, leaf] if with_input_gradient else activations
-        gradients = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
-    input_gradient = gradients[-1] if with_input_gradient else None
-    if with_input_gradient:
-        input_gradient = (
-            torch.zeros_like(leaf) if input_gradient is None else input_gradient.detach()
+        return differentiate(
+            output,
+            activations,
+            activations,
+            targets,
+            score,
+            inputs.device,
+            input_leaf=leaf if with_input_gradient else None,
         )
-    gradients = gradients[: len(activations)]
+
+
+def differentiate(
+    output: object,
+    activations: Sequence[Tensor],
+    wrt: Sequence[Tensor],
+    targets: TargetSpec,
+    score: ScoreKind,
+    device: torch.device,
+    *,
+    input_leaf: Tensor | None = None,
+) -> GradientPass:
+    """The second half of a gradient pass: resolve the target on ``output``, score it, and take
+    ``∂Ψ/∂wrt``, one tensor of ``wrt`` per layer (the activations themselves, or zeros added to
+    them: :mod:`sise.compiled_gradients`), and ``∂Ψ/∂input_leaf`` if given.
+
+    Call it with grad mode on, while ``output`` still holds its graph. A layer the score does not
+    depend on gets zero gradients. ``device`` is the inputs' (the resolved classes go there).
+    """
+    n = (input_leaf if input_leaf is not None else activations[0]).shape[0]
+    target, scores = _resolved_and_scored(output, targets, score, n)
+    if not scores.requires_grad:
+        raise SiseError(
+            "the target's score has no gradient with respect to the model's output: compute "
+            "it with differentiable torch operations on the output (no .item(), NumPy, "
+            "argmax or .detach())"
+        )
+    sources = [*wrt, input_leaf] if input_leaf is not None else list(wrt)
+    gradients = torch.autograd.grad(scores.sum(), sources, allow_unused=True)
+    input_gradient = None
+    if input_leaf is not None:
+        found = gradients[-1]
+        input_gradient = torch.zeros_like(input_leaf) if found is None else found.detach()
     return GradientPass(
         logits=_detached(output),
-        targets=target.classes(n, inputs.device),
+        targets=target.classes(n, device),
         scores=scores.detach(),
         activations=[a.detach() for a in activations],
         gradients=[
             torch.zeros_like(a) if g is None else g.detach()
-            for a, g in zip(activations, gradients, strict=True)
+            for a, g in zip(activations, gradients[: len(activations)], strict=True)
         ],
         input_gradient=input_gradient,
         target=target,
