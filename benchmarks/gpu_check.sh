@@ -13,7 +13,7 @@
 #   2. where one SISE call spends its time (benchmarks/gpu_profile.py: phases, GPU kernels, the
 #      compiled model's floor, the gradient pass alone: eager, compiled, CUDA graphs);
 #   3. ResNet-50 (random init) at 224: SISE and Ada-SISE in fp32 (TF32 convolutions, the CUDA
-#      default), fp16 + channels-last eager, compiled (with the compiled gradient pass, and with
+#      default), fp16 + channels-last compiled (with the compiled gradient pass, and with
 #      the eager one as before), CUDA graphs, against torch-cam's Score-CAM in the same run;
 #      host syncs per call;
 #      8 images packed against 8 single calls (Pearson r, flipped gate pixels, with two
@@ -58,7 +58,7 @@ step 2-profile 150 "$PY" benchmarks/gpu_profile.py --model resnet50 --size 224 -
 
 step 3-resnet50 220 "$PY" benchmarks/speed.py --model resnet50 --size 224 --device cuda \
     --repeats 5 --warmup 1 --sync-check --multi-images 8 --targets gpu \
-    --methods sise,sise-adaptive,sise@fp16+cl,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+compile+eagergrad,sise-adaptive@fp16+cl+compile+eagergrad,sise@fp16+cl+cudagraphs,sise-adaptive@fp16+cl+cudagraphs,torchcam \
+    --methods sise,sise-adaptive,sise@fp16+cl+compile,sise-adaptive@fp16+cl+compile,sise@fp16+cl+compile+eagergrad,sise-adaptive@fp16+cl+compile+eagergrad,sise@fp16+cl+cudagraphs,sise-adaptive@fp16+cl+cudagraphs,torchcam \
     --out "$OUT/resnet50_224_cuda.txt"
 
 step 4-lite0-real 100 "$PY" benchmarks/speed.py --model demo --size 224 --device cuda \
