@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sise.device import CompiledWeights
+from sise.device import CompiledWeights, room_to_recompile
 from sise.errors import SiseError
 from sise.hooks import GradientPass, LayerCapture, differentiate, gradient_pass
 from sise.layers import split_call
@@ -189,7 +189,8 @@ class CompiledGradientPass:
             with torch.enable_grad():
                 if entry.cudagraphs:
                     torch.compiler.cudagraph_mark_step_begin()
-                output, activations = entry.function(weights, x, eps)
+                with room_to_recompile():
+                    output, activations = entry.function(weights, x, eps)
                 if any(a is None for a in activations):
                     raise RuntimeError("a layer's hook did not run in the compiled forward")
                 result = differentiate(

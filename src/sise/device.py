@@ -207,6 +207,26 @@ def compile_setting(value: object) -> Compile:
     raise SiseError(f"compile must be False, True or 'cudagraphs', got {value!r}")
 
 
+#: How many compilations of one compiled function torch keeps inside :func:`room_to_recompile`.
+RECOMPILE_LIMIT = 64
+
+
+def room_to_recompile() -> contextlib.AbstractContextManager:
+    """Inside the block, torch.compile keeps up to :data:`RECOMPILE_LIMIT` compilations per
+    function instead of its default 8 (``torch._dynamo.config.recompile_limit``), never fewer
+    than the user's own setting.
+
+    Every model, input shape and setting compiled by this package shares one function's cache
+    (the compiled functions are closures of one code object), and past the limit torch runs the
+    function uncompiled without telling the caller: a process that explains with a few models and
+    sizes (``sise app``, a benchmark of several models) would silently lose the compiled path.
+    """
+    import torch._dynamo.config as config
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    return config.patch(**{name: max(getattr(config, name), RECOMPILE_LIMIT)})
+
+
 class CompiledForward:
     """The model's forward for masked inputs, compiled once with ``torch.compile`` and reused.
 
@@ -255,7 +275,8 @@ class CompiledForward:
                 torch._dynamo.maybe_mark_dynamic(batch, 0)
             if entry.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            output = entry.function(entry.weights, batch)
+            with room_to_recompile():
+                output = entry.function(entry.weights, batch)
         except Exception as error:
             self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             warnings.warn(

@@ -209,3 +209,26 @@ def test_a_module_without_floating_output_is_not_compiled():
     layers = resolve_layers(model, ["index"])
     entry = passes._entry(layers, torch.randn(1, 3, 8, 8))
     assert entry is None
+
+
+def test_many_models_stay_compiled_past_torch_default_recompile_limit(monkeypatch):
+    # Every model shares one compiled function's cache; torch's limit (8 by default, 1 here)
+    # would run the later ones uncompiled, silently.
+    import torch._dynamo.config as config
+
+    from sise.device import CompiledForward
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(config, name, 1)
+    x = _inputs(2)
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        model = SmallCNN(classes=4 + seed).eval()  # another shape of output: another graph
+        layers = resolve_layers(model, LAYERS)
+        graphs = _unique_graphs()
+        CompiledGradientPass(model)(layers, x, None, "logit")
+        assert _unique_graphs() == graphs + 1
+        with torch.no_grad():
+            CompiledForward(model)(x, None, False)
+        assert _unique_graphs() == graphs + 2
+    assert getattr(config, name) == 1
