@@ -211,24 +211,28 @@ def test_a_module_without_floating_output_is_not_compiled():
     assert entry is None
 
 
-def test_many_models_stay_compiled_past_torch_default_recompile_limit(monkeypatch):
-    # Every model shares one compiled function's cache; torch's limit (8 by default, 1 here)
-    # would run the later ones uncompiled, silently.
+def test_many_models_stay_compiled_past_torch_default_recompile_limit():
+    # Every model shares one compiled function's cache; past torch's limit (8 by default, 1
+    # here) the later ones would run uncompiled, silently.
     import torch._dynamo.config as config
 
     from sise.device import CompiledForward
 
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    monkeypatch.setattr(config, name, 1)
     x = _inputs(2)
-    for seed in (0, 1, 2):
-        torch.manual_seed(seed)
-        model = SmallCNN(classes=4 + seed).eval()  # another shape of output: another graph
-        layers = resolve_layers(model, LAYERS)
-        graphs = _unique_graphs()
-        CompiledGradientPass(model)(layers, x, None, "logit")
-        assert _unique_graphs() == graphs + 1
-        with torch.no_grad():
-            CompiledForward(model)(x, None, False)
-        assert _unique_graphs() == graphs + 2
-    assert getattr(config, name) == 1
+    with config.patch(**{name: 1}):
+        for depth in (1, 2, 3):  # another structure: another graph
+            torch.manual_seed(depth)
+            convs: list[nn.Module] = []
+            for i in range(depth):
+                convs += [nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1), nn.ReLU()]
+            head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)]
+            model = nn.Sequential(*convs, *head).eval()
+            layers = resolve_layers(model, [str(2 * depth - 1)])
+            graphs = _unique_graphs()
+            CompiledGradientPass(model)(layers, x, None, "logit")
+            assert _unique_graphs() == graphs + 1
+            with torch.no_grad():
+                CompiledForward(model)(x, None, False)
+            assert _unique_graphs() == graphs + 2
+        assert getattr(config, name) == 1
