@@ -276,7 +276,7 @@ class CompiledForward:
             if entry.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with room_to_recompile():
-                output = entry.function(entry.weights, batch)
+                output = entry.function(entry.weights.tensors, batch)
         except Exception as error:
             self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             warnings.warn(
@@ -302,7 +302,7 @@ class CompiledForward:
                 self.model, device, autocast_dtype, channels_last, self.cudagraphs
             )
         entry = self._entries[key]
-        entry.refresh(self.model)
+        entry.weights.refresh(self.model)
         return entry
 
 
@@ -319,20 +319,13 @@ class _CompiledEntry:
     ) -> None:
         self.cudagraphs = cudagraphs and device.type == "cuda"
         self.seen: set[tuple] = set()
-        self._weights = CompiledWeights(autocast_dtype, channels_last, static=self.cudagraphs)
+        self.weights = CompiledWeights(autocast_dtype, channels_last, static=self.cudagraphs)
 
         def forward(weights: dict[str, Tensor], x: Tensor) -> Tensor:
             with autocast(device, autocast_dtype):
                 return torch.func.functional_call(model, weights, (x,))
 
         self.function = torch.compile(forward, mode="reduce-overhead" if self.cudagraphs else None)
-
-    @property
-    def weights(self) -> dict[str, Tensor]:
-        return self._weights.tensors
-
-    def refresh(self, model: nn.Module) -> None:
-        self._weights.refresh(model)
 
 
 class CompiledWeights:
