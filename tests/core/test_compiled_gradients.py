@@ -5,6 +5,7 @@ torch.compile builds C++ kernels on a CPU: the first compilation of a session ta
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -236,3 +237,44 @@ def test_many_models_stay_compiled_past_torch_default_recompile_limit():
                 CompiledForward(model)(x, None, False)
             assert _unique_graphs() == graphs + 2
         assert getattr(config, name) == 1
+
+
+def test_a_compiled_pass_that_disagrees_with_the_eager_one_is_dropped(monkeypatch):
+    from sise import compiled_gradients
+
+    def blind_hook(self, index):  # the zeros are added with no effect: no gradient reaches them
+        state = self.state
+
+        def hook(module, args, output):
+            state.activations[index] = output
+            return output + 0 * state.eps[index]
+
+        return hook
+
+    monkeypatch.setattr(compiled_gradients._Entry, "_hook", blind_hook)
+    model = _model()
+    layers = resolve_layers(model, LAYERS)
+    passes = CompiledGradientPass(model)
+    x = _inputs(2, seed=7)  # another shape key than the other tests' calls: compiled afresh
+    with pytest.warns(UserWarning, match="gradients at layer 'features.2' differ"):
+        grad = passes(layers, x, None, "softmax")
+    _assert_same_pass(grad, gradient_pass(model, layers, x, None, "softmax"))
+    assert passes.failure is not None and "relative L2" in passes.failure
+
+
+def test_disagreement_measures_relative_l2():
+    from sise.compiled_gradients import TOLERANCE, disagreement
+
+    model = _model()
+    layers = resolve_layers(model, LAYERS)
+    names = [name for name, _ in layers]
+    eager = gradient_pass(model, layers, _inputs(2), None, "softmax")
+    assert disagreement(eager, eager, names) is None
+    near = dataclasses.replace(eager, gradients=[g * (1 + TOLERANCE / 2) for g in eager.gradients])
+    assert disagreement(near, eager, names) is None
+    far = dataclasses.replace(eager, gradients=[g * (1 + 2 * TOLERANCE) for g in eager.gradients])
+    assert "features.2" in str(disagreement(far, eager, names))
+    nan = dataclasses.replace(eager, activations=[a * float("nan") for a in eager.activations])
+    assert "activations" in str(disagreement(nan, eager, names))
+    other = dataclasses.replace(eager, targets=eager.targets + 1)
+    assert "other classes" in str(disagreement(other, eager, names))
