@@ -36,6 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from sise.layers import norm_act_parts
+
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 #: Per model, while it is folded: each folded convolution and the batch norm folded into it.
@@ -53,16 +55,6 @@ def _qualname(module: nn.Module) -> str:
     return f"{type(module).__module__}.{type(module).__qualname__}"
 
 
-def _norm_act_parts(bn: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """``(drop, act)`` of timm's ``BatchNormAct2d``, which applies them after normalising."""
-    if not _qualname(bn).startswith("timm.layers.norm_act.BatchNormAct2d"):
-        return None
-    drop, act = getattr(bn, "drop", None), getattr(bn, "act", None)
-    if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
-        return drop, act
-    return None
-
-
 def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
     """What the batch norm's forward does after normalising, or ``None`` if it cannot be told.
 
@@ -73,7 +65,7 @@ def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
         return None
     if type(bn).forward is _BatchNorm.forward:
         return identity
-    parts = _norm_act_parts(bn)
+    parts = norm_act_parts(bn)
     if parts is None:
         return None
     drop, act = parts
@@ -83,7 +75,7 @@ def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
 def activation_after(bn: nn.Module) -> nn.Module | None:
     """The activation module a batch norm applies after normalising, if that is all it adds
     (timm's ``BatchNormAct2d`` without dropout) and it has no hooks, else ``None``."""
-    parts = _norm_act_parts(bn)
+    parts = norm_act_parts(bn)
     if parts is None or type(parts[0]) is not nn.Identity:
         return None
     act = parts[1]

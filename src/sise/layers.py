@@ -384,3 +384,22 @@ def check_feature_map(name: str, activation: Tensor) -> None:
             f"layer {name!r} outputs shape {tuple(activation.shape)}, not a (N, C, h, w) feature "
             "map: choose a convolutional layer"
         )
+
+
+#: timm's normalisation layers that apply their ``drop`` and ``act`` modules after normalising.
+_TIMM_NORM_ACT = ("timm.layers.norm_act.BatchNormAct2d", "timm.layers.norm_act.SyncBatchNormAct")
+
+
+def norm_act_parts(norm: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """``(drop, act)`` of a timm batch norm that applies them itself (``BatchNormAct2d``,
+    ``SyncBatchNormAct``: normalise, then ``drop``, then ``act``), else ``None``.
+
+    Such a layer's output is after its activation: what it normalised is ``drop``'s output.
+    """
+    name = f"{type(norm).__module__}.{type(norm).__qualname__}"
+    if name not in _TIMM_NORM_ACT:
+        return None
+    drop, act = getattr(norm, "drop", None), getattr(norm, "act", None)
+    if isinstance(drop, nn.Module) and isinstance(act, nn.Module):
+        return drop, act
+    return None

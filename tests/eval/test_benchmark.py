@@ -586,3 +586,26 @@ def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
     assert run_benchmark(config) is not None
     assert len(depths) > 1 and set(depths) == {1}
     assert [c for c in calls if c[0] == "mallopt"] == [("mallopt", -3), ("mallopt", -1)] * 2
+
+
+def test_a_fixed_method_does_not_resume_onto_old_results(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sise.eval.store import config_id
+    from sise.methods.cam import GradCAM
+
+    config = _config(tiny_data, tmp_path / "x.sqlite")
+    _, _, identity = load_dataset(config.dataset)
+    loaded = running.load_benchmark_model(
+        "synthetic-vgg", dataset="synthetic", class_names=SYNTHETIC_CLASSES
+    )
+
+    def cid(method: str) -> str:
+        return config_id(running.configuration(config, identity, loaded, method, {}))
+
+    # revision 1 is left out, so results made before revisions existed still resume
+    assert "revision" not in running.configuration(config, identity, loaded, "gradcam", {})
+    assert running.configuration(config, identity, loaded, "fullgrad", {})["revision"] == 2
+    before = cid("gradcam")
+    monkeypatch.setattr(GradCAM, "revision", 2)
+    assert cid("gradcam") != before

@@ -324,3 +324,36 @@ def test_every_method_explains_a_frozen_model(small_cnn, name, options):
     assert torch.isfinite(explanation.maps).all()
     assert explanation.maps.max() == 1.0  # a real map, not the all-zero fallback
     assert all(not p.requires_grad for p in small_cnn.parameters())
+
+
+def test_fullgrad_differentiates_timm_norm_act_layers_before_their_activation():
+    """timm's BatchNormAct2d adds its bias, then applies its activation itself. On a ReLU network
+    with those layers (timm's RegNetX-200MF, random weights, random batch-norm statistics) the
+    full-gradient decomposition of the logit must still be exact; taking the gradient after the
+    activation, at the layer's output, missed the ReLU's derivative (sum 5.85 against a logit of
+    5.30 before the fix)."""
+    timm = pytest.importorskip("timm")
+    from model_state import randomise_batch_norms
+
+    from sise.methods.gradient import biased_output
+
+    torch.manual_seed(0)
+    model = timm.create_model("regnetx_002", pretrained=False).eval()
+    randomise_batch_norms(model)
+    norm = model.stem.bn
+    assert type(norm).__name__ == "BatchNormAct2d" and isinstance(norm.act, nn.ReLU)
+    assert biased_output("stem.bn", norm) == ("stem.bn.drop", norm.drop)
+    assert biased_output("stem.bn@1", norm) == ("stem.bn.drop@1", norm.drop)
+    assert biased_output("stem.conv", model.stem.conv) == ("stem.conv", model.stem.conv)
+    inputs = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(inputs)
+    targets = logits.argmax(dim=1)
+    explanation = FullGrad(model, score="logit")(inputs, targets.tolist())
+    torch.testing.assert_close(
+        explanation.extras["full_gradient_sum"],
+        logits.gather(1, targets[:, None])[:, 0],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert "stem.bn" in explanation.extras["layer_names"]

@@ -282,7 +282,7 @@ def configuration(
 ) -> dict[str, object]:
     """What identifies ``method``'s results: everything that changes them, nothing that only
     changes speed (its hash is the results' ``config_id``)."""
-    return {
+    identity: dict[str, object] = {
         "dataset": dict(dataset_identity),
         "model": _model_identity(config, loaded),
         "score": config.score,
@@ -293,6 +293,11 @@ def configuration(
         # A changed default (e.g. Score-CAM's weights) must not resume onto old results.
         "defaults": method_defaults(method),
     }
+    # Nor a fixed method (Explainer.revision); left out at 1 so that older runs still resume.
+    revision = getattr(METHODS[method], "revision", 1)
+    if revision != 1:
+        identity["revision"] = revision
+    return identity
 
 
 def method_defaults(method: str) -> dict[str, str]:

@@ -160,6 +160,9 @@ class Explainer(ABC):
     """
 
     name: str = "explainer"
+    #: Raised by one when a fix changes the method's maps, so that ``sise benchmark`` does not
+    #: resume onto results the old code made (it is part of the results' configuration).
+    revision: int = 1
 
     def __init__(self, model: nn.Module, *, score: ScoreKind = "softmax") -> None:
         if not isinstance(model, nn.Module):
