@@ -266,8 +266,10 @@ class FullGrad(Explainer):
     Against the authors' code (``idiap/fullgrad-saliency``): it up-samples with
     ``align_corners=True`` and adds 1e-6 to the normalisation's denominator; this class keeps the
     package's ``align_corners=False`` (as SPEC's masks do). On the real EfficientNet-Lite0 the two
-    maps correlate at r = 0.992 (coffee photo) and 0.984 (cat photo); with equal up-sampling they
-    agree exactly (pinned by a test).
+    maps correlated at r = 0.992 (coffee photo) and 0.984 (cat photo) before the
+    ``BatchNormAct2d`` change below (which moved this class's maps by r = 0.996-0.999); with
+    equal up-sampling, on layers without a built-in activation, they agree exactly (pinned by a
+    test).
 
     Args:
         model: a classifier returning (N, K) class scores.
