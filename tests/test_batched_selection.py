@@ -160,3 +160,24 @@ def test_cuda_sise_syncs_do_not_grow_with_images_or_layers():
             counts[(len(layers), n)] = sum("synchroniz" in str(w.message) for w in caught)
     assert len(set(counts.values())) == 1, counts
     assert next(iter(counts.values())) <= 3, counts
+
+
+@pytest.mark.parametrize(("selection", "mu"), [("adaptive", 0.0), ("fixed", 0.0), ("fixed", 0.4)])
+def test_all_layers_in_one_call_equal_one_call_per_layer(selection, mu):
+    from sise.methods.sise import select_layers_maps
+
+    generator = torch.Generator().manual_seed(3)
+    layers = [
+        torch.randn(4, k, size, size, generator=generator) for k, size in ((3, 5), (40, 2), (9, 1))
+    ]
+    # a row of each awkward kind in the widest layer: ties, all negative, all zero
+    layers[1][0] = 1.0
+    layers[1][1] = -torch.rand(40, 2, 2, generator=generator)
+    layers[1][2] = 0.0
+    layers[2][3] = torch.rand(9, 1, 1, generator=generator) * 0.1  # small: any padding > 0 shows
+    combined = select_layers_maps(layers, mu, selection)
+    for got, gradients in zip(combined, layers, strict=True):
+        assert got.shape == gradients.shape[:2]
+        assert torch.equal(got, select_feature_maps(gradients, mu, selection))
+    assert combined[1][1].sum() == 0 and combined[1][0].all()
+    assert select_layers_maps([], mu, selection) == []

@@ -19,12 +19,14 @@ For an input x and class c, with Ψ_c the explained score:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
@@ -97,6 +99,35 @@ def select_feature_maps(
     threshold = otsu_threshold(normalised, valid=positive).to(normalised.dtype)
     chosen = positive & (normalised > threshold[:, None])
     return torch.where(chosen.any(dim=1, keepdim=True), chosen, positive)
+
+
+def select_layers_maps(
+    gradients: Sequence[Tensor], mu: float = 0.0, selection: Selection = "fixed"
+) -> list[Tensor]:
+    """:func:`select_feature_maps` of several layers in one call, with the same result.
+
+    Each layer's ``α`` is padded with −∞ to the widest layer's K (a padded map is never positive,
+    never above ``μ·β``, and never enters Otsu's threshold), so Ada-SISE's thresholds of every
+    layer and sample are one batched :func:`sise.postprocess.otsu_threshold` call instead of one
+    per layer: fewer small operations before the masked forwards, which a GPU waits on.
+
+    Args:
+        gradients: per layer, (N, K_l, h_l, w_l) gradients ``∂Ψ_c/∂A``.
+        mu, selection: as for :func:`select_feature_maps`.
+
+    Returns:
+        per layer, the (N, K_l) boolean mask of kept maps.
+    """
+    alphas = [gradient.float().sum(dim=(2, 3)) for gradient in gradients]
+    if not alphas:
+        return []
+    n = alphas[0].shape[0]
+    width = max(alpha.shape[1] for alpha in alphas)
+    padded = torch.cat(
+        [F.pad(alpha, (0, width - alpha.shape[1]), value=-math.inf) for alpha in alphas]
+    )
+    keep = select_feature_maps(padded[:, :, None, None], mu, selection)
+    return [part[:, : alpha.shape[1]] for part, alpha in zip(keep.split(n), alphas, strict=True)]
 
 
 def _indices(keep: Tensor, count: int) -> Tensor:
@@ -368,12 +399,11 @@ class SISE(Explainer):
         with exact_fp32(), record_function("sise.gradient_pass"):
             grad = self._gradient_pass(layers, inputs, targets)
 
-        keeps, scored_keeps, counts = [], [], []
-        for (name, _), activation, gradient in zip(
-            layers, grad.activations, grad.gradients, strict=True
-        ):
+        for (name, _), activation in zip(layers, grad.activations, strict=True):
             check_feature_map(name, activation)
-            keep = select_feature_maps(gradient.float(), self.mu, self.selection)
+        selected = select_layers_maps(grad.gradients, self.mu, self.selection)
+        keeps, scored_keeps, counts = [], [], []
+        for keep, activation in zip(selected, grad.activations, strict=True):
             # A constant map gives a constant mask: it says nothing about location, so no
             # forward pass is spent on it.
             keep = keep & ~is_constant(activation.flatten(0, 1)).view_as(keep)
