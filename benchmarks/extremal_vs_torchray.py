@@ -6,7 +6,9 @@ TorchRay (CC-BY-NC) is not a dependency and none of its code is in sise: install
 * the smooth mask generator, on random lattice parameters, for several sizes, steps and σ;
 * the blur pyramid and the perturbation, on random images and masks;
 * the whole optimisation (two areas, jitter on) on a small random CNN, started from the same
-  random parameters in both implementations.
+  random parameters in both implementations;
+* with the demo weights installed, the whole optimisation on the real EfficientNet-Lite0 and the
+  coffee photo, against TorchRay's own spread (see :func:`real_weights`).
 
 Both start from all-ones parameters in normal use; the whole-run check starts from random ones
 because an all-ones mask is full of exact ties, and the sorted-mask penalty's gradient then
@@ -77,7 +79,7 @@ def main() -> int:
     start = torch.rand(2, 1, 8, 8) * 0.6 + 0.4
     ones = torch.ones
 
-    def same_start(*shape: object, **options: object) -> torch.Tensor:
+    def same_start(*shape: object, start: torch.Tensor = start, **options: object) -> torch.Tensor:
         dims = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         if tuple(dims) == tuple(start.shape):
             return start.clone()
@@ -94,7 +96,56 @@ def main() -> int:
             worst = max(worst, difference)
 
     print(f"largest difference {worst:.2e} (tolerance {TOLERANCE:.0e})")
-    return 0 if worst <= TOLERANCE else 1
+    real_ok = real_weights(reference, same_start, start_shape=(1, 1, 32, 32))
+    return 0 if worst <= TOLERANCE and real_ok else 1
+
+
+def real_weights(reference, same_start, start_shape: tuple[int, ...]) -> bool:
+    """The real EfficientNet-Lite0 on the coffee photo (espresso, one area of 10 %, 300
+    iterations, the same random start): ours against TorchRay, next to TorchRay against itself
+    on the photo plus noise of 1e-6. A real network's ReLU6 kinks amplify float rounding over
+    the iterations, so the two runs cannot agree to 1e-5 there; they pass when ours is no further
+    from TorchRay than TorchRay is from itself (times 1.5)."""
+    try:
+        from sise.images import load_image, sample_image_path
+        from sise.models import load_model
+
+        loaded = load_model("demo")
+    except Exception as error:  # the demo weights are an optional install
+        print(f"real weights skipped: {error}")
+        return True
+    from sise.device import fidelity
+
+    model = loaded.model
+    photo = loaded.preprocess(load_image(sample_image_path("coffee")))
+    noise = torch.randn(photo.shape, generator=torch.Generator().manual_seed(1)) * 1e-6
+    torch.manual_seed(0)
+    start = torch.rand(*start_shape) * 0.6 + 0.4
+    with mock.patch.object(torch, "ones", lambda *a, **k: same_start(*a, start=start, **k)):
+        theirs, _ = reference.extremal_perturbation(
+            copy.deepcopy(model), photo, 967, areas=[0.1], max_iter=300
+        )
+        again, _ = reference.extremal_perturbation(
+            copy.deepcopy(model), photo + noise, 967, areas=[0.1], max_iter=300
+        )
+        ours = ExtremalPerturbation(model, areas=(0.1,), iterations=300, score="logit")(photo, 967)
+    mine = ours.extras["masks"][0]
+    differences = {
+        "ours vs TorchRay": (theirs[:, 0], mine),
+        "TorchRay vs TorchRay on photo + 1e-6 noise": (theirs[:, 0], again[:, 0]),
+        "ours vs TorchRay on photo + 1e-6 noise": (again[:, 0], mine),
+    }
+    worst = {}
+    for label, (a, b) in differences.items():
+        worst[label] = float((a - b).abs().max())
+        r = float(fidelity(a, b)[0])
+        print(
+            f"real Lite0, coffee, 300 iterations, {label}: "
+            f"max |difference| {worst[label]:.4f}, r {r:.5f}"
+        )
+    ok = worst["ours vs TorchRay"] <= 1.5 * worst["TorchRay vs TorchRay on photo + 1e-6 noise"]
+    print(f"real weights: {'within' if ok else 'BEYOND'} TorchRay's own spread")
+    return ok
 
 
 if __name__ == "__main__":
