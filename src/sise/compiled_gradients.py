@@ -208,7 +208,7 @@ class CompiledGradientPass:
                     eps,
                     targets,
                     score,
-                    inputs.device,
+                    inputs,
                 )
         finally:
             for handle in handles:

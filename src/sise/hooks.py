@@ -232,7 +232,7 @@ def gradient_pass(
             activations,
             targets,
             score,
-            inputs.device,
+            inputs,
             input_leaf=leaf if with_input_gradient else None,
         )
 
@@ -243,7 +243,7 @@ def differentiate(
     wrt: Sequence[Tensor],
     targets: TargetSpec,
     score: ScoreKind,
-    device: torch.device,
+    inputs: Tensor,
     *,
     input_leaf: Tensor | None = None,
 ) -> GradientPass:
@@ -252,9 +252,10 @@ def differentiate(
     them: :mod:`sise.compiled_gradients`), and ``∂Ψ/∂input_leaf`` if given.
 
     Call it with grad mode on, while ``output`` still holds its graph. A layer the score does not
-    depend on gets zero gradients. ``device`` is the inputs' (the resolved classes go there).
+    depend on gets zero gradients. ``inputs`` are the model's inputs (how many samples, and the
+    device the resolved classes go to).
     """
-    n = (input_leaf if input_leaf is not None else activations[0]).shape[0]
+    n = inputs.shape[0]
     target, scores = _resolved_and_scored(output, targets, score, n)
     if not scores.requires_grad:
         raise SiseError(
@@ -270,7 +271,7 @@ def differentiate(
         input_gradient = torch.zeros_like(input_leaf) if found is None else found.detach()
     return GradientPass(
         logits=_detached(output),
-        targets=target.classes(n, device),
+        targets=target.classes(n, inputs.device),
         scores=scores.detach(),
         activations=[a.detach() for a in activations],
         gradients=[
