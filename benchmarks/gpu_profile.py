@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
 import time
@@ -136,8 +137,9 @@ def main() -> None:
         )
         layers = explainer.layers_for(x)
 
+        # the same call, (layers, inputs, targets, score), three ways
         passes = {
-            "eager": lambda: gradient_pass(model, layers, x, target, "softmax"),
+            "eager": functools.partial(gradient_pass, model),
             "compiled": CompiledGradientPass(model),
             "compiled, CUDA graphs": CompiledGradientPass(model, cudagraphs=True),
         }
@@ -145,10 +147,7 @@ def main() -> None:
 
             def grad_only(run=run) -> None:
                 with exact_fp32():
-                    if isinstance(run, CompiledGradientPass):
-                        run(layers, x, target, "softmax")
-                    else:
-                        run()
+                    run(layers, x, target, "softmax")
 
             start = time.perf_counter()
             grad_only()

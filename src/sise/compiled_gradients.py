@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -204,7 +205,7 @@ class CompiledGradientPass:
                     raise RuntimeError("a layer's hook did not run in the compiled forward")
                 result = differentiate(
                     output,
-                    [a for a in activations if a is not None],
+                    cast(list[Tensor], activations),  # all set: checked above
                     eps,
                     targets,
                     score,
