@@ -180,7 +180,7 @@ def test_cuda_sise_with_the_compiled_gradient_pass_keeps_the_eager_maps(compile_
     x = _inputs(3).cuda()
     eager = SISE(model, LAYERS)(x, [0, 3, 5])
     explainer = SISE(model, LAYERS, compile=compile_mode)
-    for _ in range(2):  # the second call replays what the first recorded
+    for _ in range(3):  # warm-up, recording, replay of the recorded CUDA graphs
         fast = explainer(x, [0, 3, 5])
         assert explainer._compiled_gradients is not None
         assert explainer._compiled_gradients.failure is None
@@ -282,3 +282,54 @@ def test_disagreement_measures_relative_l2():
     assert "activations" in str(disagreement(nan, eager, names))
     other = dataclasses.replace(eager, targets=eager.targets + 1)
     assert "other classes" in str(disagreement(other, eager, names))
+
+
+def test_with_cuda_graphs_the_first_three_calls_per_batch_size_are_checked(monkeypatch):
+    # CUDA graphs warm up, record, then replay: a replay reading stale memory would only show
+    # on the third call. Simulated on the CPU: an entry that wants three checks, whose third
+    # call returns another call's gradients.
+    from sise import compiled_gradients
+
+    make_entry = compiled_gradients.CompiledGradientPass._make_entry
+
+    def three_checks(self, layers, inputs):
+        entry = make_entry(self, layers, inputs)
+        entry.checks_wanted = 3
+        return entry
+
+    monkeypatch.setattr(compiled_gradients.CompiledGradientPass, "_make_entry", three_checks)
+    eager_calls = []
+
+    def counted(*args, **kwargs):
+        eager_calls.append(1)
+        return gradient_pass(*args, **kwargs)
+
+    monkeypatch.setattr(compiled_gradients, "gradient_pass", counted)
+    model = _model()
+    layers = resolve_layers(model, LAYERS)
+    passes = CompiledGradientPass(model)
+    x = _inputs(2, seed=11)
+    for call in range(1, 5):
+        _assert_same_pass(
+            passes(layers, x, [1, 4], "logit"), gradient_pass(model, layers, x, [1, 4], "logit")
+        )
+        assert len(eager_calls) == min(call, 3)
+    assert passes.failure is None
+
+    run = compiled_gradients.CompiledGradientPass._run
+    stale = run(passes, passes._entry(layers, x), _inputs(2, seed=12), [1, 4], "logit")
+    calls = []
+
+    def stale_on_third_call(self, entry, inputs, targets, score):
+        calls.append(1)
+        return stale if len(calls) == 3 else run(self, entry, inputs, targets, score)
+
+    monkeypatch.setattr(compiled_gradients.CompiledGradientPass, "_run", stale_on_third_call)
+    passes = CompiledGradientPass(model)
+    for _ in range(2):
+        passes(layers, x, [1, 4], "logit")
+    assert passes.failure is None
+    with pytest.warns(UserWarning, match="differ from the eager pass"):
+        grad = passes(layers, x, [1, 4], "logit")
+    _assert_same_pass(grad, gradient_pass(model, layers, x, [1, 4], "logit"))
+    assert passes.failure is not None
