@@ -10,7 +10,7 @@ import torch
 
 from sise.errors import SiseError
 from sise.eval.datasets import EvalPair, distractor_mask, gt_mask
-from sise.eval.metrics import distractor_energy
+from sise.eval.metrics import distractor_energy, standard_error
 from sise.eval.reporting import format_table
 from sise.eval.scoring import (
     ALL_METRICS,
@@ -158,3 +158,87 @@ def test_settings_identity_resolves_the_default_steps() -> None:
         "pointing_tolerance": 15.0,
     }
     assert MetricSettings(steps=8).identity((64, 64))["steps"] == 8
+
+
+def test_standard_error_by_hand_and_against_scipy() -> None:
+    from scipy import stats
+
+    terms = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    # s = sqrt(((1.5² + 0.5²) * 2) / 3) = sqrt(5 / 3); s / sqrt(4)
+    assert standard_error(terms) == pytest.approx(math.sqrt(5 / 3) / 2)
+    values = torch.randn(37, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert standard_error(values) == pytest.approx(float(stats.sem(values.numpy())))
+    # per class, then over classes: class 0 (0, 100): s² = 5000, n 2; class 1 (100, 100, 0):
+    # s² = 10000 / 3, n 3; sqrt(5000 / 2 + 10000 / 9) / 2
+    hits = torch.tensor([0.0, 100.0, 100.0, 100.0, 0.0])
+    classes = torch.tensor([7, 7, 3, 3, 3])
+    assert standard_error(hits, classes) == pytest.approx(math.sqrt(2500 + 10000 / 9) / 2)
+    assert math.isnan(standard_error(torch.tensor([5.0])))
+    assert math.isnan(standard_error(hits, torch.tensor([7, 7, 3, 3, 4])))  # class 4: one pair
+    with pytest.raises(SiseError, match="1-D"):
+        standard_error(hits, classes[:3])
+
+
+def test_every_metric_number_is_the_mean_of_its_terms() -> None:
+    # the standard errors are computed from Metric.terms: its (class) mean must be the number
+    generator = torch.Generator().manual_seed(3)
+    values = torch.rand(40, generator=generator, dtype=torch.float64) * 100
+    classes = torch.randint(0, 4, (40,), generator=generator)
+    for name, metric in METRICS.items():
+        terms = metric.terms(values)
+        if metric.by_class:
+            expected = float(torch.stack([terms[classes == c].mean() for c in range(4)]).mean())
+        else:
+            expected = float(terms.mean())
+        assert metric.aggregate(values, classes) == pytest.approx(expected), name
+
+
+def test_errors_and_the_methods_near_the_best_by_hand() -> None:
+    pairs = [_pair([(0, 0, 1, 1)], [], image_id=str(i)) for i in range(4)]
+    ebpg = {
+        "sise": [10.0, 20.0, 30.0, 40.0],  # the best: 25
+        "gradcam": [9.0, 19.5, 29.0, 39.5],  # 0.75 behind, every pair: differences' SE 0.144
+        "rise": [12.0, 18.0, 31.0, 38.0],  # 0.25 behind, noisily: differences' SE 1.03
+    }
+    rows = [
+        ResultRow("id", p.image_id, 0, "c", method, "ebpg", value, 1.0)
+        for method, column in ebpg.items()
+        for p, value in zip(pairs, column, strict=True)
+    ]
+    summary = aggregate(rows, pairs, list(ebpg), ["ebpg"])
+    assert summary.values["ebpg"] == {"sise": 25.0, "gradcam": 24.25, "rise": 24.75}
+    assert summary.errors["ebpg"]["sise"] == pytest.approx(math.sqrt(500 / 3) / 2)
+    # gradcam: differences (-1, -0.5, -1, -0.5), SE sqrt(1/12)/2 = 0.144: 0.75 > 2 SE
+    # rise: differences (2, -2, 1, -2), SE sqrt(17/4)/2 = 1.03: 0.25 < 2 SE
+    assert summary.near_best == {"ebpg": {"rise"}}
+    markdown, table_csv = format_table(
+        summary.values,
+        list(ebpg),
+        ["ebpg"],
+        summary.counts,
+        metric_counts=summary.metric_counts,
+        errors=summary.errors,
+        near_best=summary.near_best,
+    )
+    assert "| EBPG (%) ↑ | 24.25 ± 6.52 | *24.75 ± 5.94* | **25.00 ± 6.45** |" in markdown
+    assert "within 2 standard errors" in markdown
+    assert table_csv.splitlines()[2].startswith("EBPG (%) ↑ SE,6.52")
+    plain, _ = format_table(summary.values, list(ebpg), ["ebpg"], summary.counts)
+    assert "| EBPG (%) ↑ | 24.25 | 24.75 | **25.00** |" in plain  # without errors: as before
+
+
+def test_pointing_game_errors_are_per_class() -> None:
+    pairs = [
+        _pair([(0, 0, 1, 1)], [], class_index=c, image_id=str(i))
+        for i, c in enumerate([7, 7, 3, 3, 3])
+    ]
+    hits = {"sise": [0.0, 1.0, 1.0, 1.0, 0.0], "gradcam": [0.0, 1.0, 1.0, 1.0, 0.0]}
+    rows = [
+        ResultRow("id", p.image_id, p.class_index, "c", method, "pointing", value, 1.0)
+        for method, column in hits.items()
+        for p, value in zip(pairs, column, strict=True)
+    ]
+    summary = aggregate(rows, pairs, list(hits), ["pointing"])
+    assert summary.values["pointing"]["sise"] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
+    assert summary.errors["pointing"]["sise"] == pytest.approx(math.sqrt(2500 + 10000 / 9) / 2)
+    assert summary.near_best["pointing"] == {"gradcam"}  # equal on every pair

@@ -19,6 +19,8 @@ Model-truth metrics (all masked forward passes go through :func:`sise.engine.sco
 * :func:`insertion_deletion_auc` (Petsiuk et al. 2018, RISE),
 * :func:`sanity_check` (Adebayo et al. 2018, cascading model-parameter randomisation).
 
+How far a table's number may be from the one more pairs would give: :func:`standard_error`.
+
 Every percentage is returned in [0, 100].
 """
 
@@ -56,6 +58,7 @@ __all__ = [
     "sanity_check",
     "scaled_tolerance",
     "spearman",
+    "standard_error",
     "top_k_membership",
 ]
 
@@ -456,6 +459,47 @@ def drop_and_increase(
     lost = (clean - masked).clamp_min(0)
     drop = torch.where(clean > 0, 100.0 * lost / clean.clamp_min(1e-30), torch.zeros_like(lost))
     return drop, masked > clean
+
+
+def standard_error(terms: Tensor, class_ids: Tensor | None = None) -> float:
+    """The standard error of a table's number, from the per-pair terms it averages.
+
+    Without ``class_ids`` the number is the mean of the terms over pairs (EBPG, Drop%, insertion
+    AUC, ...; Increase% averages ``100 · 1[O > Y]``), and its standard error is ``s / √n``, ``s``
+    the sample standard deviation (divisor ``n − 1``). With ``class_ids`` the number is the mean
+    over the K classes of each class's mean (the pointing game's accuracy, terms ``100 · hit``),
+    and its standard error is ``√(Σ_c s_c² / n_c) / K``. Pairs are taken as independent draws,
+    classes as fixed.
+
+    Applied to the per-pair *differences* of two methods on the same pairs, it gives the paired
+    standard error of the difference of their numbers, which is much smaller than either
+    method's own when some pairs are hard for every method.
+
+    Args:
+        terms: (P,) per-pair terms.
+        class_ids: (P,) class of each pair, or ``None``.
+
+    Returns:
+        The standard error; NaN when it cannot be estimated (fewer than two pairs, or with
+        ``class_ids`` a class with fewer than two).
+    """
+    if terms.ndim != 1 or (class_ids is not None and class_ids.shape != terms.shape):
+        raise SiseError(
+            f"terms must be 1-D and class_ids (if given) of the same shape, got "
+            f"{tuple(terms.shape)} and {None if class_ids is None else tuple(class_ids.shape)}"
+        )
+    terms = terms.double()
+    if class_ids is None:
+        n = terms.numel()
+        return float(terms.std() / math.sqrt(n)) if n >= 2 else math.nan
+    classes, inverse = torch.unique(class_ids.to(terms.device), return_inverse=True)
+    variance_of_mean = 0.0
+    for c in range(len(classes)):
+        members = terms[inverse == c]
+        if members.numel() < 2:
+            return math.nan
+        variance_of_mean += float(members.var()) / members.numel()
+    return math.sqrt(variance_of_mean) / len(classes)
 
 
 def average_drop(drop: Tensor) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sise.eval.datasets import EvalPair
-from sise.eval.scoring import METRICS, MetricSettings
+from sise.eval.scoring import METRICS, NEAR_BEST, MetricSettings
 from sise.images import load_image
 from sise.methods.registry import DISPLAY_NAMES
 
@@ -61,11 +61,18 @@ def format_table(
     counts: dict[str, int] | None = None,
     header: str = "",
     metric_counts: dict[str, dict[str, int]] | None = None,
+    errors: dict[str, dict[str, float | None]] | None = None,
+    near_best: dict[str, set[str]] | None = None,
 ) -> tuple[str, str]:
     """The paper's layout: methods as columns (paper order), metrics as rows, the best value of
     each row in bold (lowest for Drop%, deletion AUC, distractor energy and time; ties at the
     printed precision all bold). A metric aggregated over fewer pairs than the ``Pairs`` row
-    (one that does not apply to every pair) says over how many. Returns ``(markdown, csv)``."""
+    (one that does not apply to every pair) says over how many.
+
+    With ``errors`` (metric → method → standard error) each value is printed ``value ± error``
+    and the CSV has a ``<label> SE`` row under the metric's row; the methods in ``near_best``
+    (metric → methods within :data:`sise.eval.scoring.NEAR_BEST` paired standard errors of the
+    best) are in italics, and a note under the table says so. Returns ``(markdown, csv)``."""
     methods = _paper_order(methods)
     names = [DISPLAY_NAMES.get(m, m) for m in methods]
     ordered = [m for m in METRICS if m in metrics] + [m for m in metrics if m not in METRICS]
@@ -90,14 +97,36 @@ def format_table(
         best = None
         if len(present) > 1:
             best = max(present) if row_info.higher_is_better else min(present)
-        row = [
-            f"**{s}**" if best is not None and s != "–" and float(s) == best else s for s in shown
-        ]
+        spread = (errors or {}).get(key)
+        near = (near_best or {}).get(key, set())
+        row = []
+        for method, text in zip(methods, shown, strict=True):
+            error = None if spread is None or text == "–" else spread.get(method)
+            cell = text if error is None or math.isnan(error) else f"{text} ± {error:.{digits}f}"
+            if best is not None and text != "–" and float(text) == best:
+                cell = f"**{cell}**"
+            elif method in near:
+                cell = f"*{cell}*"
+            row.append(cell)
         lines.append(f"| {row_info.label} | " + " | ".join(row) + " |")
         writer.writerow([row_info.label, *[("" if v is None else repr(float(v))) for v in cells]])
+        if spread is not None:
+            writer.writerow(
+                [
+                    f"{row_info.label} SE",
+                    *[("" if spread.get(m) is None else repr(spread[m])) for m in methods],
+                ]
+            )
     if counts is not None:
         lines.append("| Pairs | " + " | ".join(str(counts.get(m, 0)) for m in methods) + " |")
         writer.writerow(["pairs", *[counts.get(m, 0) for m in methods]])
+    if errors is not None:
+        lines += [
+            "",
+            "± one standard error over pairs (pointing game: over the pairs of each class). "
+            f"*In italics*: not clearly behind the row's best; the paired difference from the "
+            f"best, on the same pairs, is within {NEAR_BEST:g} standard errors.",
+        ]
     markdown = (header + "\n\n" if header else "") + "\n".join(lines) + "\n"
     return markdown, buffer.getvalue()
 

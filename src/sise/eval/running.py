@@ -232,6 +232,7 @@ class BenchmarkResult:
     files: list[Path]
     config_ids: dict[str, str]
     metric_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, dict[str, float | None]] = field(default_factory=dict)  # standard errors
 
 
 # --------------------------------------------------------------------------------------------
@@ -678,6 +679,8 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             summary.counts,
             header(description),
             summary.metric_counts,
+            summary.errors,
+            summary.near_best,
         )
         files: list[Path] = []
         if out is not None:
@@ -702,6 +705,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             files,
             config_ids,
             summary.metric_counts,
+            summary.errors,
         )
 
 

@@ -45,6 +45,7 @@ from sise.eval.metrics import (
     pointing_game_accuracy,
     pointing_game_hits,
     scaled_tolerance,
+    standard_error,
 )
 from sise.eval.store import ResultRow
 from sise.scores import ScoreKind
@@ -52,6 +53,7 @@ from sise.scores import ScoreKind
 __all__ = [
     "ALL_METRICS",
     "METRICS",
+    "NEAR_BEST",
     "Metric",
     "MetricSettings",
     "ScoringBatch",
@@ -187,6 +189,14 @@ def _always(pair: EvalPair) -> bool:
     return True
 
 
+def _same(values: Tensor) -> Tensor:
+    return values
+
+
+def _percent_flags(values: Tensor) -> Tensor:
+    return 100.0 * (values > 0.5).double()
+
+
 @dataclass(frozen=True)
 class Metric:
     """One benchmark metric.
@@ -199,6 +209,10 @@ class Metric:
             pair it does not apply to).
         aggregate: the table's number from the (P,) per-pair values and the pairs' (P,) class
             indices (default: the mean).
+        terms: the (P,) per-pair terms whose mean (with ``by_class``: the mean over classes of
+            each class's mean) ``aggregate`` is; the standard errors are computed from them
+            (default: the values themselves).
+        by_class: ``aggregate`` averages per class first (the pointing game).
         applies: whether the metric has a value for a pair (default: every pair); the others are
             left out, and the table says over how many pairs the row is.
         needs_positive_score: a relative change of the score: not with ``--score logit``.
@@ -210,9 +224,17 @@ class Metric:
     higher_is_better: bool
     compute: Callable[[ScoringBatch], Tensor]
     aggregate: Callable[[Tensor, Tensor], float] = _mean
+    terms: Callable[[Tensor], Tensor] = _same
+    by_class: bool = False
     applies: Callable[[EvalPair], bool] = _always
     needs_positive_score: bool = False
     describe: Callable[[MetricSettings, tuple[int, int]], str] | None = None
+
+    def standard_error(self, values: Tensor, class_indices: Tensor) -> float:
+        """The standard error of ``aggregate(values, class_indices)``, or of the difference of
+        two methods' numbers when ``values`` are their per-pair differences of :attr:`terms`
+        (:func:`sise.eval.metrics.standard_error`)."""
+        return standard_error(values, class_indices if self.by_class else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,6 +341,7 @@ METRICS: dict[str, Metric] = {
             True,
             lambda b: b.shared(_drop_increase)[1].double(),
             aggregate=lambda values, classes: increase_in_confidence(values > 0.5),
+            terms=_percent_flags,
             needs_positive_score=True,
             describe=_describe_drop,
         ),
@@ -328,6 +351,8 @@ METRICS: dict[str, Metric] = {
             True,
             _pointing_hits,
             aggregate=lambda values, classes: pointing_game_accuracy(values > 0.5, classes),
+            terms=_percent_flags,
+            by_class=True,
             describe=lambda s, hw: (
                 f"pointing game: {s.pointing_tolerance:g} px tolerance on the original image, "
                 "accuracy per class then averaged"
@@ -416,11 +441,50 @@ class Summary:
         counts: method → pairs aggregated.
         metric_counts: metric → method → pairs that metric was aggregated over (fewer than
             ``counts`` for a metric that does not apply to every pair).
+        errors: metric → method → the value's standard error over pairs (NaN: too few pairs).
+        near_best: metric → the methods other than the row's best whose paired difference from
+            the best, on the pairs both completed, is within :data:`NEAR_BEST` standard errors.
     """
 
     values: dict[str, dict[str, float | None]]
     counts: dict[str, int]
     metric_counts: dict[str, dict[str, int]]
+    errors: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    near_best: dict[str, set[str]] = field(default_factory=dict)
+
+
+#: A method is "near the best" of a row when its paired difference from the best is at most this
+#: many standard errors (about a 95 % interval, with no correction for comparing many methods).
+NEAR_BEST = 2.0
+
+
+def _near_best(
+    metric: Metric,
+    values: dict[str, float | None],
+    entries: dict[str, dict[tuple[str, int], tuple[float, int]]],
+) -> set[str]:
+    """The methods whose paired difference from the best method is within NEAR_BEST SEs."""
+    scored = {m: v for m, v in values.items() if v is not None and not math.isnan(v)}
+    if len(scored) < 2:
+        return set()
+    pick = max if metric.higher_is_better else min
+    best = pick(scored, key=lambda m: scored[m])
+    near = set()
+    for method in scored:
+        if method == best:
+            continue
+        shared = sorted(entries[method].keys() & entries[best].keys())
+        if not shared:
+            continue
+        ours = torch.tensor([entries[method][k][0] for k in shared], dtype=torch.float64)
+        theirs = torch.tensor([entries[best][k][0] for k in shared], dtype=torch.float64)
+        classes = torch.tensor([entries[best][k][1] for k in shared])
+        difference = metric.terms(ours) - metric.terms(theirs)
+        gap = abs(metric.aggregate(ours, classes) - metric.aggregate(theirs, classes))
+        error = metric.standard_error(difference, classes)
+        if gap == 0 or gap <= NEAR_BEST * error:  # NaN error: not near
+            near.add(method)
+    return near
 
 
 def aggregate(
@@ -435,7 +499,9 @@ def aggregate(
 
     Each metric's own :attr:`Metric.aggregate` (means; Drop%: :func:`average_drop`; Increase%:
     :func:`increase_in_confidence`; pointing game: :func:`pointing_game_accuracy`, per class then
-    over classes), over the pairs it applies to. ``"seconds"``: the mean time per pair.
+    over classes), over the pairs it applies to. ``"seconds"``: the mean time per pair. Each
+    number's standard error, and which methods are near each row's best, are computed from the
+    same pairs (:class:`Summary`).
 
     A (pair, method) counts when every metric that applies to the pair is stored. With
     ``common_only`` (the default) only the pairs that every method has completed count, so that
@@ -452,27 +518,35 @@ def aggregate(
     wanted = set(by_key)
     if common_only:
         wanted = {pair for pair in wanted if all((*pair, m) in complete for m in methods)}
-    per: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    # (method, metric) → pair → (value, class index)
+    per: dict[tuple[str, str], dict[tuple[str, int], tuple[float, int]]] = {}
     seconds: dict[str, dict[tuple[str, int], float]] = {}
     for row in rows:
         pair = (row.image_id, row.class_index)
         if pair in wanted and (*pair, row.method) in complete:
-            per.setdefault((row.method, row.metric), []).append((row.value, row.class_index))
+            per.setdefault((row.method, row.metric), {})[pair] = (row.value, row.class_index)
             seconds.setdefault(row.method, {})[pair] = row.seconds
     values: dict[str, dict[str, float | None]] = {m: {} for m in [*metrics, "seconds"]}
+    errors: dict[str, dict[str, float | None]] = {m: {} for m in metrics}
     metric_counts: dict[str, dict[str, int]] = {m: {} for m in metrics}
     counts: dict[str, int] = {}
     for method in methods:
         for name in metrics:
-            entries = per.get((method, name), [])
+            entries = list(per.get((method, name), {}).values())
             metric_counts[name][method] = len(entries)
             if not entries:
-                values[name][method] = None
+                values[name][method] = errors[name][method] = None
                 continue
             data = torch.tensor([v for v, _ in entries], dtype=torch.float64)
             classes = torch.tensor([c for _, c in entries])
-            values[name][method] = METRICS[name].aggregate(data, classes)
+            metric = METRICS[name]
+            values[name][method] = metric.aggregate(data, classes)
+            errors[name][method] = metric.standard_error(metric.terms(data), classes)
         times = seconds.get(method, {})
         values["seconds"][method] = float(np.mean(list(times.values()))) if times else None
         counts[method] = len(times)
-    return Summary(values, counts, metric_counts)
+    near_best = {
+        name: _near_best(METRICS[name], values[name], {m: per.get((m, name), {}) for m in methods})
+        for name in metrics
+    }
+    return Summary(values, counts, metric_counts, errors, near_best)
