@@ -24,6 +24,10 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import torch
+
+from sise.eval.metrics import standard_error
+
 BASELINES = ("RISE", "Score-CAM")
 CENTRE = "centred Gaussian σ=0.25"
 PAPER = "SISE (paper, binary gate)"
@@ -53,12 +57,10 @@ def paired(rows, a: str, b: str, metric: str, pairs: list[str]) -> tuple[float, 
         and not math.isnan(rows[a][p][metric])
         and not math.isnan(rows[b][p][metric])
     ]
-    n = len(diffs)
-    if n == 0:
+    if not diffs:
         return math.nan, math.nan, 0
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else math.nan
-    return mean, math.sqrt(var / n), n
+    terms = torch.tensor(diffs, dtype=torch.float64)
+    return float(terms.mean()), standard_error(terms), len(diffs)
 
 
 def smoothing_settings(rows) -> list[tuple[float, str]]:

@@ -58,6 +58,7 @@ from sise.eval.metrics import (
     energy_pointing_game,
     sanity_check,
     spearman,
+    standard_error,
 )
 from sise.images import load_image
 from sise.methods.cam import ScoreCAM
@@ -400,14 +401,11 @@ def score_pair(
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float, int]:
-    n = len(values)
-    if n == 0:
+    """Mean, standard error (:func:`sise.eval.metrics.standard_error`) and count."""
+    if not values:
         return math.nan, math.nan, 0
-    mean = sum(values) / n
-    if n == 1:
-        return mean, math.nan, 1
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n), n
+    terms = torch.tensor(values, dtype=torch.float64)
+    return float(terms.mean()), standard_error(terms), len(values)
 
 
 def _column(
