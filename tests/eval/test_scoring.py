@@ -242,3 +242,24 @@ def test_pointing_game_errors_are_per_class() -> None:
     assert summary.values["pointing"]["sise"] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
     assert summary.errors["pointing"]["sise"] == pytest.approx(math.sqrt(2500 + 10000 / 9) / 2)
     assert summary.near_best["pointing"] == {"gradcam"}  # equal on every pair
+
+
+def test_near_best_compares_only_the_pairs_both_methods_completed() -> None:
+    pairs = [_pair([(0, 0, 1, 1)], [], image_id=str(i)) for i in range(5)]
+    ebpg = {
+        "sise": [10.0, 20.0, 30.0, 40.0, 50.0],
+        "gradcam": [9.0, 19.5, 29.0, 39.5],  # pair 4 not done yet
+    }
+    rows = [
+        ResultRow("id", p.image_id, 0, "c", method, "ebpg", value, 1.0)
+        for method, column in ebpg.items()
+        for p, value in zip(pairs, column, strict=False)
+    ]
+    summary = aggregate(rows, pairs, list(ebpg), ["ebpg"], common_only=False)
+    assert summary.values["ebpg"] == {"sise": 30.0, "gradcam": 24.25}
+    # on the four shared pairs Grad-CAM is 0.75 behind with a paired SE of 0.144: not near;
+    # unpaired, 5.75 behind with SEs of 7.1 and 6.5, it would look near
+    assert summary.near_best == {"ebpg": set()}
+    rows += [ResultRow("id", "4", 0, "c", "gradcam", "ebpg", 60.0, 1.0)]  # now ahead on pair 4
+    summary = aggregate(rows, pairs, list(ebpg), ["ebpg"], common_only=False)
+    assert summary.near_best == {"ebpg": {"sise"}}  # differences (1, .5, 1, .5, -10): SE 2.2
