@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from sise.layers import norm_act_parts
+from sise.layers import norm_act_parts, type_path
 
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -49,10 +49,6 @@ _FOLDED_NORMS: weakref.WeakKeyDictionary[nn.Module, dict[nn.Module, nn.Module]] 
 #: folded weight is used as it is): ``nn.Conv2d`` and timm's TF-"same"-padding ``Conv2dSame``.
 #: A subclass that transforms its weight (weight standardisation, say) must not be folded.
 _PLAIN_CONVS = ("torch.nn.modules.conv.Conv2d", "timm.layers.conv2d_same.Conv2dSame")
-
-
-def _qualname(module: nn.Module) -> str:
-    return f"{type(module).__module__}.{type(module).__qualname__}"
 
 
 def _after_norm(bn: nn.Module) -> Callable[[Tensor], Tensor] | None:
@@ -132,7 +128,7 @@ def _trace_pairs(model: nn.Module) -> list[tuple[str, str]]:
             isinstance(source, torch.fx.Node)
             and source.op == "call_module"
             and source.target in modules
-            and _qualname(modules[source.target]) in _PLAIN_CONVS
+            and type_path(modules[source.target]) in _PLAIN_CONVS
             and len(source.users) == 1
             and calls[source.target] == 1
             and calls[node.target] == 1

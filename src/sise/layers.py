@@ -386,6 +386,12 @@ def check_feature_map(name: str, activation: Tensor) -> None:
         )
 
 
+def type_path(module: nn.Module) -> str:
+    """The module's class as ``"package.module.Class"`` (tells timm's layers apart without
+    importing timm)."""
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
 #: timm's normalisation layers that apply their ``drop`` and ``act`` modules after normalising.
 _TIMM_NORM_ACT = ("timm.layers.norm_act.BatchNormAct2d", "timm.layers.norm_act.SyncBatchNormAct")
 
@@ -396,8 +402,7 @@ def norm_act_parts(norm: nn.Module) -> tuple[nn.Module, nn.Module] | None:
 
     Such a layer's output is after its activation: what it normalised is ``drop``'s output.
     """
-    name = f"{type(norm).__module__}.{type(norm).__qualname__}"
-    if name not in _TIMM_NORM_ACT:
+    if type_path(norm) not in _TIMM_NORM_ACT:
         return None
     drop, act = getattr(norm, "drop", None), getattr(norm, "act", None)
     if isinstance(drop, nn.Module) and isinstance(act, nn.Module):

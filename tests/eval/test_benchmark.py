@@ -119,6 +119,11 @@ def test_clean_run_stores_every_pair(clean_run: tuple[Path, object], tiny_data: 
     assert files == {"clean.md", "clean.csv", "clean_examples.png"}
     markdown = result.markdown  # type: ignore[attr-defined]
     assert "top 20% of pixels" in markdown and "masking baseline `zero`" in markdown
+    # the table's standard errors and near-best marks are the result's too
+    errors = result.errors  # type: ignore[attr-defined]
+    assert set(errors) == set(ALL_METRICS) and errors["ebpg"].keys() == result.counts.keys()  # type: ignore[attr-defined]
+    assert f"± {errors['ebpg']['sise']:.2f}" in markdown
+    assert set(result.near_best) == set(ALL_METRICS)  # type: ignore[attr-defined]
 
 
 def test_rerun_computes_nothing(

@@ -233,6 +233,7 @@ class BenchmarkResult:
     config_ids: dict[str, str]
     metric_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, dict[str, float | None]] = field(default_factory=dict)  # standard errors
+    near_best: dict[str, set[str]] = field(default_factory=dict)  # see scoring.Summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -706,6 +707,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             config_ids,
             summary.metric_counts,
             summary.errors,
+            summary.near_best,
         )
 
 

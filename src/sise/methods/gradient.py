@@ -250,11 +250,12 @@ class FullGrad(Explainer):
     ``BatchNorm2d`` types and so leaves those layers out altogether: on the real
     EfficientNet-Lite0 it finds none of the 50 bias layers, its map is the input term alone, and
     it correlates with ``normalization="channel"`` at r = 0.22 and 0.39 on the two packaged
-    photos. On the real Lite0 and Lite2, whose ReLU6
-    makes the decomposition inexact anyway, this changed the maps little (r = 0.996-0.999 to the
-    maps taken after the activation). Layers with a bias are
-    found once per input shape; a layer called several times per forward pass adds its bias at
-    each call and contributes one term per call (``"name@k"``), so the decomposition stays exact.
+    photos. On the real Lite0 and Lite2, whose ReLU6 makes the decomposition inexact anyway,
+    this changed the maps little (r = 0.996-0.999 to the maps taken after the activation).
+
+    Layers with a bias are found once per input shape; a layer called several times per forward
+    pass adds its bias at each call and contributes one term per call (``"name@k"``), so the
+    decomposition stays exact.
 
     Cost: one forward and one backward pass.
 
