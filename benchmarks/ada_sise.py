@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from sise import SISE
-from sise.eval.datasets import gt_mask, load_dataset, select_pairs
+from sise.eval.benchmark.models import load_benchmark_model
+from sise.eval.data.datasets import gt_mask, load_dataset, select_pairs
 from sise.eval.metrics import drop_and_increase, energy_pointing_game
-from sise.eval.zoo import load_benchmark_model
 from sise.images import load_image
 
 

@@ -20,9 +20,9 @@ import sise.methods.cam
 import sise.methods.perturbation
 import sise.methods.sise
 from sise import RISE, SISE, Explainer, ScoreCAM
-from sise.engine import score_masked
 from sise.images import load_image, sample_image_path
-from sise.models import load_model
+from sise.models.loading import load_model
+from sise.runtime.engine import score_masked
 
 METHOD_MODULES = (sise.methods.cam, sise.methods.perturbation, sise.methods.sise)
 

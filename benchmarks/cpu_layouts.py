@@ -1,9 +1,9 @@
 """Masked-forward throughput on a CPU by memory layout, with and without prepacked weights.
 
 Why the engine's CPU masked forwards run channels-last at every input size with prepacked
-convolution weights (``sise.engine.score_masked``, ``sise.prepacking``): for each model and input
+convolution weights (``sise.runtime.engine.score_masked``, ``sise.runtime.prepacking``): for each model and input
 size this times batches of random inputs through the model with its batch norms folded
-(``sise.folding``, as in the engine), in four ways:
+(``sise.runtime.folding``, as in the engine), in four ways:
 
 - ``nchw``: contiguous inputs, the model as it is;
 - ``nchw+pack``: the same inside ``prepacked_convolutions`` (which takes channels-last inputs
@@ -37,9 +37,9 @@ import torch
 import torchvision
 from torch import nn
 
-from sise.device import device_name
-from sise.folding import folded_batch_norms
-from sise.prepacking import prepacked_convolutions
+from sise.runtime.device import device_name
+from sise.runtime.folding import folded_batch_norms
+from sise.runtime.prepacking import prepacked_convolutions
 
 MODES = ("nchw", "nchw+pack", "cl", "cl+pack")
 

@@ -1,9 +1,9 @@
-"""What keeping freed memory in glibc's heap (``sise.allocator``) gives the CPU masked forwards.
+"""What keeping freed memory in glibc's heap (``sise.runtime.allocator``) gives the CPU masked forwards.
 
 For each model and input size, each method explains the same photo in fresh processes, one per
 mode, the modes taking turns ``--processes`` times:
 
-- ``glibc``: glibc's own settings (``sise.allocator.ENABLED = False``);
+- ``glibc``: glibc's own settings (``sise.runtime.allocator.ENABLED = False``);
 - ``retain``: the engine's default: freed memory kept during the masked forwards, handed back
   afterwards when more than 128 MiB is free;
 - ``retain-keep``: the same, never handed back (what trimming costs the next call; not run
@@ -51,8 +51,8 @@ def child(model_name: str, size: int, mode: str, method: str, repeats: int) -> d
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from speed import load, make_inputs
 
-    from sise import allocator
     from sise.methods.registry import make_explainer
+    from sise.runtime import allocator
 
     allocator.ENABLED = mode != "glibc"
     if mode == "retain-keep":

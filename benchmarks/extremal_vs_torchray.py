@@ -108,13 +108,13 @@ def real_weights(reference, same_start, start_shape: tuple[int, ...]) -> bool:
     from TorchRay than TorchRay is from itself (times 1.5)."""
     try:
         from sise.images import load_image, sample_image_path
-        from sise.models import load_model
+        from sise.models.loading import load_model
 
         loaded = load_model("demo")
     except Exception as error:  # the demo weights are an optional install
         print(f"real weights skipped: {error}")
         return True
-    from sise.device import fidelity
+    from sise.runtime.device import fidelity
 
     model = loaded.model
     photo = loaded.preprocess(load_image(sample_image_path("coffee")))

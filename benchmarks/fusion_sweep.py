@@ -49,8 +49,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sise.core.postprocess import minmax_normalize
 from sise.errors import SiseError
-from sise.eval.datasets import EvalPair, boxes_mask, gt_mask
+from sise.eval.data.datasets import EvalPair, boxes_mask, gt_mask
 from sise.eval.metrics import (
     _layers_in_call_order,
     bbox_score,
@@ -64,8 +65,7 @@ from sise.images import load_image
 from sise.methods.cam import ScoreCAM
 from sise.methods.perturbation import RISE
 from sise.methods.sise import SISE, fuse
-from sise.models import LoadedModel, load_model
-from sise.postprocess import minmax_normalize
+from sise.models.loading import LoadedModel, load_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SMOOTHING = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12)
@@ -186,12 +186,12 @@ def load_pairs(
     if kind == "bundled":
         pairs, identity = bundled_pairs(loaded)
     elif kind == "photos":
-        from sise.eval.photos import photo_dataset  # type: ignore[import-not-found]
+        from sise.eval.data.photos import photo_dataset  # type: ignore[import-not-found]
 
         dataset, identity = photo_dataset(Path(path).expanduser(), loaded)
         pairs = with_other_boxes(dataset, list(dataset))
     elif kind == "voc":
-        from sise.eval.datasets import VOCDetection2007
+        from sise.eval.data.datasets import VOCDetection2007
 
         dataset = VOCDetection2007(Path(path).expanduser(), "test")
         identity = {"kind": "voc", "root": dataset.root.name}
@@ -250,7 +250,7 @@ def cache_sise(loaded: LoadedModel, pair: Pair, folder: Path, batch_size: int) -
         entry = {
             "layer_maps": sise.extras["layer_maps"][0].cpu(),
             "present": (sise.extras["kept_maps"][0] > 0).cpu(),
-            "score": float(sise.scores[0]),
+            "score": float(sise.core.scores[0]),
             "sise_map": sise.maps[0].cpu(),
         }
         # The sweep's premise: the fusion of the cached layer maps *is* SISE's map.

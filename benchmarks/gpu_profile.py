@@ -10,7 +10,7 @@ For SISE and Ada-SISE (fp16, channels-last, compiled) on ResNet-50 (random init)
 * the floor: rows per second of the same compiled model on full batches of masked inputs
   (``--batch-size`` rows), so that ``forwards / rate`` is the least the masked forwards can take;
 * the gradient pass alone (exact fp32, batch 1): eager (the model's own forward and backward),
-  compiled, and compiled with CUDA graphs (:class:`sise.compiled_gradients.CompiledGradientPass`).
+  compiled, and compiled with CUDA graphs (:class:`sise.runtime.compiled_gradients.CompiledGradientPass`).
 
 Usage (CUDA only)::
 
@@ -36,9 +36,9 @@ from speed import load, make_inputs
 from speed_measure import cudnn_benchmark
 
 from sise import SISE
-from sise.compiled_gradients import CompiledGradientPass
-from sise.device import device_name, exact_fp32, synchronize
-from sise.hooks import gradient_pass
+from sise.core.hooks import gradient_pass
+from sise.runtime.compiled_gradients import CompiledGradientPass
+from sise.runtime.device import device_name, exact_fp32, synchronize
 
 RANGES = ("sise.gradient_pass", "sise.masked_forwards")
 

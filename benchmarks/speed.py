@@ -6,19 +6,19 @@ One run times, on the same model, the same input and the same batch size:
   (``sise``, ``sise-adaptive``), and any fast-path variant named ``KEY@OPTIONS`` with OPTIONS
   joined by ``+``: a precision (``fp32``, ``bf16``, ``fp16``), ``cl`` (channels-last),
   ``compile`` (``torch.compile``), ``cudagraphs`` (compiled, replayed as CUDA graphs) or
-  ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.device.exact_fp32`; on
+  ``exact`` (the whole explanation in true fp32: TF32 off, :func:`sise.runtime.device.exact_fp32`; on
   CUDA the default fp32 convolutions are TF32), ``tune`` (``torch.backends.cudnn.benchmark`` on
   during the call: cuDNN times its algorithms for each new shape), ``pad64`` (compiled batches
   padded to a multiple of an eighth of the batch size, the default before, not of 8 rows) or
   ``eagergrad`` (with ``compile``: the gradient pass stays eager, as before it was compiled on
   CUDA), e.g. ``sise@bf16+cl+compile``; each variant's
   maps are compared to the fp32 maps of the same selection, and to the ``@exact`` ones where
-  those run (Pearson r, :func:`sise.device.fidelity`, and the fraction of fusion-gate pixels
+  those run (Pearson r, :func:`sise.runtime.device.fidelity`, and the fraction of fusion-gate pixels
   that flip);
 * this package's Score-CAM and RISE;
 * torch-cam's ``torchcam.methods.ScoreCAM`` and pytorch-grad-cam's ``pytorch_grad_cam.ScoreCAM``
   (optional imports: a missing one is skipped with a note); ``torchcam-retain`` runs torch-cam
-  inside :func:`sise.allocator.retained_freed_memory`, the malloc settings this package's methods
+  inside :func:`sise.runtime.allocator.retained_freed_memory`, the malloc settings this package's methods
   run with on a CPU, to show how much of a lead those settings make (``torchcam-tune``: with
   ``cudnn.benchmark``).
 
@@ -27,7 +27,7 @@ Protocol (printed with the table):
 * Every Score-CAM explains the same layer: the last spatial feature map before global pooling,
   which is also SISE's deepest layer (``resnet*``: ``layer4``).
 * Batch size: one number ``B`` for every method (``--batch-size``, default ``auto``: resolved
-  once, in fp32, by :func:`sise.device.auto_batch_size`, i.e. 32 on a CPU and the number that
+  once, in fp32, by :func:`sise.runtime.device.auto_batch_size`, i.e. 32 on a CPU and the number that
   fits in free memory on CUDA). torch-cam gets ``ScoreCAM(batch_size=B)``, pytorch-grad-cam gets
   ``cam.batch_size = B`` (its ``ScoreCAM`` reads that attribute; its default is 16), this
   package's methods ``batch_size=B``.
@@ -41,7 +41,7 @@ Protocol (printed with the table):
   by a forward pre-hook on the model (a forward+backward counts as one; torch-cam runs the
   user's forward and then its own clean forward; compiled variants count their padding rows).
 * Peak memory: see :mod:`speed_measure`.
-* Models come from :func:`sise.models.load_model`: the demo model (EfficientNet-Lite0 with its
+* Models come from :func:`sise.models.loading.load_model`: the demo model (EfficientNet-Lite0 with its
   real packaged weights, ``--model demo``), or a torchvision name / ``timm:NAME`` with random
   weights (``random_init=True``: nothing is downloaded); the input is the packaged photos
   (``chelsea``, then ``coffee``, then flipped copies) resized to ``--size`` by the model's own
@@ -81,12 +81,12 @@ from speed_checks import fidelity_lines, packing_lines, sync_lines, target_lines
 from speed_measure import ForwardCounter, Method, cudnn_benchmark, time_methods
 from speed_peers import LABELS, PEERS
 
-import sise.engine
+import sise.runtime.engine
 from sise import SISE
-from sise.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
+from sise.core.layers import discover_layers
 from sise.images import load_image, sample_image_path
-from sise.layers import discover_layers
-from sise.models import LoadedModel, load_model
+from sise.models.loading import LoadedModel, load_model
+from sise.runtime.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
 
 DEFAULT_METHODS = (
     "sise,sise-adaptive,sise@bf16+cl,sise-adaptive@bf16+cl,scorecam,rise,torchcam,gradcam"
@@ -109,7 +109,7 @@ VARIANT_FLAGS = (
 
 
 def load(name: str, device: torch.device) -> tuple[LoadedModel, str]:
-    """The model by name (:func:`sise.models.load_model`) and a description of its weights."""
+    """The model by name (:func:`sise.models.loading.load_model`) and a description of its weights."""
     real = name in ("demo", "efficientnet_lite0")
     loaded = load_model(name, device=device, random_init=not real)
     return loaded, "real (packaged)" if real else "random init"
@@ -173,14 +173,16 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
     options, label = sise_options(key)
     exact = options.pop("exact", False)
     tune = options.pop("tune", False)
-    multiple = max(8, batch // 8) if options.pop("pad64", False) else sise.engine.ROW_MULTIPLE
+    multiple = (
+        max(8, batch // 8) if options.pop("pad64", False) else sise.runtime.engine.ROW_MULTIPLE
+    )
     eager_gradients = options.pop("eagergrad", False)
     explainer = SISE(model, batch_size=batch, **options)
     if eager_gradients:  # compile the masked forwards only, as before the gradient pass was
         explainer._compiled_gradients = None
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
-        padding, sise.engine.ROW_MULTIPLE = sise.engine.ROW_MULTIPLE, multiple
+        padding, sise.runtime.engine.ROW_MULTIPLE = sise.runtime.engine.ROW_MULTIPLE, multiple
         try:
             with (
                 exact_fp32() if exact else contextlib.nullcontext(),
@@ -188,7 +190,7 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
             ):
                 explanation = explainer(x, targets)
         finally:
-            sise.engine.ROW_MULTIPLE = padding
+            sise.runtime.engine.ROW_MULTIPLE = padding
         layer_maps, kept = explanation.layer_maps, explanation.kept_maps
         return (
             explanation.maps,

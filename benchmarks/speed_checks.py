@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 import sise.methods.sise as sise_module
 from sise import SISE
-from sise.device import exact_fp32, fidelity, synchronize
-from sise.postprocess import otsu_threshold
+from sise.core.postprocess import otsu_threshold
+from sise.runtime.device import exact_fp32, fidelity, synchronize
 
 
 def gate_flips(layer_maps_a: Tensor, layer_maps_b: Tensor) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from sise.device import synchronize
+from sise.runtime.device import synchronize
 
 
 @dataclass

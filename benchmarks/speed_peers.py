@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from speed_measure import cudnn_benchmark
 from torch import Tensor, nn
 
-from sise.allocator import retained_freed_memory
-from sise.layers import resolve_layers
+from sise.core.layers import resolve_layers
+from sise.runtime.allocator import retained_freed_memory
 
 Runner = Callable[[], tuple[Tensor, None, None]]
 
@@ -109,7 +109,7 @@ def _torchcam_inside(
 #: with ``torch.backends.cudnn.benchmark = True``, as a user may set
 tuned_torchcam_runner = _torchcam_inside(cudnn_benchmark)
 #: inside the malloc settings this package's methods run with on a CPU
-#: (:func:`sise.allocator.retained_freed_memory`): how much of SISE's lead they make
+#: (:func:`sise.runtime.allocator.retained_freed_memory`): how much of SISE's lead they make
 retained_torchcam_runner = _torchcam_inside(retained_freed_memory)
 
 

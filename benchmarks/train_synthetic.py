@@ -1,6 +1,6 @@
 """Train the small multi-label CNNs shipped as ``sise/data/synthetic_{vgg,resnet}.pt``.
 
-Data: the synthetic shapes dataset of :data:`sise.eval.zoo.SYNTHETIC_DATA` (generated on the fly,
+Data: the synthetic shapes dataset of :data:`sise.eval.benchmark.models.SYNTHETIC_DATA` (generated on the fly,
 seeded), ``train`` split for training, the held-out ``test`` split for the reported numbers.
 Loss: binary cross-entropy with logits (one sigmoid per class, multi-label). CPU, seeded.
 
@@ -24,9 +24,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from sise.eval.datasets import VOCDetection2007
-from sise.eval.zoo import SYNTHETIC_ARCHS, SYNTHETIC_DATA, build_synthetic_model, synthetic_dataset
-from sise.models import IMAGENET_MEAN, IMAGENET_STD
+from sise.eval.benchmark.models import (
+    SYNTHETIC_ARCHS,
+    SYNTHETIC_DATA,
+    build_synthetic_model,
+    synthetic_dataset,
+)
+from sise.eval.data.datasets import VOCDetection2007
+from sise.models.loading import IMAGENET_MEAN, IMAGENET_STD
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "sise" / "data"
 

@@ -49,6 +49,6 @@ def small_cnn() -> SmallCNN:
 @pytest.fixture(scope="session")
 def demo():
     """The real ImageNet-pretrained EfficientNet-Lite0 the package ships offline."""
-    from sise.models import load_model
+    from sise.models.loading import load_model
 
     return load_model()

@@ -25,7 +25,12 @@ import torch
 from PIL import Image
 
 from sise import SISE, GradCAM, SiseError
-from sise.app import (
+from sise.cli.commands import build_parser
+from sise.core.postprocess import minmax_normalize, otsu_threshold
+from sise.images import load_image, sample_image_path
+from sise.methods.registry import METHODS, make_explainer
+from sise.models.loading import LoadedModel
+from sise.web.app import (
     AppServer,
     ExplainRequest,
     Explorer,
@@ -35,11 +40,6 @@ from sise.app import (
     make_server,
     sise_layer_views,
 )
-from sise.cli import build_parser
-from sise.images import load_image, sample_image_path
-from sise.methods.registry import METHODS, make_explainer
-from sise.models import LoadedModel
-from sise.postprocess import minmax_normalize, otsu_threshold
 
 
 @pytest.fixture(scope="module")
@@ -239,8 +239,8 @@ def test_every_method_through_the_page(monkeypatch, small_cnn):
     def small_budget(method, model, **options):
         return make_explainer(method, model, **options, **budgets.get(method, {}))
 
-    monkeypatch.setattr("sise.app.load_model", tiny_model)
-    monkeypatch.setattr("sise.app.make_explainer", small_budget)
+    monkeypatch.setattr("sise.web.app.load_model", tiny_model)
+    monkeypatch.setattr("sise.web.app.make_explainer", small_budget)
     explorer = Explorer("cpu")
     rgb = load_image(sample_image_path("chelsea"))
     for method in METHODS:
@@ -430,7 +430,7 @@ def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
         # a shell that started the tests in the background ignores SIGINT for its children:
         # take it as a terminal would
         "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "import threading, sise.app as app\n"
+        "import threading, sise.web.app as app\n"
         "explain = app.Explorer._explain\n"
         "def recorded(self, request):\n"
         "    print('explained on', threading.current_thread().name, flush=True)\n"

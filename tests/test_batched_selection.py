@@ -14,8 +14,8 @@ from tiny_models import SmallCNN
 from torch import Tensor
 
 from sise import SISE
+from sise.core.postprocess import otsu_threshold
 from sise.methods.sise import select_feature_maps
-from sise.postprocess import otsu_threshold
 
 
 def per_sample_adaptive(gradients: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The compiled masked-forward path (sise.device.CompiledForward through sise.engine.score_masked).
+"""The compiled masked-forward path (sise.runtime.device.CompiledForward through sise.runtime.engine.score_masked).
 
 torch.compile on a CPU builds C++ kernels: the first test of a session takes tens of seconds on a
 busy machine (a few seconds once inductor's cache is warm).
@@ -14,9 +14,15 @@ from tiny_models import SmallCNN
 from torch import Tensor
 
 from sise import SISE
-from sise.device import CompiledForward, compile_setting, fidelity
-from sise.engine import UpsampledMaps, _balanced_batches, _padded, _row_quantum, score_masked
 from sise.errors import SiseError
+from sise.runtime.device import CompiledForward, compile_setting, fidelity
+from sise.runtime.engine import (
+    UpsampledMaps,
+    _balanced_batches,
+    _padded,
+    _row_quantum,
+    score_masked,
+)
 
 LAYERS = ["features.2", "features.5", "features.8"]
 

@@ -1,4 +1,4 @@
-"""The batched masked-scoring engine and the fast path (sise.engine, sise.device).
+"""The batched masked-scoring engine and the fast path (sise.runtime.engine, sise.runtime.device).
 
 Everything is checked against a naive loop, on tiny models, in well under a second each.
 """
@@ -14,7 +14,10 @@ from tiny_models import SmallCNN
 from torch import Tensor, nn
 
 from sise import SISE
-from sise.device import (
+from sise.core.postprocess import minmax_normalize, upsample
+from sise.core.scores import class_scores
+from sise.errors import SiseError
+from sise.runtime.device import (
     CPU_BATCH_SIZE,
     auto_batch_size,
     autocast_dtype_for,
@@ -22,7 +25,7 @@ from sise.device import (
     device_name,
     fidelity,
 )
-from sise.engine import (
+from sise.runtime.engine import (
     ConcatMasks,
     MaskSums,
     TensorMasks,
@@ -31,9 +34,6 @@ from sise.engine import (
     repeated_maps,
     score_masked,
 )
-from sise.errors import SiseError
-from sise.postprocess import minmax_normalize, upsample
-from sise.scores import class_scores
 
 H = W = 16
 

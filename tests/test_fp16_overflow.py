@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sise.engine import MaskSums, TensorMasks, score_masked
+from sise.runtime.engine import MaskSums, TensorMasks, score_masked
 
 
 class Loud(nn.Module):

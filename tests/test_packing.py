@@ -4,7 +4,7 @@ On a CPU the kept maps and forward counts are identical and the maps equal to fl
 bitwise equality is not possible, because oneDNN's convolution of a batch of 3 already differs
 from that of a batch of 1 by ~3e-7 (the batch shape picks the kernel). On CUDA, TF32 convolutions
 (on by default for cuDNN) round far more, differently per batch shape; SISE's gradient pass runs
-in exact fp32 (:func:`sise.device.exact_fp32`) so that the selection does not flip.
+in exact fp32 (:func:`sise.runtime.device.exact_fp32`) so that the selection does not flip.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torchvision
 from tiny_models import SmallCNN
 
 from sise import SISE
-from sise.device import exact_fp32, fidelity
+from sise.runtime.device import exact_fp32, fidelity
 
 LAYERS = ["features.2", "features.5", "features.8"]
 

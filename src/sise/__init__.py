@@ -1,7 +1,7 @@
 """sise: SISE explanations for PyTorch CNNs, the methods it is compared against, and their metrics."""
 
+from sise.core.layers import discover_layers, resolve_layers
 from sise.errors import SiseError
-from sise.layers import discover_layers, resolve_layers
 from sise.methods import (
     RISE,
     SISE,

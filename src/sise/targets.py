@@ -53,8 +53,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sise.core.scores import ScoreKind, check_logits, check_score_kind, class_scores
 from sise.errors import SiseError
-from sise.scores import ScoreKind, check_logits, check_score_kind, class_scores
 
 
 class Target:
@@ -472,7 +472,7 @@ def _refuse_names(targets: object, what: str = "targets") -> None:
         if isinstance(item, str):
             raise SiseError(
                 f"{what} are class indices, got the name {item!r}: turn a name into its index "
-                "with sise.models.LoadedModel.class_index (e.g. loaded.class_index('tabby'))"
+                "with sise.models.loading.LoadedModel.class_index (e.g. loaded.class_index('tabby'))"
             )
         if isinstance(item, bool | np.bool_):
             raise SiseError(
@@ -486,7 +486,7 @@ def resolve_targets(logits: Tensor, targets: int | Sequence[int] | Tensor | None
     predicted class.
 
     Raises:
-        SiseError: for a class name (use :meth:`sise.models.LoadedModel.class_index`), a boolean,
+        SiseError: for a class name (use :meth:`sise.models.loading.LoadedModel.class_index`), a boolean,
             a float, an index out of range, or a number of targets that is neither 1 nor N.
     """
     n, num_classes = logits.shape

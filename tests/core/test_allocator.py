@@ -1,4 +1,4 @@
-"""Freed CPU memory kept in glibc's heap during explanations (sise.allocator)."""
+"""Freed CPU memory kept in glibc's heap during explanations (sise.runtime.allocator)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import textwrap
 import pytest
 import torch
 
-from sise import SISE, allocator
-from sise.engine import TensorMasks, score_masked
+from sise import SISE
+from sise.runtime import allocator
+from sise.runtime.engine import TensorMasks, score_masked
 
 
 class FakeLibc:
-    """Records what :mod:`sise.allocator` asks of glibc."""
+    """Records what :mod:`sise.runtime.allocator` asks of glibc."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -117,7 +118,7 @@ def test_glibc_reuses_large_freed_blocks_inside_and_not_without():
     script = textwrap.dedent(
         """
         import resource, torch
-        from sise import allocator
+        from sise.runtime import allocator
 
         def faults_per_round():
             counts = []

@@ -1,4 +1,4 @@
-"""One checkpoint unwrapper for the whole package (sise.models.read_checkpoint)."""
+"""One checkpoint unwrapper for the whole package (sise.models.loading.read_checkpoint)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from sise import SiseError
-from sise.eval import zoo
-from sise.models import load_model, read_checkpoint
+from sise.eval.benchmark import models as zoo
+from sise.models.loading import load_model, read_checkpoint
 
 
 def test_zoo_uses_the_same_unwrapper():

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sise import SiseError
-from sise.cli import main
+from sise.cli.commands import main
 
 
 @pytest.mark.slow
@@ -55,11 +55,11 @@ def test_torchvision_model_from_a_local_checkpoint(tmp_path, capsys):
 
 @pytest.fixture
 def tiny_cli(monkeypatch, small_cnn):
-    """``sise.cli`` with a small CNN instead of the demo model; records each explainer built."""
+    """``sise.cli.commands`` with a small CNN instead of the demo model; records each explainer built."""
     import torch
 
-    import sise.cli as cli
-    from sise.models import LoadedModel
+    import sise.cli.commands as cli
+    from sise.models.loading import LoadedModel
 
     loaded = LoadedModel(
         small_cnn, [f"class {i}" for i in range(5)], (32, 32), (0.5,) * 3, (0.5,) * 3, "tiny"
@@ -223,7 +223,7 @@ def test_offline_torchvision_name_is_one_line(monkeypatch, capsys):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    import sise.cli as cli
+    import sise.cli.commands as cli
 
     def interrupted(args):
         raise KeyboardInterrupt
@@ -234,7 +234,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_benchmark_score_defaults_to_softmax_on_the_single_label_photo_set() -> None:
-    from sise.cli import _default_benchmark_score
+    from sise.cli.commands import _default_benchmark_score
 
     assert _default_benchmark_score("photos") == "softmax"
     assert _default_benchmark_score("Photos:/data/set") == "softmax"
@@ -359,8 +359,8 @@ def test_version(capsys):
 
 
 def test_defaults_are_the_demo_model_and_automatic_batches():
-    from sise.cli import build_parser
-    from sise.models import DEMO_MODEL
+    from sise.cli.commands import build_parser
+    from sise.models.loading import DEMO_MODEL
 
     parser = build_parser()
     bench = parser.parse_args(["benchmark", "--dataset", "photos"])

@@ -1,4 +1,4 @@
-"""The gradient pass through torch.compile (sise.compiled_gradients.CompiledGradientPass).
+"""The gradient pass through torch.compile (sise.runtime.compiled_gradients.CompiledGradientPass).
 
 torch.compile builds C++ kernels on a CPU: the first compilation of a session takes seconds.
 """
@@ -15,10 +15,10 @@ from tiny_models import SmallCNN
 from torch import nn
 
 from sise import SISE, SiseError
-from sise.compiled_gradients import CompiledGradientPass
-from sise.device import fidelity
-from sise.hooks import GradientPass, gradient_pass
-from sise.layers import resolve_layers
+from sise.core.hooks import GradientPass, gradient_pass
+from sise.core.layers import resolve_layers
+from sise.runtime.compiled_gradients import CompiledGradientPass
+from sise.runtime.device import fidelity
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +221,7 @@ def test_many_models_stay_compiled_past_torch_default_recompile_limit():
     # here) the later ones would run uncompiled, silently.
     import torch._dynamo.config as config
 
-    from sise.device import CompiledForward
+    from sise.runtime.device import CompiledForward
 
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     x = _inputs(2)
@@ -244,7 +244,7 @@ def test_many_models_stay_compiled_past_torch_default_recompile_limit():
 
 
 def test_a_compiled_pass_that_disagrees_with_the_eager_one_is_dropped(monkeypatch):
-    from sise import compiled_gradients
+    from sise.runtime import compiled_gradients
 
     def blind_hook(self, index):  # the zeros are added with no effect: no gradient reaches them
         state = self.state
@@ -267,7 +267,7 @@ def test_a_compiled_pass_that_disagrees_with_the_eager_one_is_dropped(monkeypatc
 
 
 def test_disagreement_measures_relative_l2():
-    from sise.compiled_gradients import TOLERANCE, disagreement
+    from sise.runtime.compiled_gradients import TOLERANCE, disagreement
 
     model = _model()
     layers = resolve_layers(model, LAYERS)
@@ -288,7 +288,7 @@ def test_with_cuda_graphs_the_first_three_calls_per_batch_size_are_checked(monke
     # CUDA graphs warm up, record, then replay: a replay reading stale memory would only show
     # on the third call. Simulated on the CPU: an entry that wants three checks, whose third
     # call returns another call's gradients.
-    from sise import compiled_gradients
+    from sise.runtime import compiled_gradients
 
     make_entry = compiled_gradients.CompiledGradientPass._make_entry
 

@@ -16,7 +16,7 @@ MODULES = [
     "sise.methods.gradient",
     "sise.methods.perturbation",
     "sise.targets",
-    "sise.models",
+    "sise.models.loading",
     "sise.extras",
 ]
 
@@ -31,7 +31,7 @@ def _examples() -> list[doctest.DocTest]:
 
 def test_every_public_class_has_an_example():
     import sise
-    from sise.models import load_model
+    from sise.models.loading import load_model
 
     results = (sise.SiseError, sise.Explainer, sise.Explanation, sise.SISEExplanation)
     public = [getattr(sise, name) for name in sise.__all__ if name[0].isupper()]

@@ -95,14 +95,14 @@ def test_class_names(demo):
 
 
 def test_unknown_model_name():
-    from sise.models import load_model
+    from sise.models.loading import load_model
 
     with pytest.raises(SiseError, match=r"unknown model 'resnet5'.*resnet50"):
         load_model("resnet5")
 
 
 def test_checkpoint_errors(tmp_path):
-    from sise.models import load_model
+    from sise.models.loading import load_model
 
     with pytest.raises(SiseError, match="does not exist"):
         load_model("resnet18", tmp_path / "missing.pt")

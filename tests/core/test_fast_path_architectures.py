@@ -1,7 +1,7 @@
 """The CPU fast path of the masked forwards on the architecture families users bring.
 
-``score_masked`` folds batch norms (:mod:`sise.folding`), prepacks convolutions
-(:mod:`sise.prepacking`) and feeds channels-last inputs on a CPU. Each rewrite is checked once per
+``score_masked`` folds batch norms (:mod:`sise.runtime.folding`), prepacks convolutions
+(:mod:`sise.runtime.prepacking`) and feeds channels-last inputs on a CPU. Each rewrite is checked once per
 model, but only on ResNets and EfficientNet-Lite0 elsewhere; here every family with a structure
 of its own (grouped, depthwise and dilated convolutions, concatenations, channel shuffles,
 squeeze-and-excitation, pre-activation batch norms, LayerNorm with permutes, convolutions with
@@ -23,8 +23,8 @@ from model_state import assert_unchanged, randomise_batch_norms, snapshot
 from torch import nn
 from torch.profiler import profile
 
-from sise import folding, prepacking
-from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime import folding, prepacking
+from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
 
 models = torchvision.models
 

@@ -1,4 +1,4 @@
-"""Batch norms folded into their convolutions for the masked forwards (sise.folding)."""
+"""Batch norms folded into their convolutions for the masked forwards (sise.runtime.folding)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torchvision
 from model_state import assert_masked_scores_as_plain, assert_unchanged, snapshot
 from torch import Tensor, nn
 
-from sise import folding
-from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
-from sise.folding import conv_bn_pairs, folded_batch_norms
+from sise.runtime import folding
+from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime.folding import conv_bn_pairs, folded_batch_norms
 
 
 class ConvBN(nn.Module):

@@ -10,12 +10,12 @@ import torch
 from tiny_models import SmallCNN
 
 from sise import SISE, SiseError
-from sise.eval.datasets import boxes_mask
+from sise.core.postprocess import minmax_normalize, otsu_threshold
+from sise.core.smoothing import RECOMMENDED_SMOOTHING, gaussian_smooth
+from sise.eval.data.datasets import boxes_mask
 from sise.eval.metrics import drop_and_increase, energy_pointing_game
 from sise.images import load_image, sample_image_path
 from sise.methods.sise import fuse
-from sise.postprocess import minmax_normalize, otsu_threshold
-from sise.smoothing import RECOMMENDED_SMOOTHING, gaussian_smooth
 
 #: The value the benchmark chose (benchmarks/fusion_confirm.py, README); the tests use it.
 CHOSEN = RECOMMENDED_SMOOTHING

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from sise import SiseError
-from sise.cli import main
+from sise.cli.commands import main
 
 ROOT = Path(__file__).parents[2]
 
@@ -95,7 +95,7 @@ def test_the_methods_work_without_extras(core_only, small_cnn):
 
 
 def test_coco_without_its_extra_names_it(core_only, tmp_path):
-    from sise.eval.datasets import load_dataset
+    from sise.eval.data.datasets import load_dataset
 
     (tmp_path / "annotations").mkdir()
     with pytest.raises(SiseError, match=r'pip install "sise\[coco\]"'):

@@ -8,8 +8,8 @@ import torchvision
 from torch import nn
 
 from sise import SISE, SiseError
-from sise.hooks import LayerCapture
-from sise.layers import discover_layers, resolve_layers
+from sise.core.hooks import LayerCapture
+from sise.core.layers import discover_layers, resolve_layers
 
 
 def test_vgg16_layers_are_the_max_pool_inputs():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.filters import threshold_otsu
 
+from sise.core.postprocess import is_constant, minmax_normalize, otsu_threshold
 from sise.methods.sise import fuse
-from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -80,7 +80,7 @@ def test_gaussian_blur_equals_scipy(sigma, kernel_size):
     replicated borders (scipy's mode "nearest"), truncated at the same radius."""
     from scipy.ndimage import gaussian_filter
 
-    from sise.postprocess import gaussian_blur
+    from sise.core.postprocess import gaussian_blur
 
     rng = np.random.default_rng(0)
     images = rng.random((2, 3, 19, 26))
@@ -93,7 +93,7 @@ def test_gaussian_blur_equals_scipy(sigma, kernel_size):
 
 
 def test_gaussian_blur_keeps_constants_and_sigma_zero_is_identity():
-    from sise.postprocess import gaussian_blur
+    from sise.core.postprocess import gaussian_blur
 
     flat = torch.full((1, 3, 5, 7), 0.3)
     torch.testing.assert_close(gaussian_blur(flat, 10.0), flat)  # kernel larger than the image
@@ -106,8 +106,8 @@ def test_gaussian_blur_keeps_constants_and_sigma_zero_is_identity():
 
 
 def test_the_metric_blur_is_the_package_blur():
+    from sise.core.postprocess import gaussian_blur
     from sise.eval.metrics import blur
-    from sise.postprocess import gaussian_blur
 
     x = torch.rand(2, 3, 32, 40)
     assert torch.equal(blur(x), gaussian_blur(x, 5.0, 11))

@@ -1,4 +1,4 @@
-"""Convolution weights prepacked for oneDNN in the CPU masked forwards (sise.prepacking)."""
+"""Convolution weights prepacked for oneDNN in the CPU masked forwards (sise.runtime.prepacking)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from model_state import (
 from torch import Tensor, nn
 from torch.profiler import profile
 
-from sise import folding, prepacking
-from sise.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
-from sise.folding import folded_batch_norms
-from sise.prepacking import prepacked_convolutions
+from sise.runtime import folding, prepacking
+from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime.folding import folded_batch_norms
+from sise.runtime.prepacking import prepacked_convolutions
 
 pytestmark = pytest.mark.skipif(not prepacking._available(), reason="PyTorch without oneDNN")
 

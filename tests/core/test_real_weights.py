@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sise import SISE, discover_layers
-from sise.device import fidelity
 from sise.images import load_image, sample_image_path
+from sise.runtime.device import fidelity
 
 ESPRESSO = 967
 # The cup and its contents in the 600x400 coffee photo (x0, y0, x1, y1), read off the photo.

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from sise import SISE, FullGrad, SiseError
-from sise.hooks import LayerCapture, gradient_pass
-from sise.layers import discover_layers, resolve_layers, split_call
+from sise.core.hooks import LayerCapture, gradient_pass
+from sise.core.layers import discover_layers, resolve_layers, split_call
 
 
 class SharedActivation(nn.Module):

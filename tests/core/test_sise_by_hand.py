@@ -8,8 +8,8 @@ import torch
 from skimage.filters import threshold_otsu
 
 from sise import SISE
-from sise.hooks import gradient_pass
-from sise.layers import discover_layers, resolve_layers
+from sise.core.hooks import gradient_pass
+from sise.core.layers import discover_layers, resolve_layers
 from sise.methods.sise import select_feature_maps
 
 X = np.array(

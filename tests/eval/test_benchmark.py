@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from sise.cli import main
+from sise.cli.commands import main
 from sise.errors import SiseError
-from sise.eval import running
-from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007, load_dataset
-from sise.eval.reporting import format_table
-from sise.eval.running import BenchmarkConfig, run_benchmark
-from sise.eval.scoring import ALL_METRICS, MetricSettings, aggregate, required_metrics
-from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from sise.eval.benchmark import run as running
+from sise.eval.benchmark.report import format_table
+from sise.eval.benchmark.run import BenchmarkConfig, run_benchmark
+from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings, aggregate, required_metrics
+from sise.eval.data.datasets import EvalImage, EvalPair, VOCDetection2007, load_dataset
+from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from sise.methods.registry import METHODS
 
 #: A cheap CAM and SISE itself: both must be registered (a missing one is a failure, not a skip).
@@ -270,7 +270,7 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_summaries_compare_methods_on_common_pairs() -> None:
-    from sise.eval.store import ResultRow
+    from sise.eval.benchmark.store import ResultRow
 
     pairs = [EvalPair(f"{i}", Path("x.jpg"), i % 2, "c", [(0, 0, 1, 1)], 8, 8) for i in range(3)]
     rows = [
@@ -336,7 +336,7 @@ def test_precision_stays_in_the_identity(tiny_data: Path, tmp_path: Path) -> Non
     options = {"batch_size": 8, "progress": False, "channels_last": True}
 
     def cid(**more: object) -> str:
-        from sise.eval.store import config_id
+        from sise.eval.benchmark.store import config_id
 
         return config_id(running.configuration(config, identity, loaded, "sise", more))
 
@@ -450,7 +450,7 @@ def test_command_line_checks_settings_before_any_work(
 
 
 def test_batch_size_auto_or_a_positive_integer() -> None:
-    from sise.eval.running import BenchmarkConfig
+    from sise.eval.benchmark.run import BenchmarkConfig
 
     assert BenchmarkConfig(dataset="synthetic", model="synthetic-vgg").batch_size == "auto"
     BenchmarkConfig(dataset="synthetic", model="synthetic-vgg", batch_size=8).validate()
@@ -459,11 +459,11 @@ def test_batch_size_auto_or_a_positive_integer() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# photos[:PATH]: a dataset made for the model (sise.eval.photos, another module's job)
+# photos[:PATH]: a dataset made for the model (sise.eval.data.photos, another module's job)
 
 
 class _Photos:
-    """What ``sise.eval.photos.photo_dataset`` returns: one photo, one class, one box."""
+    """What ``sise.eval.data.photos.photo_dataset`` returns: one photo, one class, one box."""
 
     def __init__(self, loaded: object) -> None:
         from sise.images import sample_image_path
@@ -492,9 +492,9 @@ def _fake_photos(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]
         calls.append((root, loaded))
         return _Photos(loaded), {"kind": "photos", "root": str(root), "split": "all"}
 
-    module = types.ModuleType("sise.eval.photos")
+    module = types.ModuleType("sise.eval.data.photos")
     module.photo_dataset = photo_dataset  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sise.eval.photos", module)
+    monkeypatch.setitem(sys.modules, "sise.eval.data.photos", module)
     return calls
 
 
@@ -533,7 +533,7 @@ def test_photos_benchmark_loads_the_model_first(
 
 def test_photos_benchmark_loads_the_model_at_its_own_size(monkeypatch, tmp_path) -> None:
     """Without --size the model runs at its native input size (Lite2: 260 px), not 224."""
-    from sise.eval import running
+    from sise.eval.benchmark import run as running
 
     seen: list[object] = []
 
@@ -560,7 +560,7 @@ def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
 ) -> None:
     """One allocator block around the whole pair loop: glibc's thresholds are set once and
     restored once, however many pairs and explanations run inside."""
-    from sise import allocator
+    from sise.runtime import allocator
 
     calls: list[tuple[str, int]] = []
 
@@ -596,7 +596,7 @@ def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
 def test_a_fixed_method_does_not_resume_onto_old_results(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sise.eval.store import config_id
+    from sise.eval.benchmark.store import config_id
     from sise.methods.cam import GradCAM
 
     config = _config(tiny_data, tmp_path / "x.sqlite")

@@ -1,14 +1,10 @@
-"""The package's structure: layers core ← methods ← evaluation ← CLI, no import cycles, and the
-benchmark's old module still answering with a deprecation warning."""
+"""The package's structure: core ← runtime ← methods and models ← evaluation ← front ends, and no
+import cycles."""
 
 from __future__ import annotations
 
 import ast
-import importlib
-import warnings
 from pathlib import Path
-
-import pytest
 
 import sise
 
@@ -37,14 +33,24 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
     return {name for name in found if name in modules}
 
 
+#: The architecture, bottom to top: a module imports only from its own layer or below.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("sise.errors", "sise.extras"),
+    ("sise.core", "sise.targets", "sise.images", "sise.viz"),
+    ("sise.runtime",),
+    ("sise.methods", "sise.models", "sise.options"),
+    ("sise.eval",),
+    ("sise.cli", "sise.web"),  # the front ends
+)
+
+
 def _layer(module: str) -> int:
-    if module in ("sise.cli", "sise.app", "sise.many_images"):  # the front ends
-        return 3
-    if module.startswith("sise.eval"):
-        return 2
-    if module.startswith("sise.methods") or module == "sise.options":
-        return 1
-    return 0
+    if module == "sise":  # the package's front door re-exports from every layer
+        return len(LAYERS) - 1
+    for level, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return level
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
 
 
 def test_no_module_imports_a_higher_layer() -> None:
@@ -68,38 +74,3 @@ def test_no_import_cycles_at_module_level() -> None:
 
     for module in graph:
         visit(module, (module,))
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("run_benchmark", "sise.eval.running.run_benchmark"),
-        ("BenchmarkResult", "sise.eval.running.BenchmarkResult"),
-        ("evaluate_pair", "sise.eval.running.evaluate_pair"),
-        ("METRICS", "sise.eval.scoring.METRICS"),
-        ("ALL_METRICS", "sise.eval.scoring.ALL_METRICS"),
-        ("format_table", "sise.eval.reporting.format_table"),
-        ("load_dataset", "sise.eval.datasets.load_dataset"),
-        ("select_pairs", "sise.eval.datasets.select_pairs"),
-        ("parse_method_options", "sise.options.parse_method_options"),
-    ],
-)
-def test_old_names_still_import_with_a_warning(old: str, new: str) -> None:
-    benchmark = importlib.import_module("sise.eval.benchmark")
-    module, _, name = new.rpartition(".")
-    with pytest.warns(DeprecationWarning, match=f"use {new}"):
-        assert getattr(benchmark, old) is getattr(importlib.import_module(module), name)
-
-
-def test_old_config_keywords_still_work() -> None:
-    from sise.eval import benchmark
-    from sise.eval.running import BenchmarkConfig
-    from sise.eval.scoring import MetricSettings
-
-    with pytest.warns(DeprecationWarning, match="sise.eval.running.BenchmarkConfig"):
-        config = benchmark.BenchmarkConfig(dataset="synthetic", model="m", steps=8)
-    assert isinstance(config, BenchmarkConfig)
-    assert config.metric_settings == MetricSettings(steps=8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        importlib.import_module("sise.cli").build_parser()  # the CLI uses the new homes

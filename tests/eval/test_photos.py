@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from sise.errors import SiseError
-from sise.eval import photos
-from sise.eval.datasets import VOCDetection2007
-from sise.eval.photos import (
+from sise.eval.data import photos
+from sise.eval.data.datasets import VOCDetection2007
+from sise.eval.data.photos import (
     MIN_PROBABILITY,
     PHOTO_OBJECTS,
     PHOTO_SET,
@@ -24,7 +24,7 @@ from sise.eval.photos import (
     photo_set,
 )
 from sise.images import load_image, sample_image_path
-from sise.models import imagenet_class_names, load_model
+from sise.models.loading import imagenet_class_names, load_model
 
 SMALL = PhotoSetSpec(n_images=40, image_size=256, seed=0)
 
@@ -179,7 +179,7 @@ def test_photo_set_cache_reuses_checks_and_regenerates(tmp_path):
 
 
 def test_photo_dataset_rejects_a_model_without_imagenet_outputs(tmp_path):
-    from sise.eval.zoo import load_synthetic_model
+    from sise.eval.benchmark.models import load_synthetic_model
 
     with pytest.raises(SiseError, match="ImageNet"):
         photo_dataset(tmp_path, load_synthetic_model("vgg"))
@@ -276,7 +276,7 @@ def test_lite2_kept_pairs_are_confident(tmp_path):
 def test_offline_models_are_named_and_a_missing_package_is_explained(monkeypatch):
     import importlib
 
-    from sise import models
+    from sise.models import loading as models
 
     assert models.OFFLINE_MODELS == {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
     with pytest.raises(SiseError, match="no offline weights"):

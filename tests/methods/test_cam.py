@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sise.core.postprocess import minmax_normalize, upsample
 from sise.errors import SiseError
 from sise.methods import GradCAM, GradCAMPlusPlus, ScoreCAM
 from sise.methods.cam import CAMContext, CAMExplainer, ChannelWeights
 from sise.methods.registry import METHODS, make_explainer
-from sise.postprocess import minmax_normalize, upsample
 
 
 def as_map(grid: list[list[float]]) -> torch.Tensor:

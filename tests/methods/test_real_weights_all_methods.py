@@ -22,9 +22,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sise.hooks import LayerCapture
+from sise.core.hooks import LayerCapture
+from sise.core.layers import resolve_layers
 from sise.images import load_image, sample_image_path
-from sise.layers import resolve_layers
 from sise.methods import ScoreCAM
 from sise.methods.cam import cam_to_maps
 from sise.methods.registry import make_explainer

@@ -7,7 +7,7 @@ import torch
 from tiny_models import SmallCNN, TinySegNet
 
 from sise import SISE, GradCAM, SiseError
-from sise.hooks import score_output
+from sise.core.hooks import score_output
 from sise.targets import ClassScore, Margin, PerImage, SegmentationRegion, resolve_target
 
 LOGITS = torch.tensor([[3.0, 1.0, 2.0], [0.0, 4.0, -1.0]])

@@ -1,8 +1,8 @@
 """Evaluation: the paper's metrics, dataset readers, a synthetic VOC-format dataset, and the
-benchmark (:mod:`sise.eval.running`, :mod:`sise.eval.scoring`, :mod:`sise.eval.reporting`,
-:mod:`sise.eval.distribution`)."""
+benchmark (:mod:`sise.eval.benchmark.run`, :mod:`sise.eval.benchmark.scoring`, :mod:`sise.eval.benchmark.report`,
+:mod:`sise.eval.benchmark.distributed`)."""
 
-from sise.eval.datasets import (
+from sise.eval.data.datasets import (
     VOC_CLASSES,
     COCODetection2014,
     Dataset,
@@ -14,6 +14,7 @@ from sise.eval.datasets import (
     gt_mask,
     load_dataset,
 )
+from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from sise.eval.metrics import (
     average_drop,
     bbox_score,
@@ -34,7 +35,6 @@ from sise.eval.metrics import (
     spearman,
     top_k_membership,
 )
-from sise.eval.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 
 __all__ = [
     "SYNTHETIC_CLASSES",

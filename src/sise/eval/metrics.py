@@ -2,8 +2,8 @@
 
 Notation used throughout: ``E`` is an explanation map (N, H, W), non-negative and normalised to
 [0, 1]; ``G`` is the ground-truth region of the explained class, a (N, H, W) bool mask (the union
-of the class's boxes, see :func:`sise.eval.datasets.gt_mask`); ``Ψ_c`` is the explained score
-(softmax, sigmoid or logit, see :mod:`sise.scores`).
+of the class's boxes, see :func:`sise.eval.data.datasets.gt_mask`); ``Ψ_c`` is the explained score
+(softmax, sigmoid or logit, see :mod:`sise.core.scores`).
 
 Ground-truth metrics (no model needed):
 
@@ -13,7 +13,7 @@ Ground-truth metrics (no model needed):
 * :func:`distractor_energy` (the share of the map's energy on other classes' objects),
 * :func:`pointing_game_hits` / :func:`pointing_game_accuracy` (Zhang et al. 2016, TorchRay).
 
-Model-truth metrics (all masked forward passes go through :func:`sise.engine.score_masked`):
+Model-truth metrics (all masked forward passes go through :func:`sise.runtime.engine.score_masked`):
 
 * :func:`drop_and_increase` (Chattopadhay et al. 2018, Grad-CAM++),
 * :func:`insertion_deletion_auc` (Petsiuk et al. 2018, RISE),
@@ -34,11 +34,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sise.device import BatchSize
-from sise.engine import TensorMasks, score_masked
+from sise.core.postprocess import gaussian_blur
+from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
-from sise.postprocess import gaussian_blur
-from sise.scores import ScoreKind, check_score_kind
+from sise.runtime.device import BatchSize
+from sise.runtime.engine import TensorMasks, score_masked
 
 __all__ = [
     "average_drop",
@@ -109,7 +109,7 @@ def _check_unit_maps(maps: Tensor, height: int, width: int, n: int) -> None:
     if bool((maps < 0).any()) or bool((maps > 1).any()):
         raise SiseError(
             "model-truth metrics multiply the input by the map, so maps must lie in [0, 1]; "
-            "normalise them with sise.postprocess.minmax_normalize"
+            "normalise them with sise.core.postprocess.minmax_normalize"
         )
 
 
@@ -147,7 +147,7 @@ def energy_pointing_game(maps: Tensor, boxes_mask: Tensor) -> Tensor:
     if bool((maps < 0).any()):
         raise SiseError(
             "EBPG is a ratio of energies, so maps must be non-negative; "
-            "normalise them with sise.postprocess.minmax_normalize"
+            "normalise them with sise.core.postprocess.minmax_normalize"
         )
     flat = maps.flatten(1).double()
     inside = (flat * boxes_mask.flatten(1)).sum(dim=1)
@@ -160,7 +160,7 @@ def distractor_energy(maps: Tensor, gt_mask: Tensor, distractor_mask: Tensor) ->
     """Distractor energy: the share of the map's energy on objects of *other* classes.
 
     ``100 · Σ_{λ∈D∖G} E(λ) / Σ_λ E(λ)``, with ``D`` the region of the image's objects of other
-    classes (the union of :attr:`sise.eval.datasets.EvalPair.other_boxes`) and ``G`` the
+    classes (the union of :attr:`sise.eval.data.datasets.EvalPair.other_boxes`) and ``G`` the
     explained class's own region: energy on another object that also lies in the class's own
     boxes is not counted against the map. Lower is better. It complements EBPG
     (:func:`energy_pointing_game`), which cannot tell energy on background from energy on a
@@ -185,12 +185,12 @@ def distractor_energy(maps: Tensor, gt_mask: Tensor, distractor_mask: Tensor) ->
         raise SiseError(
             f"distractor_mask must be a bool tensor of the maps' shape {tuple(maps.shape)}, got "
             f"{distractor_mask.dtype} {tuple(distractor_mask.shape)}: rasterise it with "
-            "sise.eval.datasets.distractor_mask"
+            "sise.eval.data.datasets.distractor_mask"
         )
     if bool((maps < 0).any()):
         raise SiseError(
             "distractor energy is a ratio of energies, so maps must be non-negative; "
-            "normalise them with sise.postprocess.minmax_normalize"
+            "normalise them with sise.core.postprocess.minmax_normalize"
         )
     flat = maps.flatten(1).double()
     outside_own = distractor_mask.flatten(1) & ~gt_mask.flatten(1)
@@ -590,7 +590,7 @@ def causal_curve(
       the ``i·p`` most salient pixels of ``x``.
 
     Each point is ``Ψ_c(s + (x - s) ⊙ m_i)`` with ``m_i`` the pixels of ``x`` shown, scored by
-    :func:`sise.engine.score_masked` in batches across all samples and steps.
+    :func:`sise.runtime.engine.score_masked` in batches across all samples and steps.
 
     Args:
         model: the classifier.

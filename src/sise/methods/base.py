@@ -12,12 +12,12 @@ from typing import TypeVar, cast
 import torch
 from torch import Tensor, nn
 
-from sise.allocator import retained_freed_memory
-from sise.engine import BaselineSpec
+from sise.core.hooks import explaining
+from sise.core.layers import LayerSpec, discover_layers, resolve_layers
+from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
-from sise.hooks import explaining
-from sise.layers import LayerSpec, discover_layers, resolve_layers
-from sise.scores import ScoreKind, check_score_kind
+from sise.runtime.allocator import retained_freed_memory
+from sise.runtime.engine import BaselineSpec
 from sise.targets import TargetSpec
 
 #: What every method's ``targets`` argument takes (see :mod:`sise.targets`).
@@ -179,10 +179,10 @@ class Explainer(ABC):
         sample, or a callable ``target(output) -> (N,)`` score (:mod:`sise.targets`: the
         contract, and ready-made targets such as :class:`~sise.targets.Margin` and
         :class:`~sise.targets.SegmentationRegion`). Turn a class name into an index with
-        :meth:`sise.models.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
+        :meth:`sise.models.loading.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
         works: the methods need autograd, so they run with inference mode switched off, on a
         normal copy of inputs made in inference mode. On a CPU the explanation runs inside
-        :func:`sise.allocator.retained_freed_memory` (freed memory reused, not faulted in again).
+        :func:`sise.runtime.allocator.retained_freed_memory` (freed memory reused, not faulted in again).
         """
         with torch.inference_mode(False):
             if isinstance(inputs, Tensor) and inputs.is_inference():
@@ -220,7 +220,7 @@ class LayerExplainer(Explainer):
     Args:
         model: a CNN returning (N, K) class scores.
         layer: the layer, as a name or module; ``None`` uses the last spatial feature map of the
-            network (the last layer :func:`sise.layers.discover_layers` finds), discovered once
+            network (the last layer :func:`sise.core.layers.discover_layers` finds), discovered once
             per input shape.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
     """

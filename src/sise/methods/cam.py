@@ -1,7 +1,7 @@
 """Class activation maps: Grad-CAM, Grad-CAM++ and Score-CAM, on one small extension point.
 
 Every CAM weights the K feature maps ``A_k`` of one convolutional layer (by default the last
-spatial feature map of the network, the last layer :func:`sise.layers.discover_layers` finds) and
+spatial feature map of the network, the last layer :func:`sise.core.layers.discover_layers` finds) and
 forms ``L = ReLU(Σ_k w_k A_k)``, which is bilinearly up-sampled to the input size
 (``align_corners=False``) and min-max normalised to [0, 1]. Only the weights ``w_k`` differ:
 
@@ -39,8 +39,14 @@ from typing import ClassVar, Literal, TypeVar, cast, get_args
 import torch
 from torch import Tensor, nn
 
-from sise.device import BatchSize
-from sise.engine import (
+from sise.core.hooks import LayerCapture, forward_scores, gradient_pass
+from sise.core.layers import LayerSpec, check_feature_map
+from sise.core.postprocess import is_constant, minmax_normalize, upsample
+from sise.core.scores import ScoreKind
+from sise.errors import SiseError
+from sise.methods.base import Explanation, LayerExplainer, Targets
+from sise.runtime.device import BatchSize
+from sise.runtime.engine import (
     BaselineSpec,
     ConcatMasks,
     MaskSource,
@@ -49,12 +55,6 @@ from sise.engine import (
     make_baseline,
     score_masked,
 )
-from sise.errors import SiseError
-from sise.hooks import LayerCapture, forward_scores, gradient_pass
-from sise.layers import LayerSpec, check_feature_map
-from sise.methods.base import Explanation, LayerExplainer, Targets
-from sise.postprocess import is_constant, minmax_normalize, upsample
-from sise.scores import ScoreKind
 from sise.targets import Target
 
 Denominator = Literal["paper", "summed"]
@@ -454,7 +454,7 @@ class ScoreCAM(CAMExplainer):
 
     Evidence: energy-based pointing game (EBPG, % of the map's energy inside a hand-measured
     object box, on the 224x224 input) with the real ImageNet EfficientNet-Lite0 of
-    :func:`sise.models.load_model`, at the default layer ``bn2`` (1,280 maps of 7x7). Boxes
+    :func:`sise.models.loading.load_model`, at the default layer ``bn2`` (1,280 maps of 7x7). Boxes
     (x0, y0, x1, y1) in the photos' pixels: espresso cup (170, 15, 420, 300) in the package's
     ``coffee.jpg``; the cat (0, 0, 375, 300) in ``chelsea.jpg`` ("Egyptian cat"); the motorcycle
     (90, 75, 685, 450) in scikit-image's ``stereo_motorcycle()`` left image ("moped"); the
@@ -484,7 +484,7 @@ class ScoreCAM(CAMExplainer):
     softmax is shift-invariant, so elsewhere ``Ψ_c(x_b)`` cancels). The paper uses ``x_b = 0``
     (``baseline="zero"``: the model's input-space zero, i.e. the normalisation mean, as the
     authors' code, which multiplies the normalised input by the mask). Masks of all images share
-    full batches (:func:`sise.engine.score_masked`). ``extras``: ``channel_scores`` (N, K)
+    full batches (:func:`sise.runtime.engine.score_masked`). ``extras``: ``channel_scores`` (N, K)
     ``Ψ_c(x ⊙ H_k)`` (for a constant map ``Ψ_c(x_b)`` where the baseline was scored, else NaN),
     ``baseline_scores`` (N,) ``Ψ_c(x_b)`` (NaN where not scored), ``weights``, ``cam``.
 
@@ -508,8 +508,8 @@ class ScoreCAM(CAMExplainer):
             (Algorithm 1); see above.
         baseline: what masked-out pixels become: ``"zero"`` (paper), ``"blur"`` or a tensor.
         batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
-            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU; see
-            :func:`sise.engine.score_masked`).
+            the free memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU; see
+            :func:`sise.runtime.engine.score_masked`).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
 

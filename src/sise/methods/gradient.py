@@ -7,15 +7,15 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from sise.device import BatchSize, auto_batch_size
-from sise.engine import BaselineSpec, make_baseline
+from sise.core.hooks import LayerCapture, forward_scores, gradient_pass
+from sise.core.layers import norm_act_parts, split_call
+from sise.core.postprocess import minmax_normalize, upsample
+from sise.core.scores import ScoreKind
 from sise.errors import check_choice, check_integer
 from sise.extras import require
-from sise.hooks import LayerCapture, forward_scores, gradient_pass
-from sise.layers import norm_act_parts, split_call
 from sise.methods.base import Explainer, Explanation, Targets, check_baseline
-from sise.postprocess import minmax_normalize, upsample
-from sise.scores import ScoreKind
+from sise.runtime.device import BatchSize, auto_batch_size
+from sise.runtime.engine import BaselineSpec, make_baseline
 from sise.targets import checked_scores
 
 IGMethod = Literal[
@@ -48,9 +48,9 @@ class IntegratedGradients(Explainer):
         baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
-            ``n_steps × N`` at once; ``"auto"``: :func:`sise.device.auto_batch_size` with a third
+            ``n_steps × N`` at once; ``"auto"``: :func:`sise.runtime.device.auto_batch_size` with a third
             of its memory share (a forward *and backward* pass holds about three times the
-            memory of a forward pass), or :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
+            memory of a forward pass), or :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU.
 
     Example:
         >>> import torch
@@ -166,7 +166,7 @@ def effective_bias(module: nn.Module) -> Tensor | None:
 def biased_output(name: str, module: nn.Module) -> tuple[str, nn.Module]:
     """Where the bias of layer ``name`` is added: the output to differentiate for its term.
 
-    The layer's own output, except for timm's ``BatchNormAct2d`` (:func:`sise.layers.norm_act_parts`),
+    The layer's own output, except for timm's ``BatchNormAct2d`` (:func:`sise.core.layers.norm_act_parts`),
     which applies its activation itself: its bias is added before the activation, so the
     gradient is taken at the output of its ``drop`` module (``"name.drop"``, the same call
     ``@k``). Taken at the layer's output it would miss the activation's derivative, and the
@@ -240,7 +240,7 @@ class FullGrad(Explainer):
     in the decomposition but not in the map.
 
     Gradients are taken with respect to the layers' outputs (and the input) by hooks
-    (:func:`sise.hooks.gradient_pass`), never through parameter ``.grad``. A layer that applies
+    (:func:`sise.core.hooks.gradient_pass`), never through parameter ``.grad``. A layer that applies
     its activation itself (timm's ``BatchNormAct2d``, in EfficientNets, RegNets, MobileNetV3s of
     timm) is differentiated where its bias is added, before the activation
     (:func:`biased_output`): the decomposition of a ReLU network built from them is exact (pinned

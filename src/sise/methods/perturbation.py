@@ -2,7 +2,7 @@
 
 Both explain a black box by what happens to the explained score Ψ_c when parts of the input are
 removed: RISE averages random masks weighted by the score they keep (scored with the batched
-engine :func:`sise.engine.score_masked`), Extremal Perturbation optimises a smooth mask of a fixed
+engine :func:`sise.runtime.engine.score_masked`), Extremal Perturbation optimises a smooth mask of a fixed
 area that keeps as much of the score as possible.
 """
 
@@ -15,19 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sise.device import BatchSize
-from sise.engine import BaselineSpec, MaskSums, make_baseline, score_masked
+from sise.core.hooks import forward_scores
+from sise.core.postprocess import minmax_normalize
+from sise.core.scores import SCORE_KINDS, ScoreKind, check_score_kind
 from sise.errors import SiseError, check_integer
-from sise.hooks import forward_scores
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.postprocess import minmax_normalize
-from sise.progress import progress_bar
-from sise.scores import SCORE_KINDS, ScoreKind, check_score_kind
+from sise.runtime.device import BatchSize
+from sise.runtime.engine import BaselineSpec, MaskSums, make_baseline, score_masked
+from sise.runtime.progress import progress_bar
 from sise.targets import checked_scores
 
 
 class RandomGridMasks:
-    """RISE's random masks as a lazy :class:`~sise.engine.MaskSource`.
+    """RISE's random masks as a lazy :class:`~sise.runtime.engine.MaskSource`.
 
     Mask generation (Petsiuk et al. 2018, Sec. 3.2): sample an s×s grid with cells set to 1 with
     probability p, up-sample it bilinearly (``align_corners=False``) to ``(s+1)·C_H × (s+1)·C_W``
@@ -127,7 +127,7 @@ class RISE(Explainer):
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         baseline: what masked-out pixels become: ``"zero"``, ``"blur"`` or a tensor.
         batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
-            the free memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU).
+            the free memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         progress: show a progress bar over the masked forwards.
 

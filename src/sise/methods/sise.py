@@ -7,7 +7,7 @@ ICASSP 2021.
 
 For an input x and class c, with Ψ_c the explained score:
 
-1. Layers: the feature map entering each down-sampling stage (see :mod:`sise.layers`).
+1. Layers: the feature map entering each down-sampling stage (see :mod:`sise.core.layers`).
 2. Feature-map selection: ``α_k = Σ_λ ∂Ψ_c/∂A_k(λ)``, ``β = max_k α_k``; keep ``α_k > μ·β``.
 3. Attribution masks ``m = Ω(A_k)`` (bilinear up-sampling, min-max to [0, 1]) score the masked
    inputs, giving the layer visualisation map
@@ -30,8 +30,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from sise.compiled_gradients import CompiledGradientPass
-from sise.device import (
+from sise.core.hooks import GradientPass, gradient_pass
+from sise.core.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
+from sise.core.postprocess import is_constant, minmax_normalize, otsu_threshold
+from sise.core.scores import ScoreKind
+from sise.core.smoothing import check_smoothing, gaussian_smooth
+from sise.errors import SiseError, check_flag, check_integer, check_number
+from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
+from sise.runtime.compiled_gradients import CompiledGradientPass
+from sise.runtime.device import (
     BatchSize,
     Compile,
     CompiledForward,
@@ -40,7 +47,7 @@ from sise.device import (
     compile_setting,
     exact_fp32,
 )
-from sise.engine import (
+from sise.runtime.engine import (
     BaselineSpec,
     ConcatMasks,
     MaskSums,
@@ -49,13 +56,6 @@ from sise.engine import (
     repeated_maps,
     score_masked,
 )
-from sise.errors import SiseError, check_flag, check_integer, check_number
-from sise.hooks import GradientPass, gradient_pass
-from sise.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
-from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
-from sise.postprocess import is_constant, minmax_normalize, otsu_threshold
-from sise.scores import ScoreKind
-from sise.smoothing import check_smoothing, gaussian_smooth
 
 Selection = Literal["fixed", "adaptive"]
 Gate = Literal["binary", "soft"]
@@ -74,7 +74,7 @@ def select_feature_maps(
       (all those values equal) keep them all.
 
     Every sample is done at once: Otsu's threshold of each sample's positive values is one batched
-    :func:`sise.postprocess.otsu_threshold` call with a validity mask, so there is no per-sample
+    :func:`sise.core.postprocess.otsu_threshold` call with a validity mask, so there is no per-sample
     loop and nothing waits on the host (it runs on the meta device). Each sample's result is
     exactly what a call on that sample alone gives.
 
@@ -108,7 +108,7 @@ def select_layers_maps(
 
     Each layer's ``α`` is padded with −∞ to the widest layer's K (a padded map is never positive,
     never above ``μ·β``, and never enters Otsu's threshold), so Ada-SISE's thresholds of every
-    layer and sample are one batched :func:`sise.postprocess.otsu_threshold` call instead of one
+    layer and sample are one batched :func:`sise.core.postprocess.otsu_threshold` call instead of one
     per layer: fewer small operations before the masked forwards, which a GPU waits on.
 
     Args:
@@ -158,11 +158,11 @@ def fuse(
 
     ``smoothing = s > 0`` (not in the paper) returns ``minmax(G_σ ∗ F)`` instead: the paper's
     fused map blurred by a Gaussian of ``σ = s × image size`` (per side, total-conserving
-    boundary; :func:`sise.smoothing.gaussian_smooth`), then min-max normalised again. The gates'
+    boundary; :func:`sise.core.smoothing.gaussian_smooth`), then min-max normalised again. The gates'
     step edges become ramps about ``2.56 σ`` wide (10 % to 90 %) and the shallow layers' speckle
     is averaged out, so the map multiplied into the photo looks more like a natural image. On
     real photos (README, "Two kinds of faithfulness") ``smoothing=0.1``
-    (:data:`sise.smoothing.RECOMMENDED_SMOOTHING`) stays first on EBPG and distractor energy and
+    (:data:`sise.core.smoothing.RECOMMENDED_SMOOTHING`) stays first on EBPG and distractor energy and
     ties Score-CAM on Drop% and Increase%, for 7-12 points of EBPG; RISE stays far ahead on
     those two. ``smoothing=0`` (default) is the paper's fusion, bit for bit.
 
@@ -211,7 +211,7 @@ class SISEExplanation(Explanation):
         layer_maps: (N, L, H, W) each layer's visualisation map ``V_l`` in [0, 1] (zeros for a
             layer that kept no feature map).
         kept_maps: (N, L) how many feature maps each layer kept per sample. Kept maps that give
-            equal masks are scored once (:func:`sise.engine.repeated_maps`), so
+            equal masks are scored once (:func:`sise.runtime.engine.repeated_maps`), so
             ``forward_passes`` can be less than ``1 + kept_maps.sum(dim=1)``.
 
     ``extras["layer_names"]``, ``["layer_maps"]`` and ``["kept_maps"]`` still work, with a
@@ -238,9 +238,9 @@ class SISE(Explainer):
     Args:
         model: a CNN returning (N, K) class scores.
         layers: layers to visualise, shallow to deep, as names or modules; ``None`` discovers
-            them from a traced forward pass (:func:`sise.layers.discover_layers`), once per input
+            them from a traced forward pass (:func:`sise.core.layers.discover_layers`), once per input
             shape. A module that runs several times per forward pass is named with the call to
-            use, ``"name@k"`` (:func:`sise.layers.split_call`).
+            use, ``"name@k"`` (:func:`sise.core.layers.split_call`).
         mu: feature-map selection threshold ``α_k > μ·β`` (fixed selection), in [0, 1).
         selection: ``"fixed"`` (paper) or ``"adaptive"`` (Ada-SISE, fewer masked forwards).
         score: explained score ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logit"``.
@@ -252,12 +252,12 @@ class SISE(Explainer):
             size; 0 (default) is the paper's fusion, exactly; 0.1 trades EBPG for Drop% and
             Increase% (see :func:`fuse`).
         batch_size: masked inputs per forward pass, or ``"auto"``: as many as fit in the free
-            memory on CUDA, :data:`sise.device.CPU_BATCH_SIZE` on a CPU.
+            memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU.
         autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
         precision: the same as a name: ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``;
             give one of ``precision`` and ``autocast_dtype``. The gradient pass (feature-map
             selection) always runs in the model's own precision, and on CUDA without TF32
-            (:func:`sise.device.exact_fp32`), so that the maps an image keeps do not depend on
+            (:func:`sise.runtime.device.exact_fp32`), so that the maps an image keeps do not depend on
             the other images of the call. fp32 is the default because the fused map is
             sensitive: its binary Otsu gates flip where a layer map sits near its threshold. On
             the real EfficientNet-Lite0 and the two packaged photos (H100, fused maps against
@@ -269,17 +269,17 @@ class SISE(Explainer):
             bf16 is fast (fp16 is emulated), with the fidelity above.
         channels_last: ``True``: run the masked forwards in channels-last memory format; the
             model's 4-D weights are held channels-last only while they run and get their original
-            tensors back afterwards (:func:`sise.device.channels_last_weights`). ``None``
+            tensors back afterwards (:func:`sise.runtime.device.channels_last_weights`). ``None``
             (default): channels-last masked inputs on a CPU only, weights untouched; ``False``:
-            NCHW (see :func:`sise.engine.score_masked`).
+            NCHW (see :func:`sise.runtime.engine.score_masked`).
         compile: ``True``: run the masked forwards through ``torch.compile`` (compiled once,
             on the first call, for each input shape; a model that does not compile runs eagerly
             with a warning); ``"cudagraphs"``: compiled and replayed as CUDA graphs. On CUDA the
-            gradient pass is compiled too (:class:`sise.compiled_gradients.CompiledGradientPass`;
+            gradient pass is compiled too (:class:`sise.runtime.compiled_gradients.CompiledGradientPass`;
             there it is bound by kernel launches, on a CPU compiling it does not pay). Compiling
             costs seconds to a minute (ResNet-50 on an H100: 23 s, then 0.114 s per explanation
             in fp16 + channels-last against 0.176 s eager), so it pays over many explanations,
-            not one (:class:`sise.device.CompiledForward`). CUDA graphs gained nothing there.
+            not one (:class:`sise.runtime.device.CompiledForward`). CUDA graphs gained nothing there.
         progress: show a progress bar over the masked forwards.
 
     Example:

@@ -19,7 +19,7 @@ from sise import __version__
 from sise.errors import SiseError
 from sise.images import load_image, sample_image_path
 from sise.methods.registry import DISPLAY_NAMES, METHODS, canonical_name, make_explainer
-from sise.models import DEMO_MODEL, LoadedModel, load_model
+from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
 from sise.options import method_key, parse_option
 
 #: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
@@ -366,7 +366,7 @@ def _write_pictures(loaded: LoadedModel, method: str):
 
 
 def command_explain(args: argparse.Namespace) -> int:
-    from sise.many_images import (
+    from sise.cli.many_images import (
         RESULTS_FILE,
         ImageOutputs,
         ResultsLog,
@@ -564,14 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="figure to write (.png, .jpg, ...)")
     compare.set_defaults(handler=command_compare)
     _add_benchmark_command(commands)
-    from sise.app import add_app_command
+    from sise.web.app import add_app_command
 
     add_app_command(commands)
     return parser
 
 
 def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
-    from sise.eval.scoring import ALL_METRICS, MetricSettings
+    from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings
 
     bench = commands.add_parser(
         "benchmark",
@@ -668,11 +668,11 @@ def _add_benchmark_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _setting_type(name: str) -> type:
-    """The argparse type of a :class:`~sise.eval.scoring.MetricSettings` field (its annotation,
+    """The argparse type of a :class:`~sise.eval.benchmark.scoring.MetricSettings` field (its annotation,
     without ``| None``)."""
     import typing
 
-    from sise.eval.scoring import MetricSettings
+    from sise.eval.benchmark.scoring import MetricSettings
 
     hint = typing.get_type_hints(MetricSettings)[name]
     types = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
@@ -685,8 +685,8 @@ def _default_benchmark_score(dataset: str) -> str:
 
 
 def command_benchmark(args: argparse.Namespace) -> int:
-    from sise.eval.running import BenchmarkConfig, run_benchmark, run_benchmark_local
-    from sise.eval.scoring import MetricSettings
+    from sise.eval.benchmark.run import BenchmarkConfig, run_benchmark, run_benchmark_local
+    from sise.eval.benchmark.scoring import MetricSettings
     from sise.options import parse_method_options
 
     methods = (

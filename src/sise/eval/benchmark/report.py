@@ -1,7 +1,7 @@
 """The benchmark's outputs: the paper's table (Markdown and CSV), its settings, the example figure.
 
 The table has the paper's layout: methods as columns in the paper's order, metrics as rows in
-:data:`sise.eval.scoring.METRICS` order, the best value of each row in bold. Its title block lists
+:data:`sise.eval.benchmark.scoring.METRICS` order, the best value of each row in bold. Its title block lists
 every setting a number depends on (SPEC section 3: the masking baseline, the mIoU binarisation,
 ... change the numbers a lot, so they are printed with them).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sise.eval.datasets import EvalPair
-from sise.eval.scoring import METRICS, NEAR_BEST, MetricSettings
+from sise.eval.benchmark.scoring import METRICS, NEAR_BEST, MetricSettings
+from sise.eval.data.datasets import EvalPair
 from sise.images import load_image
 from sise.methods.registry import DISPLAY_NAMES
 
@@ -71,7 +71,7 @@ def format_table(
 
     With ``errors`` (metric → method → standard error) each value is printed ``value ± error``
     and the CSV has a ``<label> SE`` row under the metric's row; the methods in ``near_best``
-    (metric → methods within :data:`sise.eval.scoring.NEAR_BEST` paired standard errors of the
+    (metric → methods within :data:`sise.eval.benchmark.scoring.NEAR_BEST` paired standard errors of the
     best) are in italics, and a note under the table says so. Returns ``(markdown, csv)``."""
     methods = _paper_order(methods)
     names = [DISPLAY_NAMES.get(m, m) for m in methods]

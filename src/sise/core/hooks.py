@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from sise.core.layers import split_call
+from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.layers import split_call
-from sise.scores import ScoreKind
 from sise.targets import (  # noqa: F401 (resolve_targets: its old home)
     Target,
     TargetSpec,
@@ -53,7 +53,7 @@ class LayerCapture:
     A module can run several times in one forward pass (a shared activation module, a block
     applied in a loop). A name ``"layer@k"`` records its ``k``-th call (from 0; ``@-1`` is the
     last); a plain name records its last call, and a warning says so when the block ends if the
-    module ran more than once (see :func:`sise.layers.split_call`).
+    module ran more than once (see :func:`sise.core.layers.split_call`).
     """
 
     def __init__(
@@ -249,7 +249,7 @@ def differentiate(
 ) -> GradientPass:
     """The second half of a gradient pass: resolve the target on ``output``, score it, and take
     ``∂Ψ/∂wrt``, one tensor of ``wrt`` per layer (the activations themselves, or zeros added to
-    them: :mod:`sise.compiled_gradients`), and ``∂Ψ/∂input_leaf`` if given.
+    them: :mod:`sise.runtime.compiled_gradients`), and ``∂Ψ/∂input_leaf`` if given.
 
     Call it with grad mode on, while ``output`` still holds its graph. A layer the score does not
     depend on gets zero gradients. ``inputs`` are the model's inputs (how many samples, and the

@@ -1,7 +1,7 @@
 """``sise app``: a web page on this computer to explore the explanation of one photo.
 
 The user picks a bundled photo or uploads one, chooses a model (the offline demo model by
-default, or any name :func:`sise.models.load_model` accepts) and a method, and sees the top-5
+default, or any name :func:`sise.models.loading.load_model` accepts) and a method, and sees the top-5
 prediction, the explanation map over the photo and, for SISE, each layer's visualisation map
 ``V_l`` with the number of feature maps it kept and its gate: the region ``V_l > Otsu(V_l)`` that
 the block-wise fusion ``F ← (F + V_l) ⊙ B(V_l)`` keeps (Sattarzadeh et al., AAAI 2021, §3.3).
@@ -19,7 +19,7 @@ plain JavaScript (in :data:`PAGE` below), a JSON API and PNG images.
   the methods hook the model's layers for the duration of a call. Under ``sise app``
   (:func:`serve`) the explanations run on the main thread, the requests' threads wait for them:
   glibc gives other threads heaps that map large blocks afresh every time, so there an
-  explanation pays the page faults :mod:`sise.allocator` saves (SISE on the demo model at
+  explanation pays the page faults :mod:`sise.runtime.allocator` saves (SISE on the demo model at
   224 px, the coffee photo, as the page times it: 2.7-2.9 s in a request's thread against
   1.9-2.1 s on the main one). Loaded models (the two most
   recent) and their explainers are kept between requests, so only the first request pays for
@@ -74,13 +74,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from sise.core.postprocess import otsu_threshold
 from sise.errors import SiseError
 from sise.images import SAMPLE_IMAGES, load_image, sample_image_path, to_rgb_array
 from sise.methods.base import Explainer, Explanation
 from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
 from sise.methods.sise import SISEExplanation
-from sise.models import DEMO_MODEL, LoadedModel, load_model
-from sise.postprocess import otsu_threshold
+from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
 
 T = TypeVar("T")
 

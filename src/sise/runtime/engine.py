@@ -22,20 +22,20 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from sise.allocator import retained_freed_memory
-from sise.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
+from sise.core.postprocess import minmax_normalize, upsample
+from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.folding import folded_batch_norms
-from sise.postprocess import minmax_normalize, upsample
-from sise.prepacking import prepacked_convolutions
-from sise.progress import progress_bar
-from sise.scores import ScoreKind
+from sise.runtime.allocator import retained_freed_memory
+from sise.runtime.device import CompiledForward, auto_batch_size, autocast, channels_last_weights
+from sise.runtime.folding import folded_batch_norms
+from sise.runtime.prepacking import prepacked_convolutions
+from sise.runtime.progress import progress_bar
 from sise.targets import ClassScore, FunctionTarget, Target, checked_scores, first_rows
 
 #: The compiled path pads each batch to a multiple of this many rows (CUDA graphs: see
 #: :func:`_row_quantum`).
 ROW_MULTIPLE = 8
-#: Batch norms are folded into their convolutions (:mod:`sise.folding`) from this many masks up:
+#: Batch norms are folded into their convolutions (:mod:`sise.runtime.folding`) from this many masks up:
 #: folding costs about a third of one batch-1 forward (ResNet-50 on a CPU: 52 against 140 ms)
 #: and saves about a tenth of every forward.
 FOLD_MIN_MASKS = 16
@@ -96,7 +96,7 @@ class UpsampledMaps:
     def masks(self, start: int, stop: int, out: Tensor | None = None) -> Tensor:
         up = upsample(self._maps[start:stop].float(), self._size)
         # minmax_normalize, in place: no full-resolution temporaries beyond the up-sampled maps.
-        # A constant map becomes zeros (its span is 0), as in sise.postprocess.minmax_normalize.
+        # A constant map becomes zeros (its span is 0), as in sise.core.postprocess.minmax_normalize.
         flat = up.view(up.shape[0], -1)
         low = flat.amin(dim=1)
         span = flat.amax(dim=1) - low
@@ -313,23 +313,23 @@ def score_masked(
         baseline: (N, C, H, W) value a masked-out pixel takes; ``None`` means zeros (the model's
             input-space zero, i.e. the normalisation mean).
         batch_size: masked inputs per forward pass, or ``"auto"``: on CUDA as many as fit in the
-            free device memory (:func:`sise.device.auto_batch_size` probes with one trial forward),
-            on a CPU :data:`sise.device.CPU_BATCH_SIZE`.
+            free device memory (:func:`sise.runtime.device.auto_batch_size` probes with one trial forward),
+            on a CPU :data:`sise.runtime.device.CPU_BATCH_SIZE`.
         autocast_dtype: run the forwards under autocast to this dtype (e.g. ``torch.bfloat16``).
             With ``torch.float16``, masked inputs whose score overflows (not finite) are scored
             again in float32, with a warning; checking costs one wait on the device per call.
         channels_last: ``True``: run the masked forwards in channels-last memory format: the
             input buffer is channels-last and, for the duration of this call only, so are the
-            model's 4-D weights (:func:`sise.device.channels_last_weights`; each parameter gets
+            model's 4-D weights (:func:`sise.runtime.device.channels_last_weights`; each parameter gets
             its original tensor back afterwards, so the user's model is left as it was).
             ``False``: the input buffer is contiguous (NCHW) and the model is not touched.
             ``None`` (default, auto): on a CPU only the input buffer is channels-last, which
             makes oneDNN run the network channels-last without touching the weights (their
-            layout does not matter there: they are prepacked, :mod:`sise.prepacking`); a model
+            layout does not matter there: they are prepacked, :mod:`sise.runtime.prepacking`); a model
             that cannot take such an input (one that calls ``.view()`` on a feature map) falls
             back to NCHW at its first batch (``benchmarks/cpu_layouts.py`` measures the layouts).
             Otherwise: ``False``.
-        compiled: run the forwards through this :class:`sise.device.CompiledForward` of
+        compiled: run the forwards through this :class:`sise.runtime.device.CompiledForward` of
             ``model`` (``torch.compile``; build it once and pass it to every call, so the model
             compiles once). Batches are then balanced and padded to a multiple of 8 rows (with
             CUDA graphs: of an eighth of the batch size, so that few graphs are recorded;

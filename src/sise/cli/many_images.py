@@ -38,7 +38,7 @@ import torch
 from sise.errors import SiseError
 from sise.images import load_image
 from sise.methods.base import Explainer, Explanation
-from sise.models import LoadedModel
+from sise.models.loading import LoadedModel
 
 #: File types a folder is scanned for.
 INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")

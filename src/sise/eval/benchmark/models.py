@@ -1,5 +1,5 @@
 """The benchmark's models: TorchRay's VOC/COCO checkpoints, small synthetic-data CNNs, and any
-model :func:`sise.models.load_model` knows, all as :class:`sise.models.LoadedModel`.
+model :func:`sise.models.loading.load_model` knows, all as :class:`sise.models.loading.LoadedModel`.
 
 TorchRay checkpoints (what is assumed, from TorchRay's documentation of
 ``torchray.benchmark.models.get_model(arch, dataset)``; no TorchRay code is used):
@@ -32,21 +32,21 @@ import torch
 from torch import Tensor, nn
 
 from sise.errors import SiseError
-from sise.eval.datasets import VOC_CLASSES
-from sise.eval.synthetic import (  # the synthetic data live there; kept importable from here
+from sise.eval.data.datasets import VOC_CLASSES
+from sise.eval.data.synthetic import (  # the synthetic data live there; kept importable from here
     SYNTHETIC_CLASSES,
     SYNTHETIC_DATA,
     SyntheticData,
     default_cache_dir,
     synthetic_dataset,
 )
-from sise.models import (
+from sise.models.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadedModel,
     load_model,
     load_state_dict_checked,
-    read_checkpoint,  # re-exported: the one checkpoint unwrapper lives in sise.models
+    read_checkpoint,  # re-exported: the one checkpoint unwrapper lives in sise.models.loading
 )
 
 __all__ = [

@@ -202,7 +202,7 @@ def make_synthetic_voc(
         ``root`` as a Path.
     """
     # datasets.py imports this module (for ``synthetic[:PATH]``): import the writer here.
-    from sise.eval.datasets import voc_annotation_xml
+    from sise.eval.data.datasets import voc_annotation_xml
 
     if n_images < 2:
         raise SiseError(f"n_images must be >= 2 so that both splits have images, got {n_images}")

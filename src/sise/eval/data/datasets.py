@@ -29,11 +29,11 @@ from PIL import Image
 from torch import Tensor
 
 from sise.errors import SiseError
-from sise.eval.synthetic import synthetic_dataset
+from sise.eval.data.synthetic import synthetic_dataset
 from sise.extras import require
 
 if TYPE_CHECKING:
-    from sise.models import LoadedModel
+    from sise.models.loading import LoadedModel
 
 __all__ = [
     "DATASET_KINDS",
@@ -634,9 +634,9 @@ def load_dataset(
     * ``coco2014:PATH``: :class:`COCODetection2014` (split ``val2014``, without masks);
     * ``synthetic[:PATH]``: the synthetic shapes in the VOC layout; without a path, or with a
       path that holds no dataset yet, the held-out split of the data the shipped synthetic models
-      were trained on is generated (:func:`sise.eval.synthetic.synthetic_dataset`);
+      were trained on is generated (:func:`sise.eval.data.synthetic.synthetic_dataset`);
     * ``photos[:PATH]``: photos labelled for an ImageNet model
-      (:func:`sise.eval.photos.photo_dataset`); needs ``loaded``, the model.
+      (:func:`sise.eval.data.photos.photo_dataset`); needs ``loaded``, the model.
 
     ``identity`` describes the data in the run configuration, so a benchmark resumes only on the
     same data: the folder and split, or for the generated synthetic data their content.
@@ -659,7 +659,7 @@ def load_dataset(
     if kind == "photos":
         if loaded is None:
             raise SiseError("--dataset photos needs the model: pass loaded= to load_dataset")
-        from sise.eval.photos import photo_dataset  # only this kind needs it
+        from sise.eval.data.photos import photo_dataset  # only this kind needs it
 
         photos, identity = photo_dataset(path or None, loaded)
         return "photos", photos, identity

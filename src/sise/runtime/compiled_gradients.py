@@ -11,11 +11,11 @@ A compiled function cannot be asked for gradients with respect to its intermedia
 are not nodes of the autograd graph outside it). So a forward hook adds a zero tensor ``ε_l``, an
 input of the compiled function that requires grad, to each layer's output:
 ``A_l + ε_l = A_l`` and ``∂Ψ/∂ε_l = ∂Ψ/∂A_l``. The weights go in detached
-(:class:`sise.device.CompiledWeights`), so the compiled backward computes only those gradients,
+(:class:`sise.runtime.device.CompiledWeights`), so the compiled backward computes only those gradients,
 from the output down to the shallowest layer, and the model's ``requires_grad`` flags are never
-read or changed. The hooks exist only during the call, as :class:`sise.hooks.LayerCapture`'s do.
+read or changed. The hooks exist only during the call, as :class:`sise.core.hooks.LayerCapture`'s do.
 
-Targets and scores stay eager (:func:`sise.hooks.differentiate`, the same code as the eager
+Targets and scores stay eager (:func:`sise.core.hooks.differentiate`, the same code as the eager
 pass), so every kind of target works and the errors are the same.
 """
 
@@ -29,11 +29,11 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from sise.device import CompiledWeights, room_to_recompile
+from sise.core.hooks import GradientPass, LayerCapture, differentiate, gradient_pass
+from sise.core.layers import split_call
+from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.hooks import GradientPass, LayerCapture, differentiate, gradient_pass
-from sise.layers import split_call
-from sise.scores import ScoreKind
+from sise.runtime.device import CompiledWeights, room_to_recompile
 from sise.targets import TargetSpec
 
 __all__ = ["CompiledGradientPass"]
@@ -95,7 +95,7 @@ class _Entry:
 
 
 class CompiledGradientPass:
-    """:func:`sise.hooks.gradient_pass`, compiled once per input shape and reused.
+    """:func:`sise.core.hooks.gradient_pass`, compiled once per input shape and reused.
 
     Each call returns what the eager pass returns (the same target resolution and checks; maps
     equal up to float rounding). The first call per input shape (with CUDA graphs: the first

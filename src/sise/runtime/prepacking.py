@@ -14,7 +14,7 @@ within this machine's noise (ResNet-18 at 224 px 10.9 → 8.8, but DenseNet-121 
 run and 38.0 → 32.1 in the next). The outputs are those of the plain convolution, to float
 rounding (the same oneDNN arithmetic; bit for bit on ResNet-18).
 
-Where a convolution's batch norm is folded into it (:func:`sise.folding.folded_norms`) and that
+Where a convolution's batch norm is folded into it (:func:`sise.runtime.folding.folded_norms`) and that
 batch norm is timm's ``BatchNormAct2d`` with a plain activation (ReLU, ReLU6, SiLU, Hardswish,
 GELU, ...: :data:`_POST_OPS`; no dropout, no hooks), oneDNN applies the activation as it writes
 the convolution's output, and the batch norm's forward is the identity meanwhile: one pass over
@@ -25,7 +25,7 @@ at 64 px.
 Only exact ``nn.Conv2d`` modules with zero padding given as numbers and no hooks are prepacked;
 the packed path runs only for 4-D float32 channels-last CPU inputs without autocast or gradient
 (oneDNN's output is channels-last, as the plain convolution's is for such inputs), otherwise (and
-where oneDNN refuses a shape) the module's own forward runs. Like :mod:`sise.folding` (whose
+where oneDNN refuses a shape) the module's own forward runs. Like :mod:`sise.runtime.folding` (whose
 folded weights this packs when both are active, folding outside), the first use on a model
 compares its output with the plain model's on one input and never prepacks a model where they
 disagree, and on exit each convolution is exactly as it was: nothing is stored on the user's
@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sise.folding import activation_after, folded_norms, identity, rewrite_allowed
+from sise.runtime.folding import activation_after, folded_norms, identity, rewrite_allowed
 
 #: Per model: whether prepacking gave the plain outputs on the first example it was tried on.
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -143,7 +143,7 @@ def prepacked_convolutions(model: nn.Module, example: Tensor | None = None) -> I
     """Inside the block, ``model``'s plain convolutions run with oneDNN-prepacked weights on a CPU.
 
     With ``example`` (one model-ready input), the first use on a model checks the packed output
-    against the plain one (:func:`sise.folding.rewrite_allowed`); a model that fails is never
+    against the plain one (:func:`sise.runtime.folding.rewrite_allowed`); a model that fails is never
     prepacked. The weights are packed at each convolution's first call
     in the block, so a weight swapped in before that (a folded batch norm) is the one packed.
     Re-entrant: a convolution already patched is left alone.

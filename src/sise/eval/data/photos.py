@@ -52,7 +52,7 @@ A box is the bounding box of the pasted object's alpha > 0.5, in image pixels, s
 by construction (objects never overlap, so no object hides part of another or lies in its box). Files are written in
 the PASCAL VOC 2007 layout (``VOC2007/JPEGImages``, ``Annotations``, ``ImageSets/Main/test.txt``)
 with a ``classes.txt`` that lists the 1,000 ImageNet classes in index order, so the class index
-of :class:`~sise.eval.datasets.VOCDetection2007` is the ImageNet index. (Older torchvision
+of :class:`~sise.eval.data.datasets.VOCDetection2007` is the ImageNet index. (Older torchvision
 versions give two pairs of classes the same name, ``crane`` and ``maillot``; ``classes.txt``
 then writes the second of each as ``"crane (517)"`` / ``"maillot (639)"`` because the reader
 needs unique names; no object here uses them, and :class:`PhotoDataset` reports torchvision's
@@ -114,9 +114,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from sise.errors import SiseError
-from sise.eval.datasets import EvalImage, EvalPair, VOCDetection2007, voc_annotation_xml
+from sise.eval.data.datasets import EvalImage, EvalPair, VOCDetection2007, voc_annotation_xml
 from sise.extras import require
-from sise.models import LoadedModel, imagenet_class_names
+from sise.models.loading import LoadedModel, imagenet_class_names
 
 __all__ = [
     "DISTRACTOR_PROBABILITY",
@@ -595,7 +595,7 @@ _MANIFEST = "photoset.json"
 
 
 def _default_root() -> Path:
-    from sise.eval.zoo import default_cache_dir
+    from sise.eval.data.synthetic import default_cache_dir
 
     return default_cache_dir() / "photos"
 
@@ -698,9 +698,9 @@ def class_probabilities(
 class PhotoDataset:
     """The photo set's (image, class) pairs that one model is confident about.
 
-    Same protocol as :class:`~sise.eval.datasets.VOCDetection2007` (``len``, indexing,
+    Same protocol as :class:`~sise.eval.data.datasets.VOCDetection2007` (``len``, indexing,
     iteration, ``class_names``, ``images()``, ``root``, ``split``). Its ``class_names`` are the
-    1,000 ImageNet names (torchvision's, as :func:`sise.models.imagenet_class_names`), so a class
+    1,000 ImageNet names (torchvision's, as :func:`sise.models.loading.imagenet_class_names`), so a class
     index is an ImageNet index.
 
     Attributes:

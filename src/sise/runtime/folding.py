@@ -10,7 +10,7 @@ the scores differ from the unfolded model's by float rounding only.
 
 :func:`folded_batch_norms` does it on the user's own modules for the duration of a block and
 undoes it afterwards: each convolution parameter gets back the very tensor it had (its ``.data``
-is swapped, as in :func:`sise.device.channels_last_weights`), a convolution without a bias gets
+is swapped, as in :func:`sise.runtime.device.channels_last_weights`), a convolution without a bias gets
 its ``None`` back, and each batch norm its own ``forward``. Which convolution feeds which batch
 norm comes from a ``torch.fx`` trace of a copy of the model (so that a forward with side effects
 never runs on proxies), made once per model (weakly cached). A pair is folded only when it is
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from sise.layers import norm_act_parts, type_path
+from sise.core.layers import norm_act_parts, type_path
 
 _PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 _FOLDED: weakref.WeakSet[nn.Module] = weakref.WeakSet()

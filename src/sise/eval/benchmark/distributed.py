@@ -26,7 +26,7 @@ from typing import TypeVar
 import torch
 
 from sise.errors import SiseError
-from sise.eval.store import ResultStore
+from sise.eval.benchmark.store import ResultStore
 
 __all__ = [
     "Ranks",

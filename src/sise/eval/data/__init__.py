@@ -1,0 +1,1 @@
+"""The benchmark's data: the VOC and COCO readers, the synthetic set, the photo set."""

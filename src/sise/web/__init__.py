@@ -1,0 +1,1 @@
+"""``sise app``: a local web page to explore the explanation of one photo."""
