@@ -16,15 +16,13 @@ from collections.abc import Callable
 
 import torch
 
-import sise.methods.cam
-import sise.methods.perturbation
-import sise.methods.sise
+import sise.methods.masked
 from sise import RISE, SISE, Explainer, ScoreCAM
 from sise.images import load_image, sample_image_path
 from sise.models.loading import load_model
 from sise.runtime.engine import score_masked
 
-METHOD_MODULES = (sise.methods.cam, sise.methods.perturbation, sise.methods.sise)
+METHOD_MODULES = (sise.methods.masked,)
 
 
 def nchw_score_masked(*args, **kwargs):

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from sise.methods import ExtremalPerturbation
-from sise.methods.perturbation import SmoothMaskGenerator, blur_pyramid, perturb
+from sise.methods.extremal_perturbation import SmoothMaskGenerator, blur_pyramid, perturb
 
 TOLERANCE = 1e-5
 

@@ -62,9 +62,10 @@ from sise.eval.metrics import (
     standard_error,
 )
 from sise.images import load_image
-from sise.methods.cam import ScoreCAM
-from sise.methods.perturbation import RISE
-from sise.methods.sise import SISE, fuse
+from sise.methods.fusion import fuse
+from sise.methods.rise import RISE
+from sise.methods.score_cam import ScoreCAM
+from sise.methods.sise import SISE
 from sise.models.loading import LoadedModel, load_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -248,8 +249,8 @@ def cache_sise(loaded: LoadedModel, pair: Pair, folder: Path, batch_size: int) -
         target = torch.tensor([pair.pair.class_index], device=inputs.device)
         sise = SISE(loaded.model, batch_size=batch_size)(inputs, target)
         entry = {
-            "layer_maps": sise.extras["layer_maps"][0].cpu(),
-            "present": (sise.extras["kept_maps"][0] > 0).cpu(),
+            "layer_maps": sise.layer_maps[0].cpu(),
+            "present": (sise.kept_maps[0] > 0).cpu(),
             "score": float(sise.core.scores[0]),
             "sise_map": sise.maps[0].cpu(),
         }
@@ -585,8 +586,8 @@ def run_sanity(
             if deadline is not None and time.perf_counter() > deadline:
                 raise _OutOfTime
             result = SISE(model, batch_size=batch_size)(x, t)
-            layer_maps = result.extras["layer_maps"].cpu()
-            present = (result.extras["kept_maps"] > 0).cpu()
+            layer_maps = result.layer_maps.cpu()
+            present = (result.kept_maps > 0).cpu()
             torch.save({"layer_maps": layer_maps, "present": present}, path.with_suffix(".tmp"))
             os.replace(path.with_suffix(".tmp"), path)
             print(f"  sanity step {step} done", file=sys.stderr, flush=True)

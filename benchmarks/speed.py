@@ -220,7 +220,7 @@ def build_methods(
         if key.split("@")[0] in ("sise", "sise-adaptive"):
             methods.append(_sise_method(key, model, x, targets, batch))
         elif key == "scorecam":
-            from sise.methods.cam import ScoreCAM
+            from sise.methods.score_cam import ScoreCAM
 
             cam = ScoreCAM(model, layer, batch_size=batch)
             methods.append(
@@ -229,7 +229,7 @@ def build_methods(
                 )
             )
         elif key == "rise":
-            from sise.methods.perturbation import RISE
+            from sise.methods.rise import RISE
 
             rise = RISE(model, n_masks=rise_masks, batch_size=batch)
             methods.append(

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from sise import SISE
 from sise.core.postprocess import otsu_threshold
-from sise.methods.sise import select_feature_maps
+from sise.methods.feature_selection import select_feature_maps
 
 
 def per_sample_adaptive(gradients: Tensor) -> Tensor:
@@ -164,7 +164,7 @@ def test_cuda_sise_syncs_do_not_grow_with_images_or_layers():
 
 @pytest.mark.parametrize(("selection", "mu"), [("adaptive", 0.0), ("fixed", 0.0), ("fixed", 0.4)])
 def test_all_layers_in_one_call_equal_one_call_per_layer(selection, mu):
-    from sise.methods.sise import select_layers_maps
+    from sise.methods.feature_selection import select_layers_maps
 
     generator = torch.Generator().manual_seed(3)
     layers = [

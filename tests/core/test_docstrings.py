@@ -12,9 +12,13 @@ import torch
 #: Modules whose docstring examples are run.
 MODULES = [
     "sise.methods.sise",
-    "sise.methods.cam",
-    "sise.methods.gradient",
-    "sise.methods.perturbation",
+    "sise.methods.grad_cam",
+    "sise.methods.grad_cam_plus_plus",
+    "sise.methods.score_cam",
+    "sise.methods.rise",
+    "sise.methods.extremal_perturbation",
+    "sise.methods.integrated_gradients",
+    "sise.methods.fullgrad",
     "sise.targets",
     "sise.models.loading",
     "sise.extras",

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from skimage.filters import threshold_otsu
 
 from sise.core.postprocess import is_constant, minmax_normalize, otsu_threshold
-from sise.methods.sise import fuse
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -39,39 +40,6 @@ def test_minmax_and_constant_maps():
     torch.testing.assert_close(out[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
     assert torch.equal(out[1], torch.zeros(2, 2))  # constant: zeros, not NaN
     assert is_constant(maps).tolist() == [False, True]
-
-
-def test_fusion_order_and_gating_on_hand_made_maps():
-    # Three layers, 1x4 maps. Otsu splits each map into {low} and {high} values. (Its threshold
-    # is a histogram bin centre, as in scikit-image, so low values sit below their bin centre.)
-    v1 = torch.tensor([[0.2, 1.0, 0.6, 0.0]])
-    v2 = torch.tensor([[0.0, 1.0, 0.9, 0.09]])  # gate keeps pixels 1, 2
-    v3 = torch.tensor([[0.0, 0.0, 1.0, 0.09]])  # gate keeps pixel 2
-    maps = torch.stack([v1, v2, v3])[None]  # (1, 3, 1, 4)
-    present = torch.ones(1, 3, dtype=torch.bool)
-    # F = v1; F = (F + v2) * [0,1,1,0] = [0, 2, 1.5, 0]; F = (F + v3) * [0,0,1,0] = [0,0,2.5,0]
-    fused = fuse(maps, present)
-    torch.testing.assert_close(fused, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
-    # Shallow to deep matters: reversing the order gates by v1 last and gives another map.
-    # F = v3; F = (v3 + v2) * [0,1,1,0] = [0,1,1.9,0]; F = (F + v1) * (v1 > t1) with t1 Otsu
-    # of v1 = {0.0,0.2,0.6,1.0} (between 0.2 and 0.6): [0, 2, 2.5, 0] -> [0, 0.8, 1, 0]
-    reversed_fused = fuse(maps.flip(1), present)
-    torch.testing.assert_close(reversed_fused, torch.tensor([[[0.0, 0.8, 1.0, 0.0]]]))
-
-
-def test_fusion_skips_a_layer_that_kept_nothing():
-    v1 = torch.tensor([[0.2, 1.0, 0.6, 0.0]])
-    empty = torch.zeros(1, 4)
-    v3 = torch.tensor([[0.0, 0.0, 1.0, 0.09]])
-    maps = torch.stack([v1, empty, v3])[None]
-    present = torch.tensor([[True, False, True]])
-    # Without the empty layer: F = (v1 + v3) * [0, 0, 1, 0] = [0, 0, 1.6, 0]
-    torch.testing.assert_close(fuse(maps, present), torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
-    # A first layer with nothing starts the cascade at the next one, and nothing is NaN.
-    present = torch.tensor([[False, True, True]])
-    out = fuse(torch.stack([empty, v1, v3])[None], present)
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]]))
 
 
 @pytest.mark.parametrize(("sigma", "kernel_size"), [(5.0, 11), (10.0, None), (1.5, None)])
@@ -111,3 +79,24 @@ def test_the_metric_blur_is_the_package_blur():
 
     x = torch.rand(2, 3, 32, 40)
     assert torch.equal(blur(x), gaussian_blur(x, 5.0, 11))
+
+
+def test_gaussian_blur_of_a_point_is_the_normalised_kernel_with_zero_padding():
+    from sise.core.postprocess import gaussian_blur
+
+    image = torch.zeros(1, 1, 7, 7)
+    image[0, 0, 3, 3] = 1.0
+    # σ = 0.5: taps -2..2 (⌈4σ⌉ = 2), weights ∝ exp(-2 i²)
+    taps = torch.tensor([math.exp(-2 * i * i) for i in range(-2, 3)])
+    taps = taps / taps.sum()
+    blurred = gaussian_blur(image, 0.5, padding="zeros", truncate=4.0)[0, 0]
+    torch.testing.assert_close(blurred[1:6, 1:6], taps[:, None] * taps[None, :])
+    assert float(blurred.sum()) == pytest.approx(1.0)
+    corner = torch.zeros(1, 1, 7, 7)
+    corner[0, 0, 0, 0] = 1.0
+    # zero padding: the mass that falls outside the image is lost
+    kept = float(taps[2:].sum()) ** 2
+    assert float(gaussian_blur(corner, 0.5, padding="zeros", truncate=4.0).sum()) == pytest.approx(
+        kept
+    )
+    assert gaussian_blur(image, 0.0, padding="zeros", truncate=4.0) is image

@@ -597,7 +597,7 @@ def test_a_fixed_method_does_not_resume_onto_old_results(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sise.eval.benchmark.store import config_id
-    from sise.methods.cam import GradCAM
+    from sise.methods.grad_cam import GradCAM
 
     config = _config(tiny_data, tmp_path / "x.sqlite")
     _, _, identity = load_dataset(config.dataset)

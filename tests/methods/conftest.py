@@ -93,6 +93,16 @@ class HandNet(nn.Module):
         low, high = min(flat), max(flat)
         return [[(v - low) / (high - low) for v in row] for row in grid]
 
+    @classmethod
+    def cam_from_weights(cls, weights: list[float]) -> torch.Tensor:
+        """minmax(relu(Σ_k w_k A_k)) on the hand input, in plain Python, as a (1, 3, 3) map."""
+        maps, _ = cls.by_hand(cls.X)
+        grid = [
+            [max(0.0, sum(weights[k] * maps[k][i][j] for k in range(2))) for j in range(3)]
+            for i in range(3)
+        ]
+        return torch.tensor(cls.minmax(grid)).view(1, 3, 3)
+
 
 class GapNet(nn.Module):
     """The hand network's features with global average pooling: spatially constant gradients."""

@@ -18,9 +18,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sise.core.postprocess import gaussian_blur
 from sise.images import load_image, sample_image_path
 from sise.methods import ExtremalPerturbation
-from sise.methods.perturbation import blur_pyramid, gaussian_blur, perturb
+from sise.methods.extremal_perturbation import blur_pyramid, perturb
 
 ESPRESSO = 967
 CUP_BOX = (170, 15, 420, 300)  # (x0, y0, x1, y1) in the 600x400 photo
@@ -50,8 +51,9 @@ def test_extremal_mask_keeps_the_espresso_with_a_tenth_of_the_image(espresso):
         # the method's own perturbation: each pixel read from the blur pyramid at level m (L-1)
         blurred_outside = perturb(blur_pyramid(x, 20.0, 8), mask[None])
         own = torch.softmax(demo.model(blurred_outside), dim=1)[0, ESPRESSO]
-        # the plain blend with one 20-px blur
-        blend = x * mask + gaussian_blur(x, 20.0) * (1 - mask)
+        # the plain blend with one 20-px blur (the pyramid's: zero padding, taps to ±⌈4σ⌉)
+        blurred = gaussian_blur(x, 20.0, padding="zeros", truncate=4.0)
+        blend = x * mask + blurred * (1 - mask)
         plain = torch.softmax(demo.model(blend), dim=1)[0, ESPRESSO]
     assert float(own) >= 0.10 * full_probability
     assert float(plain) >= 0.10 * full_probability

@@ -4,6 +4,7 @@ and the package's one Gaussian blur."""
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -32,43 +33,91 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-def gaussian_blur(images: Tensor, sigma: float, kernel_size: int | None = None) -> Tensor:
+#: How :func:`gaussian_blur` extends an image beyond its border.
+BlurPadding = Literal["replicate", "zeros", "symmetric"]
+
+
+def gaussian_blur(
+    images: Tensor,
+    sigma: float | tuple[float, float],
+    kernel_size: int | None = None,
+    *,
+    padding: BlurPadding = "replicate",
+    truncate: float = 3.0,
+) -> Tensor:
     """Gaussian blur of each channel of (N, C, H, W) images: the package's one blur.
 
     The kernel is the sampled, normalised Gaussian ``g(t) ∝ exp(−t² / 2σ²)`` for integer offsets
-    ``|t| <= kernel_size // 2``, applied separably (rows, then columns: 2k instead of k² products
-    per pixel). Borders are padded by replicating the edge pixels, which keeps a constant image
-    constant and works for a kernel larger than the image.
+    ``|t| <= kernel_size // 2``, computed in the images' dtype and applied separably (down the
+    columns, then along the rows: 2k instead of k² products per pixel). ``padding`` says what lies
+    beyond the border:
+
+    * ``"replicate"`` (default): the edge pixels repeated, which keeps a constant image constant;
+    * ``"zeros"``: zero (for normalised inputs, about the dataset's mean colour), so the border
+      darkens towards it, as TorchRay's ``imsmooth``;
+    * ``"symmetric"``: the half-sample symmetric (Neumann, "no flux") extension ``… b a | a b c …
+      | c b …``. The blur matrix is then symmetric with unit row sums, hence unit column sums: the
+      blur conserves each map's total, which zero padding would leak and ``reflect`` would skew.
+
+    Each works for a kernel larger than the image.
 
     Every blur of the package is this one: the insertion metric's canvas (RISE's 11×11 kernel,
-    σ = 5), the ``"blur"`` masking baseline (σ = 10) and the levels of Extremal Perturbation's
-    blur pyramid (σ from 0 to σ_max).
+    σ = 5), the levels of Extremal Perturbation's blur pyramid and its masks' smoothing (zero
+    padding, ±4σ), and the smoothing of SISE's fused map (symmetric, ±4σ, σ a fraction of each
+    side).
 
     Args:
         images: (N, C, H, W) images.
-        sigma: standard deviation in pixels, >= 0; 0 returns the images unchanged.
-        kernel_size: odd kernel width in pixels; default ``2·ceil(3σ) + 1`` (±3σ, which holds
-            99.7% of the Gaussian's mass).
+        sigma: standard deviation in pixels, >= 0, or ``(σ_y, σ_x)``, one per axis; 0 leaves the
+            images (or that axis) unchanged.
+        kernel_size: odd kernel width in pixels; default ``2·ceil(truncate·σ) + 1``.
+        padding: ``"replicate"``, ``"zeros"`` or ``"symmetric"``, see above.
+        truncate: the default kernel's radius in σ (3: ±3σ, which holds 99.7% of the mass).
 
     Returns:
         (N, C, H, W) blurred images, in the images' dtype.
     """
-    if not math.isfinite(sigma) or sigma < 0:
+    sigmas = (sigma, sigma) if isinstance(sigma, int | float) else tuple(sigma)
+    if len(sigmas) != 2 or not all(math.isfinite(s) and s >= 0 for s in sigmas):
         raise SiseError(f"the blur's sigma must be a finite number >= 0, got {sigma}")
-    if sigma == 0:
-        return images
-    if kernel_size is None:
-        kernel_size = 2 * math.ceil(3 * sigma) + 1
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    if kernel_size is not None and (kernel_size < 1 or kernel_size % 2 == 0):
         raise SiseError(f"the blur's kernel_size must be odd and >= 1, got {kernel_size}")
-    radius = kernel_size // 2
-    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    line = torch.exp(-(offsets**2) / (2 * sigma**2))
-    line = line / line.sum()
-    c = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, line.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(rows, line.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    if not math.isfinite(truncate) or truncate <= 0:
+        raise SiseError(f"the blur's truncate must be a finite number > 0, got {truncate}")
+    if padding not in get_args(BlurPadding):
+        raise SiseError(
+            f"unknown blur padding {padding!r}: use 'replicate', 'zeros' or 'symmetric'"
+        )
+    blurred = images
+    for dim, axis_sigma in ((2, sigmas[0]), (3, sigmas[1])):
+        if axis_sigma == 0:
+            continue
+        size = kernel_size if kernel_size is not None else 2 * math.ceil(truncate * axis_sigma) + 1
+        radius = size // 2
+        offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+        line = torch.exp(-(offsets**2) / (2 * axis_sigma**2))
+        blurred = _blur_axis(blurred, line / line.sum(), dim, padding)
+    return blurred
+
+
+def _blur_axis(images: Tensor, line: Tensor, dim: int, padding: BlurPadding) -> Tensor:
+    """Convolve each channel of (N, C, H, W) images with the odd kernel ``line`` along ``dim``
+    (2: down the columns, 3: along the rows), extended beyond the border by ``padding``."""
+    radius = line.numel() // 2
+    channels = images.shape[1]
+    shape = (channels, 1, -1, 1) if dim == 2 else (channels, 1, 1, -1)
+    if padding == "symmetric":
+        length = images.shape[dim]
+        # The index of each padded position, folded back into the image by mirroring at the
+        # half-sample points -1/2 and length - 1/2 (period 2·length): any radius works.
+        index = torch.arange(-radius, length + radius, device=images.device) % (2 * length)
+        index = torch.where(index < length, index, 2 * length - 1 - index)
+        padded = images.index_select(dim, index)
+    else:
+        pad = (0, 0, radius, radius) if dim == 2 else (radius, radius, 0, 0)
+        mode = "replicate" if padding == "replicate" else "constant"
+        padded = F.pad(images, pad, mode=mode)
+    return F.conv2d(padded, line.view(1, 1, *shape[2:]).expand(*shape), groups=channels)
 
 
 def is_constant(maps: Tensor, eps: float = 1e-12) -> Tensor:

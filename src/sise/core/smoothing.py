@@ -15,12 +15,9 @@ image: ``Σ_λ (G_σ ∗ F)(λ) = Σ_λ F(λ)`` exactly, and a constant map stay
 
 from __future__ import annotations
 
-import math
-
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from sise.core.postprocess import gaussian_blur
 from sise.errors import SiseError
 
 #: The value chosen on real photos (README, "Two kinds of faithfulness"): on EfficientNet-Lite0 the
@@ -50,32 +47,6 @@ def check_smoothing(smoothing: float) -> float:
     return value
 
 
-def gaussian_line(sigma: float, radius: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The sampled Gaussian ``exp(-k²/2σ²)``, ``k = -radius..radius``, normalised to sum 1."""
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
-    line = torch.exp(-(offsets**2) / (2.0 * sigma**2))
-    return (line / line.sum()).to(dtype)
-
-
-def _blur_last_axis(maps: Tensor, sigma: float) -> Tensor:
-    """1-D Gaussian along the last axis of (N, A, B), half-sample symmetric boundary."""
-    size = maps.shape[-1]
-    # The single mirror copy below reaches at most ``size`` pixels beyond each edge.
-    radius = min(math.ceil(TRUNCATE * sigma), size)
-    if radius == 0:
-        return maps
-    line = gaussian_line(sigma, radius, maps.dtype, maps.device)
-    # Half-sample symmetric extension (… b a | a b c … | c b …): the edge pixel is repeated.
-    # With it the blur matrix is symmetric with unit row sums, hence unit column sums: the
-    # blur conserves the map's total, which zero padding would leak and ``reflect`` would skew.
-    padded = torch.cat(
-        [maps[..., :radius].flip(-1), maps, maps[..., size - radius :].flip(-1)], dim=-1
-    )
-    n, a, _ = maps.shape
-    out = F.conv1d(padded.reshape(n * a, 1, -1), line.view(1, 1, -1))
-    return out.view(n, a, size)
-
-
 def gaussian_smooth(maps: Tensor, smoothing: float) -> Tensor:
     """Separable Gaussian blur of a (N, H, W) stack with ``σ_y = smoothing·H``,
     ``σ_x = smoothing·W``, conserving each map's total (Neumann boundary).
@@ -99,5 +70,5 @@ def gaussian_smooth(maps: Tensor, smoothing: float) -> Tensor:
     if smoothing == 0.0:
         return maps
     height, width = maps.shape[-2:]
-    rows = _blur_last_axis(maps, smoothing * width)
-    return _blur_last_axis(rows.transpose(1, 2), smoothing * height).transpose(1, 2).contiguous()
+    sigmas = (smoothing * height, smoothing * width)
+    return gaussian_blur(maps[:, None], sigmas, padding="symmetric", truncate=TRUNCATE)[:, 0]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
@@ -15,8 +14,9 @@ from torch import Tensor, nn
 from sise.core.hooks import explaining
 from sise.core.layers import LayerSpec, discover_layers, resolve_layers
 from sise.core.scores import ScoreKind, check_score_kind
-from sise.errors import SiseError
+from sise.errors import SiseError, check_integer
 from sise.runtime.allocator import retained_freed_memory
+from sise.runtime.device import BatchSize
 from sise.runtime.engine import BaselineSpec
 from sise.targets import TargetSpec
 
@@ -36,7 +36,8 @@ class Explanation:
         scores: (N,) the explained score Ψ(x) of each sample (the target's value).
         forward_passes: (N,) model evaluations spent per sample (a forward+backward counts as one).
         method: the method's name.
-        extras: method-specific results (e.g. SISE's per-layer maps).
+        extras: method-specific results (e.g. Grad-CAM's channel weights); a method with a typed
+            result holds its own results as attributes instead (:class:`sise.methods.sise.SISEExplanation`).
     """
 
     maps: Tensor
@@ -45,31 +46,6 @@ class Explanation:
     forward_passes: Tensor
     method: str
     extras: dict[str, object] = field(default_factory=dict)
-
-
-class MovedExtras(dict[str, object]):
-    """The ``extras`` of a typed result: the keys that became attributes still work, with a
-    :class:`DeprecationWarning` that names the attribute to use instead."""
-
-    def __init__(self, values: Mapping[str, object], moved: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self._moved = dict(moved)  # key -> "ClassName.attribute"
-
-    def _warn(self, key: object) -> None:
-        if isinstance(key, str) and key in self._moved:
-            warnings.warn(
-                f"explanation.extras[{key!r}] is deprecated: use {self._moved[key]}",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-
-    def __getitem__(self, key: str) -> object:
-        self._warn(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: object = None) -> object:
-        self._warn(key)
-        return super().get(key, default)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -91,14 +67,27 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 
 def check_baseline(baseline: object) -> BaselineSpec:
     """A masking baseline, checked where a method takes it: ``"zero"``, ``"blur"``, ``None`` or
-    a finite tensor (a NaN baseline turns every masked input into NaN and every map blank)."""
+    a finite floating-point tensor (a NaN baseline turns every masked input into NaN and every
+    map blank)."""
     if baseline is None or (isinstance(baseline, str) and baseline in ("zero", "blur")):
         return baseline
     if isinstance(baseline, Tensor):
-        if baseline.is_floating_point() and not bool(torch.isfinite(baseline).all()):
+        if not baseline.is_floating_point():
+            raise SiseError(
+                f"a baseline tensor must be floating point, got {baseline.dtype}: pass it as a "
+                "model-ready (normalised) image"
+            )
+        if not bool(torch.isfinite(baseline).all()):
             raise SiseError("the baseline tensor holds NaN or Inf values: give finite values")
         return baseline
     raise SiseError(f"unknown baseline {baseline!r}: use 'zero', 'blur' or a tensor")
+
+
+def check_batch_size(batch_size: object) -> BatchSize:
+    """A ``batch_size`` option: ``"auto"`` or a positive integer (inputs per forward pass)."""
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return "auto"
+    return check_integer("batch_size (or 'auto')", batch_size, low=1)
 
 
 def check_inputs(model: nn.Module, inputs: object) -> Tensor:

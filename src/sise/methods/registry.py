@@ -8,9 +8,13 @@ from torch import nn
 
 from sise.errors import SiseError
 from sise.methods.base import Explainer
-from sise.methods.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
-from sise.methods.gradient import FullGrad, IntegratedGradients
-from sise.methods.perturbation import RISE, ExtremalPerturbation
+from sise.methods.extremal_perturbation import ExtremalPerturbation
+from sise.methods.fullgrad import FullGrad
+from sise.methods.grad_cam import GradCAM
+from sise.methods.grad_cam_plus_plus import GradCAMPlusPlus
+from sise.methods.integrated_gradients import IntegratedGradients
+from sise.methods.rise import RISE
+from sise.methods.score_cam import ScoreCAM
 from sise.methods.sise import SISE
 
 MethodFactory = Callable[..., Explainer]

@@ -8,35 +8,38 @@ ICASSP 2021.
 For an input x and class c, with Ψ_c the explained score:
 
 1. Layers: the feature map entering each down-sampling stage (see :mod:`sise.core.layers`).
-2. Feature-map selection: ``α_k = Σ_λ ∂Ψ_c/∂A_k(λ)``, ``β = max_k α_k``; keep ``α_k > μ·β``.
+2. Feature-map selection (:mod:`sise.methods.feature_selection`): ``α_k = Σ_λ ∂Ψ_c/∂A_k(λ)``,
+   ``β = max_k α_k``; keep ``α_k > μ·β``.
 3. Attribution masks ``m = Ω(A_k)`` (bilinear up-sampling, min-max to [0, 1]) score the masked
    inputs, giving the layer visualisation map
    ``V_l(λ) = Σ_m Ψ_c(x ⊙ m) · m(λ) / Σ_λ' m(λ')``, min-max normalised. Maps that give equal
    masks (equal after min-max normalisation) are scored once and counted as often as they occur.
-4. Fusion, shallow to deep: ``F ← V_1``, then ``F ← (F + V_l) ⊙ B(V_l)`` with ``B(V_l)`` the
-   binary mask ``V_l > Otsu(V_l)``; the result is min-max normalised.
+4. Fusion, shallow to deep (:mod:`sise.methods.fusion`): ``F ← V_1``, then
+   ``F ← (F + V_l) ⊙ B(V_l)`` with ``B(V_l)`` the binary mask ``V_l > Otsu(V_l)``; the result is
+   min-max normalised.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import cast, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
 from sise.core.hooks import GradientPass, gradient_pass
 from sise.core.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
-from sise.core.postprocess import is_constant, minmax_normalize, otsu_threshold
+from sise.core.postprocess import is_constant, minmax_normalize
 from sise.core.scores import ScoreKind
-from sise.core.smoothing import check_smoothing, gaussian_smooth
-from sise.errors import SiseError, check_flag, check_integer, check_number
-from sise.methods.base import Explainer, Explanation, MovedExtras, Targets, check_baseline
+from sise.core.smoothing import check_smoothing
+from sise.errors import SiseError, check_choice, check_flag, check_number
+from sise.methods.base import Explainer, Explanation, Targets
+from sise.methods.feature_selection import Selection, select_layers_maps
+from sise.methods.fusion import Gate, fuse
+from sise.methods.masked import MaskedScoring
 from sise.runtime.compiled_gradients import CompiledGradientPass
 from sise.runtime.device import (
     BatchSize,
@@ -47,87 +50,7 @@ from sise.runtime.device import (
     compile_setting,
     exact_fp32,
 )
-from sise.runtime.engine import (
-    BaselineSpec,
-    ConcatMasks,
-    MaskSums,
-    UpsampledMaps,
-    make_baseline,
-    repeated_maps,
-    score_masked,
-)
-
-Selection = Literal["fixed", "adaptive"]
-Gate = Literal["binary", "soft"]
-
-
-def select_feature_maps(
-    gradients: Tensor, mu: float = 0.0, selection: Selection = "fixed"
-) -> Tensor:
-    """Which feature maps of one layer to keep, per sample, batched on the device.
-
-    ``α_k = Σ_λ ∂Ψ_c/∂A_k(λ)`` and ``β = max_k α_k`` for each sample.
-
-    * ``"fixed"`` (SISE, Sattarzadeh et al. 2021, Eq. 3): keep ``α_k > μ·β``.
-    * ``"adaptive"`` (Ada-SISE, Sudhakar et al. 2021): among the positive-gradient maps, keep those
-      whose ``α_k / β`` exceeds Otsu's threshold of those values; if Otsu has nothing to split
-      (all those values equal) keep them all.
-
-    Every sample is done at once: Otsu's threshold of each sample's positive values is one batched
-    :func:`sise.core.postprocess.otsu_threshold` call with a validity mask, so there is no per-sample
-    loop and nothing waits on the host (it runs on the meta device). Each sample's result is
-    exactly what a call on that sample alone gives.
-
-    Args:
-        gradients: (N, K, h, w) gradients ``∂Ψ_c/∂A`` of the layer's K maps.
-        mu: with ``"fixed"`` selection, keep ``α_k > μ·β`` (μ = 0 keeps the positive-gradient
-            maps). The seed text prints ``<``; that is a typo, as its own prose says.
-        selection: ``"fixed"`` (SISE) or ``"adaptive"`` (Ada-SISE).
-
-    Returns:
-        (N, K) boolean mask of kept maps.
-    """
-    alpha = gradients.sum(dim=(2, 3))
-    beta = alpha.amax(dim=1, keepdim=True)
-    if selection == "fixed":
-        return alpha > mu * beta
-    if selection != "adaptive":
-        raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
-    positive = alpha > 0
-    normalised = alpha / beta.clamp_min(torch.finfo(alpha.dtype).tiny)
-    # NaN for a sample without a positive map: nothing is kept there either way
-    threshold = otsu_threshold(normalised, valid=positive).to(normalised.dtype)
-    chosen = positive & (normalised > threshold[:, None])
-    return torch.where(chosen.any(dim=1, keepdim=True), chosen, positive)
-
-
-def select_layers_maps(
-    gradients: Sequence[Tensor], mu: float = 0.0, selection: Selection = "fixed"
-) -> list[Tensor]:
-    """:func:`select_feature_maps` of several layers in one call, with the same result.
-
-    Each layer's ``α`` is padded with −∞ to the widest layer's K (a padded map is never positive,
-    never above ``μ·β``, and never enters Otsu's threshold), so Ada-SISE's thresholds of every
-    layer and sample are one batched :func:`sise.core.postprocess.otsu_threshold` call instead of one
-    per layer: fewer small operations before the masked forwards, which a GPU waits on.
-
-    Args:
-        gradients: per layer, (N, K_l, h_l, w_l) gradients ``∂Ψ_c/∂A``.
-        mu, selection: as for :func:`select_feature_maps`.
-
-    Returns:
-        per layer, the (N, K_l) boolean mask of kept maps.
-    """
-    alphas = [gradient.float().sum(dim=(2, 3)) for gradient in gradients]
-    if not alphas:
-        return []
-    n = alphas[0].shape[0]
-    width = max(alpha.shape[1] for alpha in alphas)
-    padded = torch.cat(
-        [F.pad(alpha, (0, width - alpha.shape[1]), value=-math.inf) for alpha in alphas]
-    )
-    keep = select_feature_maps(padded[:, :, None, None], mu, selection)
-    return [part[:, : alpha.shape[1]] for part, alpha in zip(keep.split(n), alphas, strict=True)]
+from sise.runtime.engine import BaselineSpec, ConcatMasks, MaskSums, UpsampledMaps, repeated_maps
 
 
 def _indices(keep: Tensor, count: int) -> Tensor:
@@ -142,66 +65,6 @@ def _indices(keep: Tensor, count: int) -> Tensor:
         return keep.nonzero()
 
 
-def fuse(
-    layer_maps: Tensor,
-    present: Tensor,
-    gate: Gate = "binary",
-    sharpness: float = 100.0,
-    smoothing: float = 0.0,
-) -> Tensor:
-    """Cascaded block-wise fusion of layer visualisation maps, shallow to deep.
-
-    ``F ← V_1``; for each deeper ``V_l``: ``F ← (F + V_l) ⊙ B(V_l)``, where ``B`` is the binary
-    mask ``V_l > t_l`` (``t_l``: Otsu's threshold of ``V_l``), or with ``gate="soft"`` the
-    authors' teaching-code gate ``sigmoid(sharpness · (V_l − t_l))``. Layers marked absent
-    (no kept map) are skipped. The result is min-max normalised.
-
-    ``smoothing = s > 0`` (not in the paper) returns ``minmax(G_σ ∗ F)`` instead: the paper's
-    fused map blurred by a Gaussian of ``σ = s × image size`` (per side, total-conserving
-    boundary; :func:`sise.core.smoothing.gaussian_smooth`), then min-max normalised again. The gates'
-    step edges become ramps about ``2.56 σ`` wide (10 % to 90 %) and the shallow layers' speckle
-    is averaged out, so the map multiplied into the photo looks more like a natural image. On
-    real photos (README, "Two kinds of faithfulness") ``smoothing=0.1``
-    (:data:`sise.core.smoothing.RECOMMENDED_SMOOTHING`) stays first on EBPG and distractor energy and
-    ties Score-CAM on Drop% and Increase%, for 7-12 points of EBPG; RISE stays far ahead on
-    those two. ``smoothing=0`` (default) is the paper's fusion, bit for bit.
-
-    Args:
-        layer_maps: (N, L, H, W) visualisation maps in [0, 1].
-        present: (N, L) bool, False for a layer that kept no map.
-        gate: ``"binary"`` (paper) or ``"soft"``.
-        sharpness: slope of the soft gate.
-        smoothing: ``σ`` of the final Gaussian as a fraction of the image size, in [0, 0.25].
-
-    Returns:
-        (N, H, W) fused maps in [0, 1].
-    """
-    if gate not in ("binary", "soft"):
-        raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
-    smoothing = check_smoothing(smoothing)
-    n, count = layer_maps.shape[:2]
-    # every layer's threshold in one batched call
-    thresholds = otsu_threshold(layer_maps.flatten(0, 1)).to(layer_maps.dtype).view(n, count, 1, 1)
-    fused = torch.zeros_like(layer_maps[:, 0])
-    started = torch.zeros(n, dtype=torch.bool, device=layer_maps.device)
-    for layer in range(count):
-        v = layer_maps[:, layer]
-        threshold = thresholds[:, layer]
-        if gate == "binary":
-            mask = (v > threshold).to(v.dtype)
-        else:
-            mask = torch.sigmoid(sharpness * (v - threshold))
-        cascaded = (fused + v) * mask
-        use = present[:, layer].view(n, 1, 1)
-        fused = torch.where(use & started.view(n, 1, 1), cascaded, fused)
-        fused = torch.where(use & ~started.view(n, 1, 1), v, fused)
-        started |= present[:, layer]
-    fused = minmax_normalize(fused)
-    if smoothing == 0.0:
-        return fused
-    return minmax_normalize(gaussian_smooth(fused, smoothing))
-
-
 @dataclass(kw_only=True)
 class SISEExplanation(Explanation):
     """SISE's result: the fused maps (``maps``) and what they were fused from.
@@ -213,24 +76,14 @@ class SISEExplanation(Explanation):
         kept_maps: (N, L) how many feature maps each layer kept per sample. Kept maps that give
             equal masks are scored once (:func:`sise.runtime.engine.repeated_maps`), so
             ``forward_passes`` can be less than ``1 + kept_maps.sum(dim=1)``.
-
-    ``extras["layer_names"]``, ``["layer_maps"]`` and ``["kept_maps"]`` still work, with a
-    DeprecationWarning.
     """
 
     layer_names: list[str]
     layer_maps: Tensor
     kept_maps: Tensor
 
-    def __post_init__(self) -> None:
-        moved = {
-            key: f"SISEExplanation.{key}" for key in ("layer_names", "layer_maps", "kept_maps")
-        }
-        values = {key: getattr(self, key) for key in moved}
-        self.extras = MovedExtras({**self.extras, **values}, moved)
 
-
-class SISE(Explainer):
+class SISE(MaskedScoring, Explainer):
     """Semantic Input Sampling for Explanation (Sattarzadeh et al., AAAI 2021).
 
     Calling it returns a :class:`SISEExplanation`, which holds the per-layer maps.
@@ -302,6 +155,7 @@ class SISE(Explainer):
     """
 
     name = "sise"
+    progress_label = "SISE masked forwards"
 
     def __init__(
         self,
@@ -330,34 +184,32 @@ class SISE(Explainer):
                     "give one of them"
                 )
             autocast_dtype = autocast_dtype_for(precision)
-        if selection not in ("fixed", "adaptive"):
-            raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
-        if gate not in ("binary", "soft"):
-            raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
-        if not (isinstance(batch_size, str) and batch_size == "auto"):
-            check_integer("batch_size (or 'auto')", batch_size, low=1)
-        if channels_last is not None:
-            check_flag("channels_last", channels_last)
+        self.selection: Selection = cast(
+            Selection, check_choice("selection", selection, get_args(Selection))
+        )
+        self.gate: Gate = cast(Gate, check_choice("gate", gate, get_args(Gate)))
+        self.set_masking_options(
+            baseline=baseline,
+            batch_size=batch_size,
+            autocast_dtype=autocast_dtype,
+            progress=progress,
+        )
+        self.channels_last = (
+            None if channels_last is None else check_flag("channels_last", channels_last)
+        )
         self.layers = resolve_layers(model, layers) if layers is not None else None
         # μ >= 1 would keep no map (α_k > β never holds); NaN would keep none either.
         self.mu = check_number("mu", mu, low=0.0, high=1.0, high_inclusive=False)
-        self.selection: Selection = selection
-        self.baseline = check_baseline(baseline)
-        self.gate: Gate = gate
         self.soft_gate_sharpness = check_number(
             "soft_gate_sharpness", soft_gate_sharpness, low=0.0, low_inclusive=False
         )
         self.smoothing = check_smoothing(smoothing)
-        self.batch_size = batch_size
-        self.autocast_dtype = autocast_dtype
-        self.channels_last = channels_last
         self.compile = compile_setting(compile)
         cudagraphs = self.compile == "cudagraphs"
         self._compiled = CompiledForward(model, cudagraphs=cudagraphs) if self.compile else None
         self._compiled_gradients = (
             CompiledGradientPass(model, cudagraphs=cudagraphs) if self.compile else None
         )
-        self.progress = check_flag("progress", progress)
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> SISEExplanation:
         """Explain ``inputs`` for ``targets`` (see :meth:`Explainer.__call__`)."""
@@ -437,21 +289,14 @@ class SISE(Explainer):
             per_unit_area=True,
             counts=torch.cat(weights),
         )
-        baseline = make_baseline(inputs, self.baseline)
         with record_function("sise.masked_forwards"):
-            score_masked(
-                self.model,
+            self.score_masks(
                 inputs,
                 grad.target,
                 source,
-                score=self.score,
-                baseline=baseline,
-                batch_size=self.batch_size,
-                autocast_dtype=self.autocast_dtype,
+                sums=sums,
                 channels_last=self.channels_last,
                 compiled=self._compiled,
-                sums=sums,
-                progress="SISE masked forwards" if self.progress else None,
             )
         # V_l = minmax(Σ_m Ψ_c(x ⊙ m) · m / Σ_λ m): zeros where a layer kept no map
         layer_maps = minmax_normalize(sums.result().view(len(layers), n, height, width))

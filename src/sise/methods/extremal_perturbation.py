@@ -1,258 +1,31 @@
-"""Perturbation methods: RISE and Extremal Perturbation.
+"""Extremal Perturbation: the smooth mask of a given area that keeps the most of the score.
 
-Both explain a black box by what happens to the explained score Ψ_c when parts of the input are
-removed: RISE averages random masks weighted by the score they keep (scored with the batched
-engine :func:`sise.runtime.engine.score_masked`), Extremal Perturbation optimises a smooth mask of a fixed
-area that keeps as much of the score as possible.
+Fong, Patrick and Vedaldi, "Understanding Deep Networks via Extremal Perturbations and Smooth
+Masks", ICCV 2019. Every choice below follows the authors' published algorithm (TorchRay's
+``torchray/attribution/extremal_perturbation.py`` and its benchmark script); the code is written
+from that description, not copied (TorchRay is CC-BY-NC).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.core.hooks import forward_scores
-from sise.core.postprocess import minmax_normalize
+from sise.core.postprocess import gaussian_blur, minmax_normalize
 from sise.core.scores import SCORE_KINDS, ScoreKind, check_score_kind
-from sise.errors import SiseError, check_integer
+from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.runtime.device import BatchSize
-from sise.runtime.engine import BaselineSpec, MaskSums, make_baseline, score_masked
 from sise.runtime.progress import progress_bar
 from sise.targets import checked_scores
 
-
-class RandomGridMasks:
-    """RISE's random masks as a lazy :class:`~sise.runtime.engine.MaskSource`.
-
-    Mask generation (Petsiuk et al. 2018, Sec. 3.2): sample an s×s grid with cells set to 1 with
-    probability p, up-sample it bilinearly (``align_corners=False``) to ``(s+1)·C_H × (s+1)·C_W``
-    with the cell size ``C = ⌈H/s⌉``, and crop an H×W window at a random offset in
-    ``[0, C_H) × [0, C_W)``. The small grids and the offsets are drawn up front from a seeded
-    CPU :class:`torch.Generator` (the global RNG is never touched) and moved to the masks' device,
-    so a seed gives the same masks on every device (CUDA's generator draws other numbers); the
-    full-resolution masks are made batch by batch there, and mask ``i`` is the same whichever
-    batch asks for it. The same ``n_masks`` masks are used for each of ``n_images`` images.
-
-    Args:
-        n_masks: masks per image.
-        grid_size: s, cells per side of the random grid.
-        p: probability that a cell is kept.
-        size: (H, W) of the masks.
-        n_images: images the masks are applied to (mask ``k`` belongs to image ``k // n_masks``).
-        seed: seed of the generator.
-        device: where masks are made.
-    """
-
-    def __init__(
-        self,
-        n_masks: int,
-        grid_size: int,
-        p: float,
-        size: tuple[int, int],
-        n_images: int = 1,
-        *,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        if n_masks < 1:
-            raise SiseError(f"n_masks must be >= 1, got {n_masks}")
-        if grid_size < 1:
-            raise SiseError(f"grid_size must be >= 1, got {grid_size}")
-        if not 0.0 < p <= 1.0:
-            raise SiseError(f"p must be in (0, 1], got {p}")
-        device = torch.device(device)
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        height, width = size
-        self.n_masks = n_masks
-        self.grid_size = grid_size
-        self.p = p
-        self.size = size
-        self.cell = (math.ceil(height / grid_size), math.ceil(width / grid_size))
-        self.grids = (
-            (torch.rand(n_masks, grid_size, grid_size, generator=generator) < p).float().to(device)
-        )
-        self.shifts = torch.stack(
-            [
-                torch.randint(0, self.cell[0], (n_masks,), generator=generator),
-                torch.randint(0, self.cell[1], (n_masks,), generator=generator),
-            ],
-            dim=1,
-        ).to(device)
-        self.owners = torch.arange(n_images, device=device).repeat_interleave(n_masks)
-
-    def __len__(self) -> int:
-        return self.owners.shape[0]
-
-    def masks(self, start: int, stop: int) -> Tensor:
-        index = torch.arange(start, stop, device=self.grids.device) % self.n_masks
-        up_size = ((self.grid_size + 1) * self.cell[0], (self.grid_size + 1) * self.cell[1])
-        grown = F.interpolate(
-            self.grids[index, None], size=up_size, mode="bilinear", align_corners=False
-        )[:, 0]
-        height, width = self.size
-        rows = self.shifts[index, 0, None] + torch.arange(height, device=grown.device)
-        cols = self.shifts[index, 1, None] + torch.arange(width, device=grown.device)
-        batch = torch.arange(len(index), device=grown.device)
-        return grown[batch[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-class RISE(Explainer):
-    """RISE (Petsiuk, Das and Saenko, "RISE: Randomized Input Sampling for Explanation of
-    Black-box Models", BMVC 2018).
-
-    With N random masks ``M_i`` (see :class:`RandomGridMasks`), keep probability p and the
-    explained score Ψ_c, the saliency is the Monte-Carlo estimate of ``E[Ψ_c(x ⊙ M) | M(λ) = 1]``
-    (Eq. 6)::
-
-        S(λ) = 1 / (N · p) · Σ_i Ψ_c(x ⊙ M_i) · M_i(λ)
-
-    returned min-max normalised (the raw S is in ``extras["saliency"]``). Masked-out pixels take
-    the model's input-space zero (``baseline="zero"``, the paper's ``x ⊙ M``), or another
-    baseline. Defaults N = 4000, s = 7, p = 0.5 are the setting used for 224-px inputs.
-
-    Cost: one forward pass plus N masked forward passes per image, batched on the model's device.
-
-    Args:
-        model: a classifier returning (N, K) class scores.
-        n_masks: N, masks per image.
-        grid_size: s, cells per side of the random grid.
-        p: probability that a grid cell is kept.
-        seed: seed of the mask generator: the same seed gives the same masks and map.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
-        baseline: what masked-out pixels become: ``"zero"``, ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
-            the free memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU).
-        autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
-        progress: show a progress bar over the masked forwards.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(
-        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-        ... ).eval()
-        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
-        >>> from sise import RISE
-        >>> explanation = RISE(model, n_masks=200, seed=0)(x, targets=[1, 3])
-        >>> explanation.maps.shape, explanation.forward_passes  # 1 + n_masks per image
-        (torch.Size([2, 32, 32]), tensor([201, 201]))
-    """
-
-    name = "rise"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        n_masks: int = 4000,
-        grid_size: int = 7,
-        p: float = 0.5,
-        seed: int = 0,
-        score: ScoreKind = "softmax",
-        baseline: BaselineSpec = "zero",
-        batch_size: BatchSize = "auto",
-        autocast_dtype: torch.dtype | None = None,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(model, score=score)
-        if n_masks < 1:
-            raise SiseError(f"n_masks must be >= 1, got {n_masks}")
-        if grid_size < 1:
-            raise SiseError(f"grid_size must be >= 1, got {grid_size}")
-        if not 0.0 < p <= 1.0:
-            raise SiseError(f"p must be in (0, 1], got {p}")
-        self.n_masks = n_masks
-        self.grid_size = grid_size
-        self.p = p
-        self.seed = seed
-        self.baseline = baseline
-        if not (isinstance(batch_size, str) and batch_size == "auto"):
-            check_integer("batch_size (or 'auto')", batch_size, low=1)
-        self.batch_size = batch_size
-        self.autocast_dtype = autocast_dtype
-        self.progress = progress
-
-    def mask_source(self, inputs: Tensor) -> RandomGridMasks:
-        """The masks used for ``inputs`` (one set of ``n_masks``, shared by every image)."""
-        n, _, height, width = inputs.shape
-        return RandomGridMasks(
-            self.n_masks,
-            self.grid_size,
-            self.p,
-            (height, width),
-            n,
-            seed=self.seed,
-            device=inputs.device,
-        )
-
-    def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        n = inputs.shape[0]
-        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
-        source = self.mask_source(inputs)
-        height, width = inputs.shape[-2:]
-        # mask k belongs to image k // n_masks: one group of n_masks masks per image
-        sums = MaskSums([self.n_masks] * n, (height, width), inputs.device)
-        score_masked(
-            self.model,
-            inputs,
-            target,
-            source,
-            score=self.score,
-            baseline=make_baseline(inputs, self.baseline),
-            batch_size=self.batch_size,
-            autocast_dtype=self.autocast_dtype,
-            sums=sums,
-            progress="RISE masked forwards" if self.progress else None,
-        )
-        saliency = sums.result() / (self.n_masks * self.p)
-        return Explanation(
-            maps=minmax_normalize(saliency),
-            targets=resolved,
-            scores=scores,
-            forward_passes=torch.full((n,), 1 + self.n_masks, device=inputs.device),
-            method=self.name,
-            extras={"saliency": saliency},
-        )
-
-
-# ------------------------------------------------------------------------ Extremal Perturbation
-#
-# Fong, Patrick and Vedaldi, "Understanding Deep Networks via Extremal Perturbations and Smooth
-# Masks", ICCV 2019. Every choice below follows the authors' published algorithm (TorchRay's
-# ``torchray/attribution/extremal_perturbation.py`` and its benchmark script); the code is written
-# from that description, not copied (TorchRay is CC-BY-NC).
-
-
-def _check_number(
-    name: str,
-    value: object,
-    *,
-    minimum: float,
-    exclusive: bool = False,
-    maximum: float | None = None,
-    integer: bool = False,
-) -> None:
-    """Raise a SiseError unless ``value`` is a finite real (or integer) in the allowed range."""
-    kind = "an integer" if integer else "a number"
-    allowed = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise SiseError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value):
-        raise SiseError(f"{name} must be finite, got {value!r}")
-    below = value <= minimum if exclusive else value < minimum
-    if below or (maximum is not None and value >= maximum):
-        bounds = f"{'>' if exclusive else '>='} {minimum}"
-        if maximum is not None:
-            bounds += f" and < {maximum}"
-        raise SiseError(f"{name} must be {bounds}, got {value!r}")
+#: TorchRay's ``imsmooth``: zero padding, taps out to ``±⌈4σ⌉``.
+_TORCHRAY_BLUR: dict[str, Any] = {"padding": "zeros", "truncate": 4.0}
 
 
 def flat_top_kernel(distance: Tensor, sigma: float) -> Tensor:
@@ -402,39 +175,17 @@ class _SoftMaxPool(torch.autograd.Function):
         return result
 
 
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur with zero padding, as TorchRay's ``imsmooth``.
-
-    Taps ``i ∈ [−⌈4σ⌉, ⌈4σ⌉]`` with weights ``∝ exp(−i²/(2σ²))`` summing to one, applied down
-    the columns then along the rows; outside the image is zero (for normalised inputs, about the
-    dataset's mean colour), so the border darkens towards it. ``σ = 0`` returns the images.
-
-    Args:
-        images: (N, C, H, W).
-        sigma: standard deviation in pixels.
-    """
-    if sigma == 0:
-        return images
-    half = math.ceil(4 * sigma)
-    taps = torch.arange(-half, half + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    down = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    across = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    blurred = F.conv2d(images, down, padding=(half, 0), groups=channels)
-    return F.conv2d(blurred, across, padding=(0, half), groups=channels)
-
-
 def blur_pyramid(inputs: Tensor, max_sigma: float, levels: int) -> Tensor:
     """(N, L, C, H, W): level l is the inputs blurred with ``σ_l = max_sigma · (1 − l/(L − 1))``.
 
     Level 0 is the most blurred, level L − 1 the inputs themselves (TorchRay's ``Perturbation``
-    with ``type='blur'``: 8 levels, σ_max = 20 px by default), blurred by
-    :func:`gaussian_blur`.
+    with ``type='blur'``: 8 levels, σ_max = 20 px by default), blurred as TorchRay's ``imsmooth``
+    blurs: :func:`sise.core.postprocess.gaussian_blur` with zero padding and taps out to
+    ``±⌈4σ⌉``.
     """
     stack = [
-        gaussian_blur(inputs, max_sigma * (1 - level / (levels - 1))) for level in range(levels)
+        gaussian_blur(inputs, max_sigma * (1 - level / (levels - 1)), **_TORCHRAY_BLUR)
+        for level in range(levels)
     ]
     return torch.stack(stack, dim=1)
 
@@ -634,32 +385,21 @@ class ExtremalPerturbation(Explainer):
         self.areas = [float(a) for a in areas]
         if not self.areas:
             raise SiseError("areas must hold at least one fraction in (0, 1), got none")
-        _check_number("iterations", iterations, minimum=1, integer=True)
-        _check_number("step", step, minimum=1, integer=True)
-        _check_number("sigma", sigma, minimum=0.0, exclusive=True)
-        _check_number("temperature", temperature, minimum=0.0)
-        _check_number("blur_sigma", blur_sigma, minimum=0.0, exclusive=True)
-        _check_number("levels", levels, minimum=2, integer=True)
-        _check_number("learning_rate", learning_rate, minimum=0.0, exclusive=True)
-        _check_number("momentum", momentum, minimum=0.0, maximum=1.0)
-        _check_number("area_weight", area_weight, minimum=0.0)
-        _check_number("area_weight_growth", area_weight_growth, minimum=1.0)
-        _check_number("smooth", smooth, minimum=0.0)
-        if not isinstance(jitter, bool):
-            raise SiseError(f"jitter must be True or False, got {jitter!r}")
-        self.iterations = iterations
-        self.step = step
-        self.sigma = float(sigma)
-        self.temperature = float(temperature)
-        self.blur_sigma = float(blur_sigma)
-        self.levels = levels
-        self.learning_rate = float(learning_rate)
-        self.momentum = float(momentum)
-        self.area_weight = float(area_weight)
-        self.area_weight_growth = float(area_weight_growth)
-        self.jitter = jitter
-        self.smooth = float(smooth)
-        self.progress = progress
+        self.iterations = check_integer("iterations", iterations, low=1)
+        self.step = check_integer("step", step, low=1)
+        self.sigma = check_number("sigma", sigma, low=0.0, low_inclusive=False)
+        self.temperature = check_number("temperature", temperature, low=0.0)
+        self.blur_sigma = check_number("blur_sigma", blur_sigma, low=0.0, low_inclusive=False)
+        self.levels = check_integer("levels", levels, low=2)
+        self.learning_rate = check_number(
+            "learning_rate", learning_rate, low=0.0, low_inclusive=False
+        )
+        self.momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+        self.area_weight = check_number("area_weight", area_weight, low=0.0)
+        self.area_weight_growth = check_number("area_weight_growth", area_weight_growth, low=1.0)
+        self.jitter = check_flag("jitter", jitter)
+        self.smooth = check_number("smooth", smooth, low=0.0)
+        self.progress = check_flag("progress", progress)
 
     def mask_generator(self, size: tuple[int, int], device: torch.device) -> SmoothMaskGenerator:
         """The mask generator for images of ``size`` (H, W)."""
@@ -712,7 +452,8 @@ class ExtremalPerturbation(Explainer):
             mask_scores = checked_scores(
                 row_targets, self.model(perturb(pyramid, masks)), n * n_areas
             ).view(n, n_areas)
-            smoothed = gaussian_blur(masks[:, None], self.smooth * min(height, width))
+            smoothing = self.smooth * min(height, width)
+            smoothed = gaussian_blur(masks[:, None], smoothing, **_TORCHRAY_BLUR)
         masks = masks.view(n, n_areas, height, width)
         return Explanation(
             maps=minmax_normalize(smoothed.view(n, n_areas, height, width).sum(dim=1)),

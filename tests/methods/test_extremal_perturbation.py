@@ -1,4 +1,5 @@
-"""RISE and Extremal Perturbation."""
+"""Extremal Perturbation: its parts (kernel, smooth masks, blur pyramid, perturbation, area
+constraint) against values worked out by hand, and the whole method on the bright-square model."""
 
 from __future__ import annotations
 
@@ -7,118 +8,21 @@ import math
 import pytest
 import torch
 
+from sise.core.postprocess import gaussian_blur
 from sise.errors import SiseError
-from sise.methods import RISE, ExtremalPerturbation
-from sise.methods.perturbation import (
-    RandomGridMasks,
+from sise.methods import ExtremalPerturbation
+from sise.methods.extremal_perturbation import (
     SmoothMaskGenerator,
     area_reference,
     area_regularizer,
     blur_pyramid,
     flat_top_kernel,
-    gaussian_blur,
     perturb,
 )
-from sise.methods.registry import make_explainer
 
-# ------------------------------------------------------------------------------------- RISE
+#: The blur of the method's pyramid (TorchRay's ``imsmooth``): zero padding, taps to ±⌈4σ⌉.
+TORCHRAY_BLUR: dict[str, object] = {"padding": "zeros", "truncate": 4.0}
 
-
-def test_rise_masks_follow_the_paper_recipe():
-    masks = RandomGridMasks(300, 4, 0.5, (16, 16), seed=3)
-    assert masks.cell == (4, 4)  # ⌈16 / 4⌉
-    assert masks.grids.shape == (300, 4, 4)
-    assert set(masks.grids.unique().tolist()) <= {0.0, 1.0}
-    assert int(masks.shifts.min()) >= 0 and int(masks.shifts.max()) < 4
-    batch = masks.masks(0, 300)
-    assert batch.shape == (300, 16, 16)
-    assert batch.min() >= 0 and batch.max() <= 1
-    # mask i is the (s+1)C up-sampled grid, cropped at the shift
-    grown = torch.nn.functional.interpolate(
-        masks.grids[7][None, None], size=(20, 20), mode="bilinear", align_corners=False
-    )[0, 0]
-    dy, dx = masks.shifts[7].tolist()
-    torch.testing.assert_close(batch[7], grown[dy : dy + 16, dx : dx + 16])
-
-
-@pytest.mark.parametrize("p", [0.5, 0.25])
-def test_rise_mask_mean_is_p(p):
-    masks = RandomGridMasks(2000, 7, p, (24, 24), seed=0).masks(0, 2000)
-    assert masks.mean().item() == pytest.approx(p, abs=0.01)
-    # every pixel is kept with probability p (bilinear interpolation preserves the mean)
-    assert masks.mean(dim=0).sub(p).abs().max().item() < 0.06
-
-
-def test_rise_masks_are_the_same_whatever_the_batching():
-    source = RandomGridMasks(50, 5, 0.5, (12, 12), n_images=2, seed=1)
-    whole = source.masks(0, 100)
-    pieces = torch.cat([source.masks(0, 13), source.masks(13, 64), source.masks(64, 100)])
-    torch.testing.assert_close(whole, pieces)
-    torch.testing.assert_close(whole[:50], whole[50:])  # both images get the same masks
-    assert source.owners.tolist() == [0] * 50 + [1] * 50
-
-
-def test_rise_masks_on_the_model_device_and_global_rng_untouched(small_cnn):
-    inputs = torch.randn(1, 3, 16, 16)
-    explainer = RISE(small_cnn, n_masks=16, seed=0)
-    source = explainer.mask_source(inputs)
-    assert source.masks(0, 4).device == inputs.device == next(small_cnn.parameters()).device
-    state = torch.get_rng_state()
-    explainer(inputs)
-    assert torch.equal(torch.get_rng_state(), state)  # a seeded generator of its own
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_rise_masks_are_made_on_the_gpu(small_cnn):
-    model = small_cnn.cuda()
-    inputs = torch.randn(1, 3, 16, 16, device="cuda")
-    assert RISE(model, n_masks=8).mask_source(inputs).masks(0, 8).is_cuda
-    assert RISE(model, n_masks=8)(inputs).maps.is_cuda
-
-
-def test_rise_same_seed_same_map_different_seed_different_map(small_cnn):
-    torch.manual_seed(0)
-    inputs = torch.randn(2, 3, 16, 16)
-    first = RISE(small_cnn, n_masks=48, seed=5, batch_size=20)(inputs)
-    again = RISE(small_cnn, n_masks=48, seed=5, batch_size=7)(inputs)
-    other = RISE(small_cnn, n_masks=48, seed=6)(inputs)
-    torch.testing.assert_close(first.maps, again.maps)
-    assert not torch.allclose(first.maps, other.maps, atol=1e-3)
-    assert first.forward_passes.tolist() == [49, 49]
-    assert first.maps.shape == (2, 16, 16)
-
-
-def test_rise_saliency_is_the_weighted_mask_average(small_cnn):
-    torch.manual_seed(0)
-    inputs = torch.randn(1, 3, 16, 16)
-    explainer = RISE(small_cnn, n_masks=20, p=0.5, seed=2)
-    explanation = explainer(inputs, 3)
-    masks = explainer.mask_source(inputs).masks(0, 20)
-    with torch.no_grad():
-        probs = torch.softmax(small_cnn(inputs * masks[:, None]), dim=1)[:, 3]
-    expected = (probs[:, None, None] * masks).sum(0) / (20 * 0.5)
-    torch.testing.assert_close(explanation.extras["saliency"][0], expected, rtol=1e-5, atol=1e-6)
-    lo, hi = expected.min(), expected.max()
-    torch.testing.assert_close(explanation.maps[0], (expected - lo) / (hi - lo), atol=1e-5, rtol=0)
-
-
-def test_rise_batch_equals_one_by_one(small_cnn):
-    torch.manual_seed(4)
-    inputs = torch.randn(2, 3, 16, 16)
-    together = RISE(small_cnn, n_masks=24, seed=9)(inputs, [0, 1])
-    for i in range(2):
-        alone = RISE(small_cnn, n_masks=24, seed=9)(inputs[i : i + 1], i)
-        torch.testing.assert_close(together.maps[i], alone.maps[0], atol=1e-5, rtol=1e-4)
-
-
-def test_rise_rejects_bad_parameters(small_cnn):
-    with pytest.raises(SiseError):
-        RISE(small_cnn, n_masks=0)
-    with pytest.raises(SiseError):
-        RISE(small_cnn, p=0.0)
-
-
-# ---------------------------------------------------------------------- Extremal Perturbation
 # The components against values worked out by hand; the whole method matches TorchRay's
 # published algorithm (checked to 1e-6 over 200 iterations outside the suite: TorchRay is not a
 # dependency) and keeps the class on real weights (tests/methods/test_extremal_real.py).
@@ -188,30 +92,13 @@ def test_mask_generator_gradient_is_the_closed_form_soft_max_derivative():
     assert torch.autograd.gradcheck(lambda p: generator(p)[0], (lattice,))
 
 
-def test_gaussian_blur_of_a_point_is_the_normalised_kernel_with_zero_padding():
-    image = torch.zeros(1, 1, 7, 7)
-    image[0, 0, 3, 3] = 1.0
-    # σ = 0.5: taps -2..2 (⌈4σ⌉ = 2), weights ∝ exp(-2 i²)
-    taps = torch.tensor([math.exp(-2 * i * i) for i in range(-2, 3)])
-    taps = taps / taps.sum()
-    blurred = gaussian_blur(image, 0.5)[0, 0]
-    torch.testing.assert_close(blurred[1:6, 1:6], taps[:, None] * taps[None, :])
-    assert float(blurred.sum()) == pytest.approx(1.0)
-    corner = torch.zeros(1, 1, 7, 7)
-    corner[0, 0, 0, 0] = 1.0
-    # zero padding: the mass that falls outside the image is lost
-    kept = float(taps[2:].sum()) ** 2
-    assert float(gaussian_blur(corner, 0.5).sum()) == pytest.approx(kept)
-    assert gaussian_blur(image, 0.0) is image
-
-
 def test_blur_pyramid_goes_from_most_blurred_to_sharp():
     torch.manual_seed(0)
     image = torch.rand(2, 3, 12, 12)
     pyramid = blur_pyramid(image, max_sigma=2.0, levels=3)  # σ = 2, 1, 0
     assert pyramid.shape == (2, 3, 3, 12, 12)
-    torch.testing.assert_close(pyramid[:, 0], gaussian_blur(image, 2.0))
-    torch.testing.assert_close(pyramid[:, 1], gaussian_blur(image, 1.0))
+    torch.testing.assert_close(pyramid[:, 0], gaussian_blur(image, 2.0, **TORCHRAY_BLUR))
+    torch.testing.assert_close(pyramid[:, 1], gaussian_blur(image, 1.0, **TORCHRAY_BLUR))
     torch.testing.assert_close(pyramid[:, 2], image)
 
 
@@ -277,7 +164,7 @@ def test_extremal_preserved_region_keeps_the_score(extremal_result):
     _explainer, explanation, model, image, square = extremal_result
     full_score = explanation.scores.item()
     assert full_score > 0.99
-    blurred = gaussian_blur(image, 5.0)
+    blurred = gaussian_blur(image, 5.0, **TORCHRAY_BLUR)
     with torch.no_grad():
         gone = torch.softmax(model(blurred), dim=1)[0, 0].item()
     assert gone == pytest.approx(0.5, abs=0.01)  # blurring everything removes the evidence
@@ -298,7 +185,7 @@ def test_extremal_preserved_region_keeps_the_score(extremal_result):
 def test_extremal_map_is_the_sum_of_the_smoothed_masks(extremal_result):
     _explainer, explanation, _, _, _ = extremal_result
     masks = explanation.extras["masks"][0]
-    smoothed = gaussian_blur(masks[:, None], 0.09 * 24).sum(dim=0)[0]
+    smoothed = gaussian_blur(masks[:, None], 0.09 * 24, **TORCHRAY_BLUR).sum(dim=0)[0]
     lo, hi = smoothed.min(), smoothed.max()
     torch.testing.assert_close(explanation.maps[0], (smoothed - lo) / (hi - lo))
 
@@ -386,25 +273,3 @@ def test_extremal_accepts_json_style_options(bright_square):
     explainer = ExtremalPerturbation(model, areas=(0.1, 0.2), iterations=200, sigma=21, smooth=0)
     assert explainer.areas == [0.1, 0.2] and explainer.iterations == 200
     assert explainer.sigma == 21.0
-
-
-# ------------------------------------------------------------------------- shared behaviour
-
-
-@pytest.mark.parametrize(
-    ("name", "options"),
-    [("rise", {"n_masks": 8}), ("extremal", {"iterations": 2, "areas": (0.1,), "step": 4})],
-)
-def test_perturbation_methods_leave_the_model_as_they_found_it(
-    small_cnn, model_state, name, options
-):
-    small_cnn.train()
-    small_cnn.head.weight.requires_grad_(False)
-    state = model_state(small_cnn)
-    inputs = torch.randn(2, 3, 16, 16)
-    explanation = make_explainer(name, small_cnn, **options)(inputs)
-    state.assert_unchanged()
-    assert not inputs.requires_grad
-    assert explanation.maps.shape == (2, 16, 16)
-    assert torch.isfinite(explanation.maps).all()
-    assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1

@@ -1,143 +1,18 @@
-"""Gradient methods: Integrated Gradients and FullGrad."""
+"""FullGrad: the score decomposed into input-gradient and bias-gradient terms, summed as maps."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from sise.core.hooks import LayerCapture, forward_scores, gradient_pass
+from sise.core.hooks import LayerCapture, gradient_pass
 from sise.core.layers import norm_act_parts, split_call
 from sise.core.postprocess import minmax_normalize, upsample
 from sise.core.scores import ScoreKind
-from sise.errors import check_choice, check_integer
-from sise.extras import require
-from sise.methods.base import Explainer, Explanation, Targets, check_baseline
-from sise.runtime.device import BatchSize, auto_batch_size
-from sise.runtime.engine import BaselineSpec, make_baseline
-from sise.targets import checked_scores
-
-IGMethod = Literal[
-    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
-]
-
-
-class IntegratedGradients(Explainer):
-    """Integrated Gradients (Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep
-    Networks", ICML 2017), computed by Captum's ``IntegratedGradients``.
-
-    For the baseline x' (zeros of the model's input space by default)::
-
-        IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂Ψ_c(x' + t (x − x')) / ∂x_i dt
-
-    approximated with ``n_steps`` points of ``method`` (Captum's default Gauss-Legendre rule).
-    Completeness: ``Σ_i IG_i ≈ Ψ_c(x) − Ψ_c(x')``; the gap is ``extras["delta"]``. The map is
-    ``Σ_channels |IG|``, min-max normalised; the raw attributions are ``extras["attributions"]``.
-
-    Captum differentiates with ``torch.autograd.grad`` with respect to copies of the inputs, so no
-    parameter ``.grad`` is populated and no ``requires_grad`` flag is changed.
-
-    Cost per image: ``n_steps`` forward+backward passes and two forward passes (Ψ_c(x) and
-    Ψ_c(x')).
-
-    Args:
-        model: a classifier returning (N, K) class scores.
-        n_steps: points of the path integral.
-        method: Captum's integration rule.
-        baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
-        batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
-            ``n_steps × N`` at once; ``"auto"``: :func:`sise.runtime.device.auto_batch_size` with a third
-            of its memory share (a forward *and backward* pass holds about three times the
-            memory of a forward pass), or :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(
-        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        ...     nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-        ... ).eval()
-        >>> x = torch.randn(2, 3, 32, 32)  # two model-ready images
-        >>> from sise import IntegratedGradients
-        >>> explanation = IntegratedGradients(model, n_steps=32)(x, targets=[1, 3])
-        >>> explanation.extras["attributions"].shape  # per pixel and channel
-        torch.Size([2, 3, 32, 32])
-        >>> bool(explanation.extras["delta"].abs().max() < 1e-2)  # completeness holds
-        True
-    """
-
-    name = "ig"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        n_steps: int = 50,
-        method: IGMethod = "gausslegendre",
-        baseline: BaselineSpec = "zero",
-        score: ScoreKind = "softmax",
-        batch_size: BatchSize | None = None,
-    ) -> None:
-        super().__init__(model, score=score)
-        require("captum.attr", "Integrated Gradients")  # at once, not after the model has run
-        self.n_steps = check_integer("n_steps", n_steps, low=1)
-        check_choice("integration method", method, get_args(IGMethod))
-        self.method: IGMethod = method
-        self.baseline = check_baseline(baseline)
-        self.batch_size: BatchSize | None = (
-            batch_size
-            if batch_size is None or (isinstance(batch_size, str) and batch_size == "auto")
-            else check_integer("batch_size (or 'auto')", batch_size, low=1)
-        )
-
-    def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        CaptumIG = require("captum.attr", "Integrated Gradients").IntegratedGradients
-
-        n = inputs.shape[0]
-        target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
-        baseline = make_baseline(inputs, self.baseline)
-        if baseline is None:
-            baseline = torch.zeros_like(inputs)
-
-        def forward(x: Tensor, owners: Tensor) -> Tensor:
-            # Captum repeats ``owners`` along with the inputs, so each path point's row knows
-            # its image, whatever Captum's internal batching.
-            return checked_scores(target.rows(owners), self.model(x), x.shape[0])
-
-        attributions = CaptumIG(forward).attribute(
-            inputs.detach(),
-            baselines=baseline.detach(),
-            additional_forward_args=(torch.arange(n, device=inputs.device),),
-            n_steps=self.n_steps,
-            method=self.method,
-            internal_batch_size=_auto_or(self.batch_size, self.model, inputs),
-        )
-        attributions = attributions.detach()
-        with torch.no_grad():
-            baseline_scores = checked_scores(target, self.model(baseline), n)
-        delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)
-        return Explanation(
-            maps=minmax_normalize(attributions.abs().sum(dim=1).float()),
-            targets=resolved,
-            scores=scores,
-            forward_passes=torch.full((n,), self.n_steps + 2, device=inputs.device),
-            method=self.name,
-            extras={
-                "attributions": attributions,
-                "baseline_scores": baseline_scores,
-                "delta": delta,
-            },
-        )
-
-
-def _auto_or(value: BatchSize | None, model: nn.Module, inputs: Tensor) -> int | None:
-    if not (isinstance(value, str) and value == "auto"):
-        return value
-    # Captum needs room for at least one path point of every image
-    return max(inputs.shape[0], auto_batch_size(model, inputs, memory_fraction=0.2))
+from sise.errors import check_choice
+from sise.methods.base import Explainer, Explanation, Targets
 
 
 def effective_bias(module: nn.Module) -> Tensor | None:
@@ -304,8 +179,7 @@ class FullGrad(Explainer):
         normalization: Literal["layer", "channel"] = "layer",
     ) -> None:
         super().__init__(model, score=score)
-        check_choice("normalization", normalization, ("layer", "channel"))
-        self.normalization = normalization
+        self.normalization = check_choice("normalization", normalization, ("layer", "channel"))
 
     def bias_layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
         """The layers with a usable bias that the model runs on inputs of this shape, one entry

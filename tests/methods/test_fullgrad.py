@@ -1,4 +1,5 @@
-"""Integrated Gradients and FullGrad."""
+"""FullGrad: by hand on the 3x3 hand network, completeness, batch norm's effective bias, against
+pytorch-grad-cam and the authors' formula, and timm's norm-act layers."""
 
 from __future__ import annotations
 
@@ -8,58 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sise.methods import FullGrad, IntegratedGradients
-from sise.methods.gradient import _postprocess_sum, effective_bias
-from sise.methods.registry import make_explainer
-
-# ------------------------------------------------------------------------ Integrated Gradients
-
-
-def test_ig_by_hand(hand_net, hand_x):
-    # Logit of class 0 on the path t·x from the zero baseline. ∂z0/∂x = W00·1[t x > 0] −
-    # W01·1[2 − t x > 0]; for x ∈ {1, 2} both units stay on for t < 1, and at the one x = 3
-    # pixel A_1 switches off at t = 2/3 but W01 is 0 there: every integrand is constant, so
-    # IG = x ⊙ (W00 − W01) exactly:
-    #   [[1·(.25 − 0), 2·(−.25 − .25), 0], [0, 1·(.5 − 0), 3·(.25 − 0)], [2·(−.25 − .5), 0, .25]]
-    expected = torch.tensor([[0.25, -1.0, 0.0], [0.0, 0.5, 0.75], [-1.5, 0.0, 0.25]])
-    explanation = IntegratedGradients(hand_net, score="logit", n_steps=8)(hand_x)
-    attributions = explanation.extras["attributions"][0, 0]
-    torch.testing.assert_close(attributions, expected, atol=1e-6, rtol=0)
-    # completeness: Σ IG = z0(x) − z0(0) = 0.35 − (2·0.25·2 + 0.1) = −0.75
-    assert attributions.sum().item() == pytest.approx(-0.75, abs=1e-6)
-    assert explanation.extras["baseline_scores"].item() == pytest.approx(1.1)
-    assert explanation.extras["delta"].abs().item() < 1e-6
-    # map: Σ_channels |IG|, min-max (max 1.5)
-    map_expected = expected.abs() / 1.5
-    torch.testing.assert_close(explanation.maps[0], map_expected, atol=1e-6, rtol=0)
-    assert explanation.forward_passes.tolist() == [10]  # 8 path points + x + baseline
-
-
-@pytest.mark.parametrize("score", ["logit", "softmax"])
-def test_ig_completeness(small_cnn, score):
-    torch.manual_seed(0)
-    inputs = torch.randn(2, 3, 16, 16)
-    explanation = IntegratedGradients(small_cnn, score=score, n_steps=64)(inputs, [1, 4])
-    attributions = explanation.extras["attributions"]
-    assert attributions.shape == inputs.shape
-    gap = explanation.scores - explanation.extras["baseline_scores"]
-    total = attributions.flatten(1).sum(dim=1)
-    torch.testing.assert_close(total, gap, atol=0.02 * gap.abs().max().item() + 1e-4, rtol=0)
-    torch.testing.assert_close(explanation.extras["delta"], total - gap)
-
-
-def test_ig_blur_baseline(small_cnn):
-    torch.manual_seed(1)
-    inputs = torch.randn(1, 3, 16, 16)
-    zero = IntegratedGradients(small_cnn, n_steps=16)(inputs)
-    blur = IntegratedGradients(small_cnn, n_steps=16, baseline="blur")(inputs)
-    assert not torch.allclose(zero.maps, blur.maps)
-    assert blur.extras["baseline_scores"].item() != pytest.approx(
-        zero.extras["baseline_scores"].item()
-    )
-
-
-# ---------------------------------------------------------------------------------- FullGrad
+from sise.methods import FullGrad
+from sise.methods.fullgrad import _postprocess_sum, effective_bias
 
 
 def test_fullgrad_by_hand(hand_net, hand_x):
@@ -287,45 +238,6 @@ def test_fullgrad_discovers_layers_once_per_shape(small_cnn):
     assert set(explainer._discovered) == {(3, 16, 16), (3, 12, 12)}
 
 
-# ------------------------------------------------------------------------- shared behaviour
-
-
-@pytest.mark.parametrize(("name", "options"), [("ig", {"n_steps": 4}), ("fullgrad", {})])
-def test_gradient_methods_leave_the_model_as_they_found_it(small_cnn, model_state, name, options):
-    small_cnn.train()
-    small_cnn.features[4].weight.requires_grad_(False)
-    state = model_state(small_cnn)
-    inputs = torch.randn(2, 3, 16, 16)
-    explanation = make_explainer(name, small_cnn, **options)(inputs)
-    state.assert_unchanged()
-    assert not inputs.requires_grad and inputs.grad is None
-    assert explanation.maps.shape == (2, 16, 16)
-    assert torch.isfinite(explanation.maps).all()
-    assert explanation.maps.min() >= 0 and explanation.maps.max() <= 1
-
-
-@pytest.mark.parametrize(
-    ("name", "options"),
-    [
-        ("gradcam", {}),
-        ("gradcampp", {}),
-        ("scorecam", {}),
-        ("rise", {"n_masks": 8}),
-        ("extremal", {"iterations": 2, "areas": (0.1,), "step": 4}),
-        ("ig", {"n_steps": 4}),
-        ("fullgrad", {}),
-    ],
-)
-def test_every_method_explains_a_frozen_model(small_cnn, name, options):
-    for parameter in small_cnn.parameters():
-        parameter.requires_grad_(False)
-    torch.manual_seed(3)
-    explanation = make_explainer(name, small_cnn, **options)(torch.randn(1, 3, 16, 16))
-    assert torch.isfinite(explanation.maps).all()
-    assert explanation.maps.max() == 1.0  # a real map, not the all-zero fallback
-    assert all(not p.requires_grad for p in small_cnn.parameters())
-
-
 def test_fullgrad_differentiates_timm_norm_act_layers_before_their_activation():
     """timm's BatchNormAct2d adds its bias, then applies its activation itself. On a ReLU network
     with those layers (timm's RegNetX-200MF, random weights, random batch-norm statistics) the
@@ -335,7 +247,7 @@ def test_fullgrad_differentiates_timm_norm_act_layers_before_their_activation():
     timm = pytest.importorskip("timm")
     from model_state import randomise_batch_norms
 
-    from sise.methods.gradient import biased_output
+    from sise.methods.fullgrad import biased_output
 
     torch.manual_seed(0)
     model = timm.create_model("regnetx_002", pretrained=False).eval()

@@ -10,7 +10,7 @@ from skimage.filters import threshold_otsu
 from sise import SISE
 from sise.core.hooks import gradient_pass
 from sise.core.layers import discover_layers, resolve_layers
-from sise.methods.sise import select_feature_maps
+from sise.methods.feature_selection import select_feature_maps
 
 X = np.array(
     [[2, -1, 0, 1], [1, 3, -2, 0], [-1, 0, 1, 2], [0, -3, 2, 1]],
@@ -99,19 +99,14 @@ def test_batch_size_does_not_change_result(hand_model, x):
     torch.testing.assert_close(a, b)
 
 
-def test_result_is_typed_and_extras_still_work(hand_model, x):
+def test_result_is_typed(hand_model, x):
     from sise.methods.sise import SISEExplanation
 
     explanation = SISE(hand_model, score="logit")(x, 0)
     assert isinstance(explanation, SISEExplanation)
     assert explanation.layer_names == ["relu", "pool"]
     assert explanation.layer_maps.shape == (1, 2, 4, 4)
-    with pytest.warns(DeprecationWarning, match=r"extras\['layer_maps'\].*SISEExplanation"):
-        old = explanation.extras["layer_maps"]
-    assert old is explanation.layer_maps
-    with pytest.warns(DeprecationWarning, match="kept_maps"):
-        assert explanation.extras.get("kept_maps") is explanation.kept_maps
-    assert "layer_names" in explanation.extras  # membership says nothing: no warning needed
+    assert explanation.extras == {}  # its results are attributes, not extras keys
 
 
 def test_maps_that_give_equal_masks_are_scored_once(hand_model, x):
