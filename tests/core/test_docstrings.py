@@ -19,7 +19,7 @@ MODULES = [
     "sise.methods.extremal_perturbation",
     "sise.methods.integrated_gradients",
     "sise.methods.fullgrad",
-    "sise.targets",
+    "sise.targets.ready_made",
     "sise.models.loading",
     "sise.extras",
 ]

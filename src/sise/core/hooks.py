@@ -20,14 +20,7 @@ from torch.utils.hooks import RemovableHandle
 from sise.core.layers import split_call
 from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.targets import (  # noqa: F401 (resolve_targets: its old home)
-    Target,
-    TargetSpec,
-    checked_scores,
-    resolve_target,
-    resolve_targets,
-    target_scores,
-)
+from sise.targets import Target, TargetSpec, checked_scores, resolve_target, target_scores
 
 
 @contextlib.contextmanager
