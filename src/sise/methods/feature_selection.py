@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from sise.core.postprocess import otsu_threshold
-from sise.errors import SiseError
+from sise.errors import check_choice
 
 Selection = Literal["fixed", "adaptive"]
 
@@ -47,8 +47,7 @@ def select_feature_maps(
     beta = alpha.amax(dim=1, keepdim=True)
     if selection == "fixed":
         return alpha > mu * beta
-    if selection != "adaptive":
-        raise SiseError(f"unknown selection {selection!r}: use 'fixed' or 'adaptive'")
+    check_choice("selection", selection, get_args(Selection))
     positive = alpha > 0
     normalised = alpha / beta.clamp_min(torch.finfo(alpha.dtype).tiny)
     # NaN for a sample without a positive map: nothing is kept there either way

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 from sise.core.postprocess import minmax_normalize, otsu_threshold
 from sise.core.smoothing import check_smoothing, gaussian_smooth
-from sise.errors import SiseError
+from sise.errors import check_choice
 
 Gate = Literal["binary", "soft"]
 
@@ -48,8 +48,7 @@ def fuse(
     Returns:
         (N, H, W) fused maps in [0, 1].
     """
-    if gate not in ("binary", "soft"):
-        raise SiseError(f"unknown gate {gate!r}: use 'binary' or 'soft'")
+    check_choice("gate", gate, get_args(Gate))
     smoothing = check_smoothing(smoothing)
     n, count = layer_maps.shape[:2]
     # every layer's threshold in one batched call
