@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from sise.cli.commands import main
+from sise.cli import main
 from sise.errors import SiseError
 from sise.eval.benchmark import run as running
 from sise.eval.benchmark.report import format_table

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from sise import SiseError
-from sise.cli.commands import main
+from sise.cli import main
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 
 #: Packages that come only with an extra, and their extra.
 OPTIONAL = {

@@ -1,4 +1,5 @@
-"""``sise app``: its HTTP API without a browser, then the page end to end in a real Chromium.
+"""``sise app``'s server: its HTTP API without a browser, then the page end to end in a real
+Chromium.
 
 The browser test needs Selenium (``pip install -e '.[browser]'``) and Debian's ``chromium`` and
 ``chromium-driver`` packages; without them it skips and says which is missing. Set
@@ -14,32 +15,16 @@ import os
 import re
 import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
-import torch
 from PIL import Image
 
-from sise import SISE, GradCAM, SiseError
-from sise.cli.commands import build_parser
-from sise.core.postprocess import minmax_normalize, otsu_threshold
-from sise.images import load_image, sample_image_path
-from sise.methods.registry import METHODS, make_explainer
-from sise.models.loading import LoadedModel
-from sise.web.app import (
-    AppServer,
-    ExplainRequest,
-    Explorer,
-    MainThreadCalls,
-    command_app,
-    decode_image,
-    make_server,
-    sise_layer_views,
-)
+from sise.images import sample_image_path
+from sise.methods.registry import METHODS
+from sise.web import AppServer, make_server
 
 
 @pytest.fixture(scope="module")
@@ -143,16 +128,6 @@ def test_unknown_paths_are_json_404(server):
         assert (status, kind) == (404, "application/json") and answer["error"]
 
 
-def test_decode_image_reads_what_pil_reads():
-    rgb = decode_image(sample_image_path("chelsea").read_bytes())
-    assert (rgb == load_image(sample_image_path("chelsea"))).all()
-    buffer = io.BytesIO()
-    Image.new("LA", (5, 4), (10, 0)).save(buffer, format="PNG")  # transparent grey: onto white
-    assert decode_image(buffer.getvalue()).tolist() == [[[255, 255, 255]] * 5] * 4
-    with pytest.raises(SiseError, match="empty"):
-        decode_image(b"")
-
-
 @pytest.mark.slow
 def test_explain_on_real_weights_keeps_the_model_loaded(server):
     status, gradcam, _ = call(
@@ -203,105 +178,6 @@ def test_explain_on_real_weights_keeps_the_model_loaded(server):
         assert not any(m._forward_pre_hooks for m in entry.loaded.model.modules())
 
 
-@pytest.mark.slow
-def test_layer_gates_are_the_gates_of_the_fusion(demo):
-    """Fusing the layer maps with the gates the page shows gives SISE's own map back."""
-    # 128 px keeps it quick; the model is the same.
-    inputs = replace(demo, input_size=(128, 128)).preprocess(
-        load_image(sample_image_path("chelsea"))
-    )
-    explanation = SISE(demo.model, selection="adaptive")(inputs)
-    views = sise_layer_views(explanation)
-    assert views is not None and [v.name for v in views] == explanation.layer_names
-    fused = None
-    for view in views:
-        if view.role == "skipped":
-            continue
-        assert (view.role == "start") == (fused is None)
-        assert torch.equal(view.gate, view.saliency > otsu_threshold(view.saliency[None])[0])
-        fused = view.saliency if fused is None else (fused + view.saliency) * view.gate
-    assert fused is not None
-    torch.testing.assert_close(minmax_normalize(fused), explanation.maps[0], atol=1e-6, rtol=0)
-    assert sise_layer_views(GradCAM(demo.model)(inputs)) is None
-
-
-def test_every_method_through_the_page(monkeypatch, small_cnn):
-    """Each of the eight methods answers with a prediction and its pictures (a tiny model, so
-    that this stays quick; the real weights are tested above)."""
-    names = ["ant", "bee", "cat", "dog", "eel"]
-
-    def tiny_model(name, checkpoint=None, *, device="cpu", input_size=(224, 224), **_):
-        return LoadedModel(small_cnn, names, input_size, (0.5,) * 3, (0.5,) * 3, name)
-
-    # RISE's 4,000 masks and Extremal Perturbation's 4 x 800 steps take minutes even here.
-    budgets = {"rise": {"n_masks": 100}, "extremal": {"iterations": 20, "areas": (0.1,)}}
-
-    def small_budget(method, model, **options):
-        return make_explainer(method, model, **options, **budgets.get(method, {}))
-
-    monkeypatch.setattr("sise.web.app.load_model", tiny_model)
-    monkeypatch.setattr("sise.web.app.make_explainer", small_budget)
-    explorer = Explorer("cpu")
-    rgb = load_image(sample_image_path("chelsea"))
-    for method in METHODS:
-        answer = explorer.explain(
-            ExplainRequest(rgb, "chelsea", "tiny", method, 32, "fixed", "dog")
-        )
-        assert answer["target"] == {"index": 3, "name": "dog", "score": answer["target"]["score"]}
-        assert [p["name"] for p in answer["top5"]] != [] and answer["forward_passes"] >= 1
-        overlay = explorer.image(answer["id"], "overlay")
-        assert overlay is not None and Image.open(io.BytesIO(overlay)).size == (451, 300)
-        assert (answer["layers"] is not None) == (method == "sise"), method
-    assert explorer.models_loaded == 1
-    assert not any(m._forward_pre_hooks for m in small_cnn.modules())
-
-
-def test_one_explanation_at_a_time(monkeypatch):
-    explorer = Explorer("cpu")
-    running, most, seen_waiting = [0], [0], []
-
-    def slow_explain(request: ExplainRequest) -> dict[str, object]:
-        running[0] += 1
-        most[0] = max(most[0], running[0])
-        time.sleep(0.2)
-        seen_waiting.append(explorer.status()["waiting"])
-        running[0] -= 1
-        return {}
-
-    monkeypatch.setattr(explorer, "_explain", slow_explain)
-    request = ExplainRequest(load_image(sample_image_path("coffee")), "coffee")
-    threads = [threading.Thread(target=explorer.explain, args=(request,)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.1)
-    assert explorer.status()["busy"] is True
-    for thread in threads:
-        thread.join()
-    assert most[0] == 1 and max(seen_waiting) >= 1
-    assert explorer.status() == {
-        "busy": False,
-        "stage": "idle",
-        "method": "",
-        "seconds": 0.0,
-        "images_scored": 0,
-        "waiting": 0,
-    }
-
-
-def test_cli_command_and_taken_port():
-    args = build_parser().parse_args(["app", "--port", "0"])
-    assert args.handler is command_app and args.port == 0
-    taken = make_server(0, "cpu", quiet=True)
-    try:
-        with pytest.raises(SiseError, match="pick another port"):
-            make_server(taken.server_address[1], "cpu")
-    finally:
-        taken.server_close()
-
-
-# --- the page in a real browser -------------------------------------------------------------
-
-
 def _chromium():
     """A headless Chromium driven by Selenium, or a skip that says what is missing."""
     try:
@@ -335,6 +211,8 @@ def _chromium():
 
 @pytest.mark.slow
 def test_page_in_a_real_browser(server):
+    # a skip that says why, before the imports below fail (Chromium may be there without Selenium)
+    pytest.importorskip("selenium", reason="Selenium is not installed: pip install -e '.[browser]'")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -399,25 +277,6 @@ def test_page_in_a_real_browser(server):
         browser.quit()
 
 
-def test_main_thread_calls_run_on_the_thread_that_runs_them():
-    calls = MainThreadCalls()
-    got: dict[str, object] = {}
-
-    def client() -> None:
-        got["thread"] = calls.call(threading.get_ident)
-        try:
-            calls.call(lambda: (_ for _ in ()).throw(SiseError("no such class")))
-        except SiseError as error:
-            got["error"] = str(error)
-        calls.stop()
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    calls.run()  # returns at stop()
-    thread.join()
-    assert got == {"thread": threading.get_ident(), "error": "no such class"}
-
-
 def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
     """`sise app` end to end in its own process: serve on a free port, answer an explanation
     (run on the main thread: a request thread's explanation would show in the recorded thread
@@ -430,7 +289,7 @@ def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
         # a shell that started the tests in the background ignores SIGINT for its children:
         # take it as a terminal would
         "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "import threading, sise.web.app as app\n"
+        "import threading, sise.web as app\n"
         "explain = app.Explorer._explain\n"
         "def recorded(self, request):\n"
         "    print('explained on', threading.current_thread().name, flush=True)\n"
