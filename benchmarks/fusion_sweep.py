@@ -250,7 +250,7 @@ def cache_sise(loaded: LoadedModel, pair: Pair, folder: Path, batch_size: int) -
         entry = {
             "layer_maps": sise.extras["layer_maps"][0].cpu(),
             "present": (sise.extras["kept_maps"][0] > 0).cpu(),
-            "score": float(sise.core.scores[0]),
+            "score": float(sise.scores[0]),
             "sise_map": sise.maps[0].cpu(),
         }
         # The sweep's premise: the fusion of the cached layer maps *is* SISE's map.
