@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sise.eval.benchmark.scoring import METRICS, NEAR_BEST, MetricSettings
-from sise.eval.data.datasets import EvalPair
+from sise.eval.benchmark.aggregation import NEAR_BEST
+from sise.eval.benchmark.scoring import METRICS, MetricSettings
+from sise.eval.data.pairs import EvalPair
 from sise.images import load_image
 from sise.methods.registry import DISPLAY_NAMES
 
