@@ -53,7 +53,6 @@ from sise.core.postprocess import minmax_normalize
 from sise.errors import SiseError
 from sise.eval.data import EvalPair, boxes_mask, gt_mask
 from sise.eval.metrics import (
-    _layers_in_call_order,
     bbox_score,
     drop_and_increase,
     energy_pointing_game,
@@ -61,6 +60,7 @@ from sise.eval.metrics import (
     spearman,
     standard_error,
 )
+from sise.eval.metrics.sanity import _layers_in_call_order
 from sise.images import load_image
 from sise.methods.cam import ScoreCAM
 from sise.methods.perturbation import RISE

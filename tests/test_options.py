@@ -50,11 +50,7 @@ def test_options_are_typed_by_the_method() -> None:
     assert parse_option("extremal.areas=0.05") == ("extremal", "areas", (0.05,))
     assert parse_option("extremal.areas=0.05,0.1") == ("extremal", "areas", (0.05, 0.1))
     assert parse_option("extremal.area_weight=300") == ("extremal", "area_weight", 300.0)
-    assert parse_option("sise.core.layers=layer2,layer3") == (
-        "sise",
-        "layers",
-        ("layer2", "layer3"),
-    )
+    assert parse_option("sise.layers=layer2,layer3") == ("sise", "layers", ("layer2", "layer3"))
     assert parse_option("sise.batch_size=auto") == ("sise", "batch_size", "auto")
     assert parse_option("sise.autocast_dtype=bfloat16") == (
         "sise",
@@ -78,7 +74,7 @@ def test_options_are_typed_by_the_method() -> None:
         ("sise.mu=nan", "sise.mu takes a finite number, got 'nan'"),
         ("sise.mu=1e999", "takes a finite number, got inf"),
         ("ig.method=bogus", "ig.method takes one of 'gausslegendre'"),
-        ("sise.runtime.progress=1", "takes true or false, got 1"),
+        ("sise.progress=1", "takes true or false, got 1"),
         ("extremal.area_weight=1,2,3", "area_weight takes a finite number, got (1, 2, 3)"),
         ("rise.baseline=0.5", "rise.baseline takes a string or"),
         ("rise.n_masks=", "the value is empty"),
