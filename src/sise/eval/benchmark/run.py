@@ -80,7 +80,7 @@ class BenchmarkResult:
     config_ids: dict[str, str]
     metric_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, dict[str, float | None]] = field(default_factory=dict)  # standard errors
-    near_best: dict[str, set[str]] = field(default_factory=dict)  # see scoring.Summary
+    near_best: dict[str, set[str]] = field(default_factory=dict)  # see aggregation.Summary
 
 
 def _build_explainer(
