@@ -50,11 +50,7 @@ def test_options_are_typed_by_the_method() -> None:
     assert parse_option("extremal.areas=0.05") == ("extremal", "areas", (0.05,))
     assert parse_option("extremal.areas=0.05,0.1") == ("extremal", "areas", (0.05, 0.1))
     assert parse_option("extremal.area_weight=300") == ("extremal", "area_weight", 300.0)
-    assert parse_option("sise.layers=layer2,layer3") == (
-        "sise",
-        "layers",
-        ("layer2", "layer3"),
-    )
+    assert parse_option("sise.layers=layer2,layer3") == ("sise", "layers", ("layer2", "layer3"))
     assert parse_option("sise.batch_size=auto") == ("sise", "batch_size", "auto")
     assert parse_option("sise.autocast_dtype=bfloat16") == (
         "sise",

@@ -32,7 +32,6 @@ import torch
 from torch import Tensor, nn
 
 from sise.errors import SiseError
-from sise.eval.data.datasets import VOC_CLASSES
 from sise.eval.data.synthetic import (  # the synthetic data live there; kept importable from here
     SYNTHETIC_CLASSES,
     SYNTHETIC_DATA,
@@ -40,6 +39,7 @@ from sise.eval.data.synthetic import (  # the synthetic data live there; kept im
     default_cache_dir,
     synthetic_dataset,
 )
+from sise.eval.data.voc import VOC_CLASSES
 from sise.models.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -18,7 +18,7 @@ from sise.eval.benchmark.models import (
     load_torchray_model,
     read_checkpoint,
 )
-from sise.eval.data.datasets import VOC_CLASSES, VOCDetection2007
+from sise.eval.data import VOC_CLASSES, VOCDetection2007
 from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 
 HEADS = {"vgg16": "classifier.6", "resnet50": "fc"}

@@ -1,5 +1,5 @@
 """The benchmark runner: storage, kill -9 and resume, torchrun scale-out, packing and prefetching,
-the table, the errors."""
+the errors."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ import torch
 
 from sise.cli import main
 from sise.errors import SiseError
+from sise.eval.benchmark import BenchmarkConfig, run_benchmark
 from sise.eval.benchmark import run as running
-from sise.eval.benchmark.report import format_table
-from sise.eval.benchmark.run import BenchmarkConfig, run_benchmark
-from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings, aggregate, required_metrics
-from sise.eval.data.datasets import EvalImage, EvalPair, VOCDetection2007, load_dataset
-from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings, required_metrics
+from sise.eval.data import EvalImage, EvalPair, VOCDetection2007, load_dataset
+from sise.eval.data.synthetic import make_synthetic_voc
 from sise.methods.registry import METHODS
 
-#: A cheap CAM and SISE itself: both must be registered (a missing one is a failure, not a skip).
 METHODS_UNDER_TEST = ["gradcam", "sise"]
+
+
 ARGS = [
     "--model",
     "synthetic-vgg",
@@ -37,15 +37,6 @@ ARGS = [
     "8",
     "--no-progress",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 test images (8 pairs, one of them alone in its image) of 64 px, unseen by the shipped
-    models."""
-    return make_synthetic_voc(
-        tmp_path_factory.mktemp("tiny") / "voc", 8, image_size=64, seed=8, test_fraction=0.5
-    )
 
 
 def _config(data: Path, db: Path, **changes: object) -> BenchmarkConfig:
@@ -207,39 +198,6 @@ def test_torchrun_two_processes_match_one(
     assert done.stdout.count("| EBPG (%) ↑ |") == 1
 
 
-def test_table_layout() -> None:
-    values = {
-        "ebpg": {"gradcam": 50.0, "sise": 60.5},
-        "drop": {"gradcam": 30.0, "sise": 40.0},
-        "increase": {"gradcam": 20.0, "sise": 20.001},
-        "deletion": {"gradcam": 12.0, "sise": None},
-        "seconds": {"gradcam": 0.1, "sise": 2.0},
-    }
-    markdown, table_csv = format_table(
-        values,
-        ["sise", "gradcam"],
-        ["drop", "ebpg", "increase", "deletion"],
-        {"gradcam": 3, "sise": 3},
-    )
-    lines = markdown.splitlines()
-    assert lines[0] == "| Metric | Grad-CAM | SISE |"  # paper order, whatever order was asked
-    assert [line.split(" |")[0] for line in lines[2:]] == [
-        "| EBPG (%) ↑",
-        "| Drop% ↓",
-        "| Increase% ↑",
-        "| Deletion AUC (%) ↓",
-        "| Seconds / pair ↓",
-        "| Pairs",
-    ]
-    assert lines[2] == "| EBPG (%) ↑ | 50.00 | **60.50** |"
-    assert lines[3] == "| Drop% ↓ | **30.00** | 40.00 |"  # lower is better
-    assert lines[4] == "| Increase% ↑ | **20.00** | **20.00** |"  # tie at printed precision
-    assert lines[5] == "| Deletion AUC (%) ↓ | 12.00 | – |"  # nothing to compare with
-    assert lines[6] == "| Seconds / pair ↓ | **0.100** | 2.000 |"
-    assert table_csv.splitlines()[0] == "metric,Grad-CAM,SISE"
-    assert table_csv.splitlines()[1] == "EBPG (%) ↑,50.0,60.5"
-
-
 def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SiseError, match="no VOC dataset"):
         load_dataset(f"voc2007:{tmp_path / 'nowhere'}")
@@ -269,27 +227,8 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         run_benchmark(_config(data, tmp_path / "x.sqlite"), distributed=True)
 
 
-def test_summaries_compare_methods_on_common_pairs() -> None:
-    from sise.eval.benchmark.store import ResultRow
-
-    pairs = [EvalPair(f"{i}", Path("x.jpg"), i % 2, "c", [(0, 0, 1, 1)], 8, 8) for i in range(3)]
-    rows = [
-        ResultRow("id", p.image_id, p.class_index, "c", method, metric, value, 1.0)
-        for p, value in zip(pairs, (10.0, 20.0, 60.0), strict=True)
-        for method in ("gradcam", "sise")
-        for metric in ("ebpg", "pointing")
-        if not (method == "sise" and p.image_id == "2")  # SISE has not done pair 2 yet
-    ]
-    summary = aggregate(rows, pairs, ["gradcam", "sise"], ["ebpg", "pointing"])
-    assert summary.counts == {"gradcam": 2, "sise": 2}
-    assert summary.values["ebpg"]["gradcam"] == 15.0
-    summary = aggregate(rows, pairs, ["gradcam", "sise"], ["ebpg", "pointing"], common_only=False)
-    assert summary.counts == {"gradcam": 3, "sise": 2}
-    assert summary.values["ebpg"]["gradcam"] == 30.0
-
-
 # --------------------------------------------------------------------------------------------
-# resuming: what enters a run's identity
+# resuming: what enters a run's identity (the identity itself: test_config.py)
 
 
 def test_runtime_options_do_not_restart_a_run(
@@ -325,25 +264,6 @@ def test_runtime_options_do_not_restart_a_run(
     resumed = run_benchmark(again)
     assert resumed is not None and resumed.config_ids == done.config_ids
     assert resumed.counts == done.counts
-
-
-def test_precision_stays_in_the_identity(tiny_data: Path, tmp_path: Path) -> None:
-    config = _config(tiny_data, tmp_path / "x.sqlite")
-    _, _, identity = load_dataset(config.dataset)
-    loaded = running.load_benchmark_model(
-        "synthetic-vgg", dataset="synthetic", class_names=SYNTHETIC_CLASSES
-    )
-    options = {"batch_size": 8, "progress": False, "channels_last": True}
-
-    def cid(**more: object) -> str:
-        from sise.eval.benchmark.store import config_id
-
-        return config_id(running.configuration(config, identity, loaded, "sise", more))
-
-    assert cid(**options) == cid() == cid(batch_size=512)
-    assert cid(precision="bf16") != cid()
-    assert cid(autocast_dtype=torch.bfloat16) != cid()
-    assert cid(mu=0.5) != cid()
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,16 +313,6 @@ def test_packed_pairs_and_workers_give_the_single_pair_results(
         assert np.abs(packed_maps[key].astype(np.float32) - data).max() <= 1e-3, key
 
 
-def test_workers_preprocess_like_the_model(tiny_data: Path) -> None:
-    from sise.images import load_image
-
-    loaded = running.load_benchmark_model(
-        "synthetic-resnet", dataset="synthetic", class_names=SYNTHETIC_CLASSES, input_size=80
-    )
-    rgb = load_image(next(iter(VOCDetection2007(tiny_data, "test"))).image_path)
-    assert torch.equal(running.model_ready(rgb, loaded), loaded.preprocess(rgb))
-
-
 # --------------------------------------------------------------------------------------------
 # mistakes found before any work
 
@@ -447,15 +357,6 @@ def test_command_line_checks_settings_before_any_work(
     )
     assert not db.exists()  # nothing was computed, not even the database created
     assert not_a_folder.read_text() == "keep me"
-
-
-def test_batch_size_auto_or_a_positive_integer() -> None:
-    from sise.eval.benchmark.run import BenchmarkConfig
-
-    assert BenchmarkConfig(dataset="synthetic", model="synthetic-vgg").batch_size == "auto"
-    BenchmarkConfig(dataset="synthetic", model="synthetic-vgg", batch_size=8).validate()
-    with pytest.raises(SiseError, match="--batch-size must be an integer >= 1"):
-        BenchmarkConfig(dataset="synthetic", model="synthetic-vgg", batch_size=0).validate()
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,12 +443,10 @@ def test_photos_benchmark_loads_the_model_at_its_own_size(monkeypatch, tmp_path)
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(running, "load_model", fake_load_model)
-    config = running.BenchmarkConfig(
-        dataset="photos", model="efficientnet_lite2", db=tmp_path / "r.sqlite"
-    )
+    config = BenchmarkConfig(dataset="photos", model="efficientnet_lite2", db=tmp_path / "r.sqlite")
     with pytest.raises(RuntimeError, match="stop here"):
         running._load(config, "cpu")
-    config = running.BenchmarkConfig(
+    config = BenchmarkConfig(
         dataset="photos", model="efficientnet_lite2", db=tmp_path / "r.sqlite", input_size=200
     )
     with pytest.raises(RuntimeError, match="stop here"):
@@ -591,26 +490,3 @@ def test_a_cpu_run_keeps_freed_memory_for_all_its_pairs(
     assert run_benchmark(config) is not None
     assert len(depths) > 1 and set(depths) == {1}
     assert [c for c in calls if c[0] == "mallopt"] == [("mallopt", -3), ("mallopt", -1)] * 2
-
-
-def test_a_fixed_method_does_not_resume_onto_old_results(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sise.eval.benchmark.store import config_id
-    from sise.methods.cam import GradCAM
-
-    config = _config(tiny_data, tmp_path / "x.sqlite")
-    _, _, identity = load_dataset(config.dataset)
-    loaded = running.load_benchmark_model(
-        "synthetic-vgg", dataset="synthetic", class_names=SYNTHETIC_CLASSES
-    )
-
-    def cid(method: str) -> str:
-        return config_id(running.configuration(config, identity, loaded, method, {}))
-
-    # revision 1 is left out, so results made before revisions existed still resume
-    assert "revision" not in running.configuration(config, identity, loaded, "gradcam", {})
-    assert running.configuration(config, identity, loaded, "fullgrad", {})["revision"] == 2
-    before = cid("gradcam")
-    monkeypatch.setattr(GradCAM, "revision", 2)
-    assert cid("gradcam") != before

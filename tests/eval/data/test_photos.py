@@ -12,17 +12,19 @@ import torch
 from PIL import Image
 
 from sise.errors import SiseError
-from sise.eval.data import photos
-from sise.eval.data.datasets import VOCDetection2007
+from sise.eval.data import VOCDetection2007
 from sise.eval.data.photos import (
     MIN_PROBABILITY,
     PHOTO_OBJECTS,
     PHOTO_SET,
     PhotoSetSpec,
     make_photo_voc,
+    objects,
     photo_dataset,
     photo_set,
+    render,
 )
+from sise.eval.data.photos import dataset as filtering
 from sise.images import load_image, sample_image_path
 from sise.models.loading import imagenet_class_names, load_model
 
@@ -83,12 +85,12 @@ def test_boxes_inside_images_non_empty_and_apart(small_set):
 
 def test_box_is_the_alpha_half_level_of_the_pasted_object():
     """Pasting a white cut-out onto black: the pixels above half its peak are exactly the box."""
-    sources = photos._source_photos()
+    sources = objects.source_photos()
     for k, obj in enumerate(PHOTO_OBJECTS):
-        cutout = photos._cut(obj, sources[obj.source])
-        white = photos._Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
+        cutout = objects.cut(obj, sources[obj.source])
+        white = objects.Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
         canvas = np.zeros((256, 256, 3), np.float32)
-        placed = photos._paste(np.random.default_rng(k), canvas, white, 0.5, [])
+        placed = render._paste(np.random.default_rng(k), canvas, white, 0.5, [])
         assert placed is not None
         box, extent = placed
         # the brightness jitter scales white by 0.9-1.0 (clipped at 1); alpha reaches 1 inside
@@ -100,20 +102,20 @@ def test_box_is_the_alpha_half_level_of_the_pasted_object():
 
 
 def test_paste_keeps_the_second_object_off_the_first():
-    sources = photos._source_photos()
-    cutout = photos._cut(PHOTO_OBJECTS[0], sources[PHOTO_OBJECTS[0].source])
-    white = photos._Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
+    sources = objects.source_photos()
+    cutout = objects.cut(PHOTO_OBJECTS[0], sources[PHOTO_OBJECTS[0].source])
+    white = objects.Cutout(Image.new("RGB", cutout.rgb.size, (255, 255, 255)), cutout.alpha)
     rng = np.random.default_rng(0)
     first_canvas = np.zeros((256, 256, 3), np.float32)
-    first = photos._paste(rng, first_canvas, white, 0.5, [])
+    first = render._paste(rng, first_canvas, white, 0.5, [])
     assert first is not None
     second_canvas = np.zeros((256, 256, 3), np.float32)
-    second = photos._paste(rng, second_canvas, white, 0.35, [first[1]])
+    second = render._paste(rng, second_canvas, white, 0.35, [first[1]])
     assert second is not None
     # no pixel is changed by both pastes
     assert not ((first_canvas[:, :, 0] > 0) & (second_canvas[:, :, 0] > 0)).any()
     # no room left for an object as large as the image
-    assert photos._paste(rng, np.zeros((256, 256, 3), np.float32), white, 0.99, [first[1]]) is None
+    assert render._paste(rng, np.zeros((256, 256, 3), np.float32), white, 0.99, [first[1]]) is None
 
 
 def test_the_voc_reader_reads_imagenet_indices(small_set):
@@ -135,8 +137,8 @@ def test_repeated_imagenet_names_are_made_unique(monkeypatch):
     old = [f"class {i}" for i in range(1000)]
     old[134] = old[517] = "crane"
     old[638] = old[639] = "maillot"
-    monkeypatch.setattr(photos, "imagenet_class_names", lambda: old)
-    names = photos._voc_class_names()
+    monkeypatch.setattr(render, "imagenet_class_names", lambda: old)
+    names = render._voc_class_names()
     assert names[134] == "crane" and names[517] == "crane (517)"
     assert names[638] == "maillot" and names[639] == "maillot (639)"
     assert len(set(names)) == 1000
@@ -220,7 +222,7 @@ def test_kept_pairs_are_confident_and_the_filter_is_cached(tmp_path, demo, monke
     def fail(*args, **kwargs):
         raise AssertionError("the filter ran again")
 
-    monkeypatch.setattr(photos, "class_probabilities", fail)
+    monkeypatch.setattr(filtering, "class_probabilities", fail)
     again, identity_again = photo_dataset(tmp_path, demo, spec=SMALL)
     assert identity_again == identity and [p.image_id for p in again] == [
         p.image_id for p in dataset
