@@ -31,6 +31,7 @@ from torch import Tensor
 from sise.errors import SiseError
 from sise.eval.data.synthetic import synthetic_dataset
 from sise.extras import require
+from sise.models.classes import VOC_CLASSES
 
 if TYPE_CHECKING:
     from sise.models.loading import LoadedModel
@@ -53,30 +54,6 @@ __all__ = [
 ]
 
 Box = tuple[float, float, float, float]
-
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-"""The 20 PASCAL VOC classes in the standard order (the class index of VOC classifiers)."""
 
 
 @dataclass
