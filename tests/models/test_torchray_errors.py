@@ -44,7 +44,10 @@ def test_truncated_file(resnet_files: dict[str, Path], tmp_path: Path) -> None:
     whole = resnet_files["voc"].read_bytes()
     truncated = tmp_path / "resnet50_voc.pth"
     truncated.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(SiseError, match=r"could not read checkpoint.*truncated.*fetch the file"):
+    with pytest.raises(
+        SiseError,
+        match=r"state dict \(a truncated or interrupted download .*: fetch the file again\)",
+    ):
         load_model(f"torchray-resnet50:{truncated}")
     with pytest.raises(SiseError, match="does not exist"):
         load_model(f"torchray-resnet50:{tmp_path / 'missing.pth'}")
