@@ -13,7 +13,11 @@ are loaded into timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2`` arc
 matching keys in order (both state dicts list the same tensors in the same order and shapes,
 which :func:`offline_efficientnet_lite` checks). Inputs are RGB in [0, 1] normalised with
 mean = std = 0.5. torchvision and timm names fetch their weights the usual way unless a
-checkpoint is given.
+checkpoint is given. TorchRay's Caffe-converted VOC/COCO models load from their published files
+as ``torchray-vgg16:CKPT`` / ``torchray-resnet50:CKPT`` (:mod:`sise.models.torchray`). Each
+:class:`LoadedModel` carries its own preprocessing (:mod:`sise.models.preprocessing`): the
+whole photo stretched to the input size for the ImageNet models, Caffe's shorter-side resize and
+mean subtraction for TorchRay's.
 """
 
 from __future__ import annotations
