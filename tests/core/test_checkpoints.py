@@ -1,4 +1,4 @@
-"""One checkpoint unwrapper for the whole package (sise.models.loading.read_checkpoint)."""
+"""One checkpoint unwrapper for the whole package (sise.models.checkpoints.read_checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import torchvision
 
 from sise import SiseError
 from sise.eval.benchmark import models as zoo
-from sise.models.loading import load_model, read_checkpoint
+from sise.models import loading
+from sise.models.checkpoints import read_checkpoint
+from sise.models.loading import load_model
 
 
 def test_zoo_uses_the_same_unwrapper():
     assert zoo.read_checkpoint is read_checkpoint
+    assert loading.read_checkpoint is read_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -44,7 +47,7 @@ def test_unreadable_checkpoints(tmp_path):
         read_checkpoint(tmp_path / "missing.pth")
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(SiseError, match="could not read checkpoint"):
+    with pytest.raises(SiseError, match=r"could not read checkpoint.*fetch the file again"):
         read_checkpoint(garbage)
     listed = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], listed)

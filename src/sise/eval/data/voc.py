@@ -15,32 +15,9 @@ from PIL import Image
 
 from sise.errors import SiseError
 from sise.eval.data.pairs import Box, EvalImage, EvalPair
+from sise.models.classes import VOC_CLASSES
 
 __all__ = ["VOC_CLASSES", "VOCDetection2007", "voc_annotation_xml"]
-
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-"""The 20 PASCAL VOC classes in the standard order (the class index of VOC classifiers)."""
 
 
 def _read_class_list(path: Path) -> list[str]:
