@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fusion_confirm.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fusion_confirm.py"
 FIELDS = [
     "ebpg",
     "bbox",
