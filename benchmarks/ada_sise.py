@@ -19,7 +19,7 @@ import torch
 
 from sise import SISE
 from sise.eval.benchmark.models import load_benchmark_model
-from sise.eval.data.datasets import gt_mask, load_dataset, select_pairs
+from sise.eval.data import gt_mask, load_dataset, select_pairs
 from sise.eval.metrics import drop_and_increase, energy_pointing_game
 from sise.images import load_image
 

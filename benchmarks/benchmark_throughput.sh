@@ -12,7 +12,7 @@ DEV=${DEV:-cuda}; LIMIT=${LIMIT:-32}; STEPS=${STEPS:-}
 $PY - <<'PY'
 import time, torch, torchvision
 t = time.time()
-from sise.eval.synthetic import synthetic_dataset
+from sise.eval.data.synthetic import synthetic_dataset
 synthetic_dataset("/tmp/syn")
 torch.manual_seed(0)
 torch.save(torchvision.models.resnet50(num_classes=6).state_dict(), "/tmp/r50.pt")

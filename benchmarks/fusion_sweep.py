@@ -51,9 +51,8 @@ from torch import Tensor
 
 from sise.core.postprocess import minmax_normalize
 from sise.errors import SiseError
-from sise.eval.data.datasets import EvalPair, boxes_mask, gt_mask
+from sise.eval.data import EvalPair, boxes_mask, gt_mask
 from sise.eval.metrics import (
-    _layers_in_call_order,
     bbox_score,
     drop_and_increase,
     energy_pointing_game,
@@ -61,6 +60,7 @@ from sise.eval.metrics import (
     spearman,
     standard_error,
 )
+from sise.eval.metrics.sanity import _layers_in_call_order
 from sise.images import load_image
 from sise.methods.fusion import fuse
 from sise.methods.rise import RISE
@@ -192,7 +192,7 @@ def load_pairs(
         dataset, identity = photo_dataset(Path(path).expanduser(), loaded)
         pairs = with_other_boxes(dataset, list(dataset))
     elif kind == "voc":
-        from sise.eval.data.datasets import VOCDetection2007
+        from sise.eval.data import VOCDetection2007
 
         dataset = VOCDetection2007(Path(path).expanduser(), "test")
         identity = {"kind": "voc", "root": dataset.root.name}
@@ -251,7 +251,7 @@ def cache_sise(loaded: LoadedModel, pair: Pair, folder: Path, batch_size: int) -
         entry = {
             "layer_maps": sise.layer_maps[0].cpu(),
             "present": (sise.kept_maps[0] > 0).cpu(),
-            "score": float(sise.core.scores[0]),
+            "score": float(sise.scores[0]),
             "sise_map": sise.maps[0].cpu(),
         }
         # The sweep's premise: the fusion of the cached layer maps *is* SISE's map.

@@ -30,7 +30,7 @@ from sise.eval.benchmark.models import (
     build_synthetic_model,
     synthetic_dataset,
 )
-from sise.eval.data.datasets import VOCDetection2007
+from sise.eval.data import VOCDetection2007
 from sise.models.loading import IMAGENET_MEAN, IMAGENET_STD
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "sise" / "data"

@@ -1,9 +1,13 @@
-"""Reading photos from disk into RGB arrays, with errors that say what is wrong."""
+"""Reading photos (files on disk, uploaded bytes) into RGB arrays, with errors that say what is
+wrong."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -37,23 +41,56 @@ def load_image(path: str | Path) -> np.ndarray:
         raise SiseError(f"image file {str(path)!r} does not exist: check the path")
     if path.is_dir():
         raise SiseError(f"{str(path)!r} is a folder: give the path of an image file")
+    name = repr(str(path))
+    return _decode(
+        path,
+        unreadable=f"{name} is not an image PIL can read (JPEG, PNG, BMP, TIFF, WebP ...)",
+        corrupt=f"{name} is corrupt or truncated",
+        too_large=lambda error: (
+            f"{name} is too large to open safely ({error}); if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS, or save a smaller copy of the image"
+        ),
+    )
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """An uploaded image file's bytes as an (H, W, 3) uint8 RGB array (converted as
+    :func:`load_image` converts).
+
+    Raises:
+        SiseError: the bytes are empty, not an image, corrupt, or too large to decode safely.
+    """
+    if not data:
+        raise SiseError("the uploaded file is empty: choose a photo (JPEG, PNG, ...)")
+    return _decode(
+        io.BytesIO(data),
+        unreadable="the uploaded file is not an image PIL can read (JPEG, PNG, BMP, TIFF, WebP ...)",
+        corrupt="the uploaded image is corrupt or truncated",
+        too_large=lambda error: f"the uploaded image is too large to decode safely: {error}",
+    )
+
+
+def _decode(
+    source: Path | IO[bytes],
+    *,
+    unreadable: str,
+    corrupt: str,
+    too_large: Callable[[Exception], str],
+) -> np.ndarray:
+    """Open and convert an image; PIL's failures become :class:`SiseError` messages worded by
+    the caller (a file on disk is named by its path, an upload is not)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             return to_rgb_array(image)
-    except SiseError:
+    except SiseError:  # to_rgb_array's own message (a SiseError is also a ValueError)
         raise
     except Image.DecompressionBombError as error:
-        raise SiseError(
-            f"{str(path)!r} is too large to open safely ({error}); if you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS, or save a smaller copy of the image"
-        ) from error
+        raise SiseError(too_large(error)) from error
     except UnidentifiedImageError as error:
-        raise SiseError(
-            f"{str(path)!r} is not an image PIL can read (JPEG, PNG, BMP, TIFF, WebP ...)"
-        ) from error
+        raise SiseError(unreadable) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise SiseError(f"{str(path)!r} is corrupt or truncated: {error}") from error
+        raise SiseError(f"{corrupt}: {error}") from error
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:

@@ -13,7 +13,7 @@ from tiny_models import SmallCNN
 from sise import SISE, SiseError
 from sise.core.postprocess import minmax_normalize, otsu_threshold
 from sise.core.smoothing import RECOMMENDED_SMOOTHING, gaussian_smooth
-from sise.eval.data.datasets import boxes_mask
+from sise.eval.data import boxes_mask
 from sise.eval.metrics import drop_and_increase, energy_pointing_game
 from sise.images import load_image, sample_image_path
 from sise.methods.fusion import fuse

@@ -1,5 +1,5 @@
-"""The ``sise`` command line: explain photos, compare methods, run benchmarks."""
+"""The ``sise`` command line: explain photos, compare methods, run benchmarks, serve the page."""
 
-from sise.cli.commands import main
+from sise.cli.command_line import build_parser, main
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]

@@ -1,5 +1,5 @@
 """``python -m sise.cli`` (what ``torchrun -m sise.cli benchmark ...`` runs on each rank)."""
 
-from sise.cli.commands import main
+from sise.cli import main
 
 raise SystemExit(main())

@@ -1,8 +1,7 @@
-"""Evaluation: the paper's metrics, dataset readers, a synthetic VOC-format dataset, and the
-benchmark (:mod:`sise.eval.benchmark.run`, :mod:`sise.eval.benchmark.scoring`, :mod:`sise.eval.benchmark.report`,
-:mod:`sise.eval.benchmark.distributed`)."""
+"""Evaluation: the paper's metrics (:mod:`sise.eval.metrics`), dataset readers and a synthetic
+VOC-format dataset (:mod:`sise.eval.data`), and the benchmark (:mod:`sise.eval.benchmark`)."""
 
-from sise.eval.data.datasets import (
+from sise.eval.data import (
     VOC_CLASSES,
     COCODetection2014,
     Dataset,

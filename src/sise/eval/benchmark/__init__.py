@@ -1,2 +1,31 @@
-"""The benchmark: its configuration and identity, the run, the metrics' scoring, the results
-store, the report, and spreading a run over processes."""
+"""The benchmark: its configuration and identity (:mod:`~sise.eval.benchmark.config`), reading
+the pairs (:mod:`~sise.eval.benchmark.loader`), the run (:mod:`~sise.eval.benchmark.run`), the
+metrics' scoring and aggregation (:mod:`~sise.eval.benchmark.scoring`,
+:mod:`~sise.eval.benchmark.aggregation`), the results store, the report, and spreading a run over
+processes (:mod:`~sise.eval.benchmark.distributed`)."""
+
+from sise.eval.benchmark.config import (
+    BenchmarkConfig,
+    configuration,
+    method_defaults,
+    method_options,
+)
+from sise.eval.benchmark.run import (
+    BenchmarkResult,
+    evaluate_pack,
+    evaluate_pair,
+    run_benchmark,
+    run_benchmark_local,
+)
+
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkResult",
+    "configuration",
+    "evaluate_pack",
+    "evaluate_pair",
+    "method_defaults",
+    "method_options",
+    "run_benchmark",
+    "run_benchmark_local",
+]

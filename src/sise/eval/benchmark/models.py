@@ -1,20 +1,10 @@
 """The benchmark's models: TorchRay's VOC/COCO checkpoints, small synthetic-data CNNs, and any
 model :func:`sise.models.loading.load_model` knows, all as :class:`sise.models.loading.LoadedModel`.
 
-TorchRay checkpoints (what is assumed, from TorchRay's documentation of
-``torchray.benchmark.models.get_model(arch, dataset)``; no TorchRay code is used):
-
-* they are state dicts of torchvision's ``vgg16`` / ``resnet50`` whose last classifier layer is
-  replaced by a 20-way (PASCAL VOC 2007) or 80-way (MS COCO 2014) layer: ``classifier.6`` for
-  VGG16, ``fc`` for ResNet-50; every other key is torchvision's;
-* the dict may be wrapped in a ``"state_dict"`` or ``"model"`` entry (other entries, such as an
-  epoch counter, are ignored) and its keys may carry DataParallel's ``module.`` prefix;
-* a fully-convolutional variant stores the classifier layers as convolutions
-  (``classifier.0.weight`` of shape (4096, 512, 7, 7), ``classifier.6.weight`` of shape
-  (K, 4096, 1, 1), ``fc.weight`` of shape (K, 2048, 1, 1)); those are reshaped to the linear
-  layers they are equivalent to;
-* inputs are RGB in [0, 1] normalised with the ImageNet mean and standard deviation, resized to
-  224 × 224; the models are multi-label, so the explained score is the sigmoid.
+TorchRay's checkpoints load through :func:`sise.models.loading.load_model` as
+``torchray-ARCH-DATASET`` (:mod:`sise.models.torchray`: TorchRay's architecture patches, its
+weight conversion from Caffe and Caffe's preprocessing); the models are multi-label, so the
+explained score is the sigmoid.
 
 Synthetic models (:func:`load_synthetic_model`): a small VGG-style and a small ResNet-style
 multi-label CNN trained by ``benchmarks/train_synthetic.py`` on :func:`synthetic_dataset`, shipped
@@ -32,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from sise.errors import SiseError
-from sise.eval.data.datasets import VOC_CLASSES
 from sise.eval.data.synthetic import (  # the synthetic data live there; kept importable from here
     SYNTHETIC_CLASSES,
     SYNTHETIC_DATA,
@@ -40,17 +29,15 @@ from sise.eval.data.synthetic import (  # the synthetic data live there; kept im
     default_cache_dir,
     synthetic_dataset,
 )
-from sise.models.loading import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    LoadedModel,
-    load_model,
+from sise.models.checkpoints import (
     load_state_dict_checked,
-    read_checkpoint,  # re-exported: the one checkpoint unwrapper lives in sise.models.loading
+    read_checkpoint,  # re-exported: the one checkpoint unwrapper lives in sise.models.checkpoints
 )
+from sise.models.loading import LoadedModel, load_model
+from sise.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from sise.models.torchray import TORCHRAY_DATASETS, parse_torchray_name
 
 __all__ = [
-    "COCO_CLASSES",
     "SYNTHETIC_DATA",
     "SmallResNet",
     "SmallVGG",
@@ -58,103 +45,9 @@ __all__ = [
     "default_cache_dir",
     "load_benchmark_model",
     "load_synthetic_model",
-    "load_torchray_model",
     "read_checkpoint",
     "synthetic_dataset",
 ]
-
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
-    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
-    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
-"""The 80 COCO 2014 classes in increasing category-id order (the index of COCO classifiers)."""
-
-TORCHRAY_ARCHS = ("vgg16", "resnet50")
-TORCHRAY_DATASETS: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "coco": COCO_CLASSES}
-_HEADS = {"vgg16": "classifier.6", "resnet50": "fc"}
-
-
-# --------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def _linearise_conv_head(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Reshape convolutional classifier weights (fully-convolutional variants) to linear ones."""
-    own = model.state_dict()
-    fixed = dict(state)
-    for key, value in state.items():
-        target = own.get(key)
-        if (
-            target is not None
-            and target.ndim == 2
-            and value.ndim == 4
-            and value.shape[0] == target.shape[0]
-            and value.numel() == target.numel()
-        ):
-            # (out, C, kh, kw) flattens in torchvision's (C, H, W) flatten order
-            fixed[key] = value.reshape(target.shape)
-    return fixed
-
-
-def load_torchray_model(
-    arch: str,
-    checkpoint: str | Path,
-    dataset: str = "voc",
-    *,
-    device: str | torch.device = "cpu",
-    input_size: tuple[int, int] = (224, 224),
-) -> LoadedModel:
-    """A TorchRay-format VGG16 / ResNet-50 fine-tuned on PASCAL VOC 2007 or MS COCO 2014.
-
-    Args:
-        arch: ``"vgg16"`` or ``"resnet50"``.
-        checkpoint: the checkpoint file (see the module docstring for the assumed format).
-        dataset: ``"voc"`` (20 classes) or ``"coco"`` (80 classes).
-        device: where to put the model.
-        input_size: (H, W) images are resized to.
-
-    Raises:
-        SiseError: missing file, wrong head size (e.g. a COCO checkpoint for VOC), or any other
-            key or shape that does not fit, named.
-    """
-    import torchvision
-
-    if arch not in TORCHRAY_ARCHS:
-        raise SiseError(f"unknown TorchRay architecture {arch!r}: use one of {TORCHRAY_ARCHS}")
-    if dataset not in TORCHRAY_DATASETS:
-        raise SiseError(
-            f"unknown TorchRay dataset {dataset!r}: use one of {tuple(TORCHRAY_DATASETS)}"
-        )
-    classes = TORCHRAY_DATASETS[dataset]
-    state = read_checkpoint(checkpoint)
-    # Built on the meta device: no time is spent drawing random weights that the checkpoint
-    # replaces; the strict load below fills every parameter and buffer.
-    with torch.device("meta"):
-        model = torchvision.models.get_model(arch, weights=None, num_classes=len(classes))
-    state = _linearise_conv_head(model, state)
-    head = state.get(f"{_HEADS[arch]}.weight")
-    if head is not None and head.shape[0] != len(classes):
-        other = [name for name, names in TORCHRAY_DATASETS.items() if len(names) == head.shape[0]]
-        hint = f" (a {other[0]} checkpoint?)" if other else ""
-        raise SiseError(
-            f"checkpoint {str(checkpoint)!r} has a {head.shape[0]}-way head "
-            f"{_HEADS[arch]}.weight{hint}, but {dataset} needs {len(classes)} classes"
-        )
-    model = model.to_empty(device="cpu")
-    load_state_dict_checked(model, state, f"TorchRay {arch} checkpoint {str(checkpoint)!r}")
-    model = model.eval().to(device)
-    return LoadedModel(
-        model, list(classes), input_size, IMAGENET_MEAN, IMAGENET_STD, f"torchray-{arch}-{dataset}"
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # small models for the synthetic data
@@ -334,16 +227,22 @@ def load_benchmark_model(
         if input_size is not None:
             loaded.input_size = (input_size, input_size)
     elif spec.startswith("torchray-"):
-        arch, _, path = spec.removeprefix("torchray-").partition(":")
-        path = path or (checkpoint or "")
+        parsed = parse_torchray_name(spec)
+        path = parsed.checkpoint or checkpoint
         if not path:
-            raise SiseError(f"--model {spec} needs the checkpoint file: torchray-{arch}:PATH")
+            raise SiseError(
+                f"--model {spec} needs the checkpoint file: torchray-{parsed.arch}:PATH"
+            )
         if dataset not in TORCHRAY_DATASETS:
             raise SiseError(
                 f"TorchRay checkpoints are for voc or coco; the dataset here is {dataset!r}"
             )
+        if parsed.dataset not in (None, dataset):
+            raise SiseError(f"--model {spec} is a {parsed.dataset} model; the dataset is {dataset}")
         side = input_size or 224
-        loaded = load_torchray_model(arch, path, dataset, device=device, input_size=(side, side))
+        loaded = load_model(
+            f"torchray-{parsed.arch}-{dataset}", path, device=device, input_size=(side, side)
+        )
     else:
         loaded = load_model(
             spec,

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sise.eval.benchmark.scoring import METRICS, NEAR_BEST, MetricSettings
-from sise.eval.data.datasets import EvalPair
+from sise.eval.benchmark.aggregation import NEAR_BEST
+from sise.eval.benchmark.scoring import METRICS, MetricSettings
+from sise.eval.data.pairs import EvalPair
 from sise.images import load_image
 from sise.methods.registry import DISPLAY_NAMES
 
@@ -71,7 +72,7 @@ def format_table(
 
     With ``errors`` (metric → method → standard error) each value is printed ``value ± error``
     and the CSV has a ``<label> SE`` row under the metric's row; the methods in ``near_best``
-    (metric → methods within :data:`sise.eval.benchmark.scoring.NEAR_BEST` paired standard errors of the
+    (metric → methods within :data:`sise.eval.benchmark.aggregation.NEAR_BEST` paired standard errors of the
     best) are in italics, and a note under the table says so. Returns ``(markdown, csv)``."""
     methods = _paper_order(methods)
     names = [DISPLAY_NAMES.get(m, m) for m in methods]

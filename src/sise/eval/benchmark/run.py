@@ -1,38 +1,21 @@
-"""Running the paper's benchmark: the configuration, the pair loop, the run's identity, resuming.
+"""Running the paper's benchmark: explaining and scoring the pairs, storing and resuming, the
+table.
 
 Every (image, ground-truth class) pair is explained by every method and scored with every metric
-(:mod:`sise.eval.benchmark.scoring`); the results go to SQLite (:mod:`sise.eval.benchmark.store`), the table to
-:mod:`sise.eval.benchmark.report`, and a run may be spread over processes
-(:mod:`sise.eval.benchmark.distributed`).
+(:mod:`sise.eval.benchmark.scoring`); the results go to SQLite
+(:mod:`sise.eval.benchmark.store`), the table to :mod:`sise.eval.benchmark.report`, and a run
+may be spread over processes (:mod:`sise.eval.benchmark.distributed`). The run's configuration
+and identity are :mod:`sise.eval.benchmark.config`; the pairs are read ahead of the model by
+:mod:`sise.eval.benchmark.loader`.
 
 Protocol (SPEC sections 2 and 3):
 
-* every class present in an image is one pair (:class:`sise.eval.data.datasets.EvalPair`); the whole
-  image is resized to the model's input size (no crop) and the pair's ground truth ``G`` is the
-  union of its boxes rasterised at that size (:func:`sise.eval.data.datasets.gt_mask`);
+* every class present in an image is one pair (:class:`sise.eval.data.pairs.EvalPair`); the
+  whole image is resized to the model's input size (no crop) and the pair's ground truth ``G``
+  is the union of its boxes rasterised at that size (:func:`sise.eval.data.pairs.gt_mask`);
 * every method explains the pair's class with the same explained score (``sigmoid`` for the
   multi-label VOC / COCO / synthetic models); maps are at the input resolution, in [0, 1];
 * ``--limit N`` keeps the first N images of the split (all their classes).
-
-Throughput: a :class:`torch.utils.data.DataLoader` reads and preprocesses the next pairs while
-the model runs (``workers`` processes; 0 reads in the main process), and up to ``pack`` pairs are
-explained by one method call (every method takes a batch of images with one target each; SISE
-then shares its masked-forward batches between the images) and scored together. The time of a
-packed call is shared equally between its pairs. On a CPU the values equal one-pair-at-a-time
-runs to float rounding (batched matrix products round differently; metrics that rank pixels
-can turn that into a few thousandths of a point). On a GPU they do not, yet: another batch
-composition changes TF32 rounding enough to flip some of SISE's feature-map and gate decisions
-(measured on an H100, ResNet-50: up to 2.6 points on one pair's mIoU; see
-``benchmarks/results/20261126_benchmark_throughput_h100.txt``), so compare runs made with the
-same ``pack``.
-
-Identity and resuming: settings that change results form each method's configuration (the data,
-the model, the explained score, :class:`~sise.eval.benchmark.scoring.MetricSettings`, the seed, the method
-and its options); its hash keys the stored rows. Settings that change only speed (batch sizes,
-``pack``, ``workers``, devices, and the method options in :data:`sise.options.RUNTIME_OPTIONS`)
-are not part of it, so a rerun with other values of those continues the run. Each pair's rows
-are written in one transaction, so an interrupted run loses at most the pairs in flight, and a
-rerun skips every (pair, method) whose metrics are all stored.
 """
 
 from __future__ import annotations
@@ -40,23 +23,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-import os
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
 from sise.errors import SiseError
+from sise.eval.benchmark.aggregation import aggregate
+from sise.eval.benchmark.config import BenchmarkConfig, configuration, method_options
 from sise.eval.benchmark.distributed import Ranks, merge_shards, my_share, shard_path, spawn_local
 from sise.eval.benchmark.distributed import distributed as spread_over_ranks
+from sise.eval.benchmark.loader import model_ready, pair_loader, resolve_pack
 from sise.eval.benchmark.models import load_benchmark_model
 from sise.eval.benchmark.report import (
     RunDescription,
@@ -65,165 +45,26 @@ from sise.eval.benchmark.report import (
     header,
     save_examples,
 )
-from sise.eval.benchmark.scoring import (
-    ALL_METRICS,
-    MetricSettings,
-    ScoringBatch,
-    aggregate,
-    check_metrics,
-    required_metrics,
-    score_batch,
-)
+from sise.eval.benchmark.scoring import ScoringBatch, check_metrics, required_metrics, score_batch
 from sise.eval.benchmark.store import MapRow, ResultRow, ResultStore, config_id
-from sise.eval.data.datasets import (
-    NEEDS_MODEL,
-    Dataset,
-    EvalPair,
-    dataset_kind,
-    gt_mask,
-    load_dataset,
-    select_pairs,
-)
+from sise.eval.data.datasets import NEEDS_MODEL, Dataset, dataset_kind, load_dataset, select_pairs
+from sise.eval.data.pairs import EvalPair, gt_mask
+from sise.eval.digest import digest
 from sise.images import load_image
 from sise.methods.base import Explainer
-from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.methods.registry import METHODS, make_explainer
 from sise.models.loading import LoadedModel, load_model
-from sise.options import (
-    RUNTIME_OPTIONS,
-    OptionValue,
-    check_method_options,
-    method_key,
-    result_options,
-)
+from sise.options import OptionValue, result_options
 from sise.runtime.allocator import retained_freed_memory
-from sise.runtime.device import BatchSize
 
 __all__ = [
-    "BenchmarkConfig",
     "BenchmarkResult",
+    "PairResults",
     "evaluate_pack",
     "evaluate_pair",
-    "method_options",
     "run_benchmark",
     "run_benchmark_local",
 ]
-
-#: Pairs per method call on a GPU when ``pack`` is not given (on a CPU: 1, packing does not pay).
-CUDA_PACK = 8
-#: DataLoader workers on a GPU when ``workers`` is not given (on a CPU: 0, they compete with the
-#: model for the cores).
-CUDA_WORKERS = 4
-
-#: Pixel-sized options of methods whose defaults are meant for 224-px inputs (scaled to others).
-_PIXEL_OPTIONS: dict[str, dict[str, float]] = {
-    "extremal": {"step": 7, "sigma": 21.0, "blur_sigma": 20.0},
-}
-#: Method defaults of the benchmark (recorded in the configuration, overridable with --option).
-#: Extremal Perturbation maximises the raw class score, as TorchRay's reward does: a saturated
-#: sigmoid (multi-label models score their classes at ~0.99) leaves its optimiser almost no
-#: gradient, and the area penalty alone then places the mask.
-_BENCHMARK_DEFAULTS: dict[str, dict[str, OptionValue]] = {"extremal": {"score": "logit"}}
-
-
-@dataclass
-class BenchmarkConfig:
-    """Everything a benchmark run needs (the command line maps onto it one to one).
-
-    Attributes:
-        dataset: ``voc2007:PATH``, ``coco2014:PATH``, ``synthetic[:PATH]`` or ``photos[:PATH]``.
-        model: ``synthetic-vgg``, ``synthetic-resnet``, ``torchray-vgg16:CKPT``,
-            ``torchray-resnet50:CKPT``, a torchvision name or ``timm:NAME``.
-        methods: method names (see :data:`sise.methods.registry.METHODS`).
-        metrics: metric names (see :data:`sise.eval.benchmark.scoring.METRICS`).
-        db: the SQLite results file.
-        out: folder for the tables and the figure (None: print only).
-        limit: first N images of the split (None: all).
-        split: dataset split (default ``test``; ``val2014`` for COCO).
-        checkpoint: weights for a torchvision / timm model.
-        input_size: square input side (default: the model's own).
-        device: ``cpu``, ``cuda``, ``cuda:1`` ... (distributed CUDA runs use ``cuda:LOCAL_RANK``).
-        score: the explained score (``sigmoid`` for multi-label models).
-        metric_settings: the metrics' settings (mIoU binarisation, masking baseline, ...).
-        method_options: per-method constructor options (those in
-            :data:`sise.options.RUNTIME_OPTIONS` are passed on but not part of the configuration).
-        scale_pixel_options: scale pixel-sized defaults meant for 224-px inputs (Extremal
-            Perturbation's ``step``, ``sigma``, ``blur_sigma``) to the input size.
-        batch_size: masked inputs per forward pass for the methods and metrics that batch, or
-            ``"auto"`` (sized from the free GPU memory; 32 on a CPU).
-        pack: pairs explained by one method call (None: :data:`CUDA_PACK` on a GPU, 1 on a CPU).
-        workers: DataLoader processes reading the next pairs (None: :data:`CUDA_WORKERS` on a
-            GPU, 0 on a CPU, where the pairs are read in the main process).
-        seed: base of the per-(pair, method) random seeds.
-        figure_pairs: how many pairs the example figure shows (their maps are stored).
-        name: file-name stem of the outputs (default: ``<dataset kind>_<model>``).
-        progress: draw a progress bar.
-        throttle: sleep this long after each pair (for interruption tests).
-        report_only: do not compute, only build the table from the database.
-        common_only: aggregate only the pairs every method has completed (else each method
-            over its own completed pairs).
-    """
-
-    dataset: str
-    model: str
-    methods: Sequence[str] = tuple(DISPLAY_NAMES)
-    metrics: Sequence[str] = ALL_METRICS
-    db: str | Path = "results.sqlite"
-    out: str | Path | None = None
-    limit: int | None = None
-    split: str | None = None
-    checkpoint: str | None = None
-    input_size: int | None = None
-    device: str = "cpu"
-    score: str = "sigmoid"
-    metric_settings: MetricSettings = field(default_factory=MetricSettings)
-    method_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
-    scale_pixel_options: bool = True
-    batch_size: BatchSize = "auto"
-    pack: int | None = None
-    workers: int | None = None
-    seed: int = 0
-    figure_pairs: int = 4
-    name: str | None = None
-    progress: bool = True
-    throttle: float = 0.0
-    report_only: bool = False
-    common_only: bool = True
-
-    def method_keys(self) -> list[str]:
-        """The methods as the registry names them, without repeats."""
-        return list(dict.fromkeys(method_key(m) for m in self.methods))
-
-    def validate(self) -> None:
-        """Check every setting before anything is loaded or computed, so a mistake is one
-        :class:`SiseError` at once, not a traceback after hours of work."""
-        if not self.methods:
-            raise SiseError(f"no method to benchmark: choose from {', '.join(METHODS)}")
-        self.method_keys()
-        if self.score not in ("softmax", "sigmoid", "logit"):
-            raise SiseError(f"unknown score {self.score!r}: use softmax, sigmoid or logit")
-        check_metrics(self.metrics, self.score)
-        self.metric_settings.validate()
-        check_method_options(self.method_options)
-        for flag, value, least in (
-            ("--limit", self.limit, 1),
-            ("--size", self.input_size, 1),
-            ("--batch-size", None if self.batch_size == "auto" else self.batch_size, 1),
-            ("--pack", self.pack, 1),
-            ("--workers", self.workers, 0),
-            ("--figure-pairs", self.figure_pairs, 0),
-        ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < least
-            ):
-                raise SiseError(f"{flag} must be an integer >= {least}, got {value!r}")
-        if not (math.isfinite(self.throttle) and self.throttle >= 0):
-            raise SiseError(f"throttle must be a finite number >= 0, got {self.throttle!r}")
-        if Path(self.db).is_dir():
-            raise SiseError(f"--db {str(self.db)!r} is a folder: give a file name")
-        if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
-            raise SiseError(
-                f"--out {str(self.out)!r} is a file: give a folder for the tables and the figure"
-            )
 
 
 @dataclass
@@ -239,85 +80,7 @@ class BenchmarkResult:
     config_ids: dict[str, str]
     metric_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, dict[str, float | None]] = field(default_factory=dict)  # standard errors
-    near_best: dict[str, set[str]] = field(default_factory=dict)  # see scoring.Summary
-
-
-# --------------------------------------------------------------------------------------------
-# the run's identity
-
-
-def _model_identity(config: BenchmarkConfig, loaded: LoadedModel) -> dict[str, object]:
-    identity: dict[str, object] = {"spec": config.model, "input_size": list(loaded.input_size)}
-    checkpoint = config.checkpoint
-    if config.model.startswith("torchray-"):
-        checkpoint = config.model.partition(":")[2] or checkpoint
-        identity["spec"] = config.model.partition(":")[0]
-    if checkpoint:
-        path = Path(checkpoint)
-        identity["checkpoint"] = str(path.resolve())
-        identity["checkpoint_bytes"] = path.stat().st_size if path.is_file() else None
-    if config.model.startswith("synthetic-") and not checkpoint:
-        # identify the shipped weights by content so a retrained model is a new configuration
-        state = loaded.model.state_dict()
-        digest = 0
-        for key in sorted(state):
-            digest = zlib.crc32(state[key].detach().cpu().numpy().tobytes(), digest)
-        identity["weights_crc32"] = f"{digest:08x}"
-    return identity
-
-
-def method_options(
-    config: BenchmarkConfig, method: str, input_hw: tuple[int, int]
-) -> dict[str, OptionValue]:
-    """Every option ``method`` is built with in this run: the benchmark's defaults, pixel sizes
-    scaled to the input, then the user's (runtime ones included; see :func:`configuration`)."""
-    options: dict[str, OptionValue] = dict(_BENCHMARK_DEFAULTS.get(method, {}))
-    if config.scale_pixel_options and method in _PIXEL_OPTIONS:
-        scale = min(input_hw) / 224.0
-        for key, value in _PIXEL_OPTIONS[method].items():
-            scaled = value * scale
-            options[key] = max(1, round(scaled)) if isinstance(value, int) else round(scaled, 4)
-    options.update(check_method_options(config.method_options).get(method, {}))
-    return options
-
-
-def configuration(
-    config: BenchmarkConfig,
-    dataset_identity: Mapping[str, str],
-    loaded: LoadedModel,
-    method: str,
-    options: Mapping[str, OptionValue],
-) -> dict[str, object]:
-    """What identifies ``method``'s results: everything that changes them, nothing that only
-    changes speed (its hash is the results' ``config_id``)."""
-    identity: dict[str, object] = {
-        "dataset": dict(dataset_identity),
-        "model": _model_identity(config, loaded),
-        "score": config.score,
-        "metrics": config.metric_settings.identity(loaded.input_size),
-        "seed": config.seed,
-        "method": method,
-        "options": result_options(options),
-        # A changed default (e.g. Score-CAM's weights) must not resume onto old results.
-        "defaults": method_defaults(method),
-    }
-    # Nor a fixed method (Explainer.revision); left out at 1 so that older runs still resume.
-    revision = getattr(METHODS[method], "revision", 1)
-    if revision != 1:
-        identity["revision"] = revision
-    return identity
-
-
-def method_defaults(method: str) -> dict[str, str]:
-    """The defaults of ``method``'s constructor that change its maps, as text."""
-    parameters = inspect.signature(METHODS[method]).parameters.values()
-    return {
-        p.name: repr(p.default)
-        for p in parameters
-        if p.default is not inspect.Parameter.empty
-        and p.name not in RUNTIME_OPTIONS
-        and p.name not in ("score", "progress")
-    }
+    near_best: dict[str, set[str]] = field(default_factory=dict)  # see aggregation.Summary
 
 
 def _build_explainer(
@@ -336,93 +99,9 @@ def _build_explainer(
 
 
 def _pair_seed(seed: int, pair: EvalPair, method: str) -> int:
-    return zlib.crc32(f"{seed}/{pair.image_id}/{pair.class_index}/{method}".encode())
-
-
-# --------------------------------------------------------------------------------------------
-# reading pairs ahead of the model
-
-
-@dataclass(frozen=True)
-class _Preprocessing:
-    """What :meth:`LoadedModel.preprocess` does to a photo, without the model."""
-
-    input_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def model_ready(rgb: np.ndarray, loaded: LoadedModel | _Preprocessing) -> Tensor:
-    """``loaded.preprocess(rgb)`` kept on the CPU (DataLoader workers must not touch the model's
-    GPU): the whole photo resized (no crop) and normalised, (1, 3, h, w). A test holds it equal
-    to :meth:`LoadedModel.preprocess`."""
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
-    x = F.interpolate(x, size=loaded.input_size, mode="bilinear", antialias=True)
-    mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.std).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-@dataclass
-class _Pack:
-    """Pairs read and made model-ready, on the CPU: what the DataLoader hands over."""
-
-    indices: list[int]
-    inputs: Tensor  # (n, C, H, W)
-    ground_truth: Tensor  # (n, H, W) bool
-
-    def pin_memory(self) -> _Pack:
-        return _Pack(self.indices, self.inputs.pin_memory(), self.ground_truth.pin_memory())
-
-
-class _PairReader(TorchDataset):
-    """The pairs still to compute, each read from disk and made model-ready on the CPU."""
-
-    def __init__(self, pairs: Sequence[EvalPair], loaded: LoadedModel) -> None:
-        self.pairs = list(pairs)
-        # not the model: workers get a copy of this object
-        self.preprocessing = _Preprocessing(loaded.input_size, loaded.mean, loaded.std)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[int, Tensor, Tensor]:
-        pair = self.pairs[index]
-        inputs = model_ready(load_image(pair.image_path), self.preprocessing)[0]
-        height, width = self.preprocessing.input_size
-        return index, inputs, gt_mask(pair, height, width)
-
-
-def _collate(items: list[tuple[int, Tensor, Tensor]]) -> _Pack:
-    return _Pack(
-        [index for index, _, _ in items],
-        torch.stack([inputs for _, inputs, _ in items]),
-        torch.stack([truth for _, _, truth in items]),
-    )
-
-
-def _pair_loader(
-    pairs: Sequence[EvalPair], loaded: LoadedModel, pack: int, workers: int
-) -> DataLoader:
-    return DataLoader(
-        _PairReader(pairs, loaded),
-        batch_size=pack,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=loaded.device.type == "cuda",
-        prefetch_factor=2 if workers > 0 else None,
-    )
-
-
-def _resolve_pack(config: BenchmarkConfig, device: torch.device) -> tuple[int, int]:
-    on_gpu = device.type == "cuda"
-    pack = config.pack if config.pack is not None else (CUDA_PACK if on_gpu else 1)
-    if config.workers is not None:
-        workers = config.workers
-    else:
-        workers = min(CUDA_WORKERS, max(0, (os.cpu_count() or 1) // 2)) if on_gpu else 0
-    return pack, workers
+    """The seed of ``method`` on ``pair``: the same in every run, whatever ran before it."""
+    text = f"{seed}/{pair.image_id}/{pair.class_index}/{method}"
+    return int(digest([text.encode()], "crc32"), 16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,7 +414,7 @@ def _work(
         return
     figure_keys = {(p.image_id, p.class_index) for p in pairs[: config.figure_pairs]}
     target = db if ranks.world == 1 else shard_path(db, ranks.rank)
-    pack, workers = _resolve_pack(config, loaded.device)
+    pack, workers = resolve_pack(config, loaded.device)
     label = "benchmark" if ranks.world == 1 else f"benchmark rank {ranks.rank}/{ranks.world}"
     bar = tqdm(
         total=len(todo),
@@ -744,7 +423,7 @@ def _work(
         disable=not config.progress or ranks.rank != 0,
         dynamic_ncols=True,
     )
-    loader = _pair_loader([p for p, _ in todo], loaded, pack, workers)
+    loader = pair_loader([p for p, _ in todo], loaded, pack, workers)
     # one block for the whole run: freed memory is reused from pair to pair, not handed back
     # after each explanation and faulted in again
     cpu = torch.device(loaded.device).type == "cpu"

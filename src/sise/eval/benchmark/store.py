@@ -23,7 +23,6 @@ never written by two processes at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sise.errors import SiseError
+from sise.eval.digest import digest
 
 __all__ = ["MapRow", "ResultRow", "ResultStore", "config_id"]
 
@@ -76,7 +76,7 @@ def canonical_json(config: dict[str, object]) -> str:
 
 def config_id(config: dict[str, object]) -> str:
     """A short, stable hash of a configuration (its canonical JSON)."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+    return digest([canonical_json(config).encode()])[:16]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 VOC, COCO and their fine-tuned checkpoints cannot be downloaded on offline machines, so the
 benchmark is exercised on a dataset generated here: a few object classes drawn at known boxes on
-cluttered backgrounds, written exactly like VOC 2007 so that :class:`VOCDetection2007` reads it.
+cluttered backgrounds, written exactly like VOC 2007 so that
+:class:`~sise.eval.data.voc.VOCDetection2007` reads it.
 
 Design choices that keep the explanation benchmark meaningful:
 
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sise.errors import SiseError
+from sise.eval.data.voc import voc_annotation_xml
 
 __all__ = [
     "SYNTHETIC_CLASSES",
@@ -201,9 +203,6 @@ def make_synthetic_voc(
     Returns:
         ``root`` as a Path.
     """
-    # datasets.py imports this module (for ``synthetic[:PATH]``): import the writer here.
-    from sise.eval.data.datasets import voc_annotation_xml
-
     if n_images < 2:
         raise SiseError(f"n_images must be >= 2 so that both splits have images, got {n_images}")
     if image_size < 32:

@@ -1,0 +1,146 @@
+"""What the commands share: the argument parser, the checked argument types, the model and
+photo arguments of ``sise explain`` and ``sise compare``, and the default ``--device``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+import torch
+
+from sise.models.loading import DEMO_MODEL
+
+#: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
+MIN_SIZE, MAX_SIZE = 8, 4096
+#: ``--batch-size`` when it is not given: sized from the free memory (as the Python API).
+DEFAULT_BATCH_SIZE = "auto"
+
+
+def default_device() -> str:
+    """``--device`` when it is not given: the GPU when torch sees one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like the package's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def image_size(text: str) -> int:
+    """argparse type of ``--size``: an integer number of pixels in [MIN_SIZE, MAX_SIZE]."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{size} px is out of range: use {MIN_SIZE} to {MAX_SIZE} (224 for ImageNet models)"
+        )
+    return size
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def batch_size(text: str) -> int | str:
+    """argparse type of ``--batch-size``: ``auto`` or a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return positive_int(text)
+
+
+def selection_threshold(text: str) -> float:
+    """argparse type of ``--mu``: SISE's selection threshold, a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0 <= mu < 1")
+    return value
+
+
+def device(text: str) -> str:
+    """argparse type of ``--device``: a device torch knows and this machine has."""
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}: use cpu, cuda, cuda:N or mps"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has no CUDA GPU that torch can use; use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available; use --device cpu")
+    elif parsed.type != "cpu":
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}: use cpu, cuda or mps")
+    return text
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    """The photo(s), the model and its classes, and the explained score: the arguments of
+    ``sise explain`` (``many``: files, folders and patterns) and ``sise compare`` (one photo)."""
+    if many:
+        parser.add_argument(
+            "images",
+            nargs="*",
+            metavar="IMAGE",
+            help="image files, folders or glob patterns ('photos/*.jpg'); default: the cat photo "
+            "shipped with sise",
+        )
+    else:
+        parser.add_argument(
+            "image",
+            nargs="?",
+            help="photo to explain (default: the cat photo shipped with sise)",
+        )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"{DEMO_MODEL} (default, offline ImageNet weights), a torchvision name "
+        "(resnet50, vgg16, ...) or timm:NAME",
+    )
+    parser.add_argument(
+        "--checkpoint", help="state-dict file to load instead of pretrained weights"
+    )
+    parser.add_argument("--num-classes", type=int, help="output size of the checkpoint's head")
+    parser.add_argument("--classes", help="text file with one class name per line")
+    parser.add_argument("--target", help="class to explain, as an index or a name (default: top-1)")
+    parser.add_argument("--device", type=device, default=default_device())
+    parser.add_argument(
+        "--size", type=image_size, default=224, help="input size in pixels (square)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=None,
+        help="masked inputs per forward pass of SISE, Score-CAM and RISE: a number or 'auto' "
+        "(default: as many as fit in the free GPU memory, 32 on a CPU)",
+    )
+    parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a method option, e.g. rise.n_masks=2000 or extremal.iterations=300 (repeatable)",
+    )

@@ -1,0 +1,100 @@
+"""The methods' options on the command line: the method flags of ``sise explain`` and ``sise
+compare`` (``--mu``, ``--adaptive``, ``--baseline``, ``--gate``, ``--batch-size``) and
+``--option METHOD.KEY=VALUE`` (its grammar: :mod:`sise.options`), put together per method."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Sequence
+
+from torch import nn
+
+from sise.cli.arguments import DEFAULT_BATCH_SIZE
+from sise.errors import SiseError
+from sise.methods.base import Explainer
+from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.options import method_key, parse_option
+
+#: The method flags of ``sise explain``: attribute -> (flag, constructor parameter, default).
+#: A flag given for a method whose constructor lacks the parameter is refused, never dropped.
+METHOD_FLAGS: dict[str, tuple[str, str, object]] = {
+    "mu": ("--mu", "mu", 0.0),
+    "adaptive": ("--adaptive", "selection", False),
+    "baseline": ("--baseline", "baseline", "zero"),
+    "gate": ("--gate", "gate", "binary"),
+    "batch_size": ("--batch-size", "batch_size", DEFAULT_BATCH_SIZE),
+}
+
+
+def method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
+    """The constructor options of ``method``: the explained score, SISE's settings and the
+    ``--option`` items for it."""
+    options: dict[str, object] = {"score": args.score}
+    if method in ("sise", "scorecam", "rise"):
+        options["batch_size"] = args.batch_size
+    if method == "sise":
+        options.update(
+            mu=args.mu,
+            selection="adaptive" if args.adaptive else "fixed",
+            baseline=args.baseline,
+            gate=args.gate,
+            progress=not args.no_progress,
+        )
+    # every --option is checked, also those for methods this command does not run
+    for text in args.option or []:
+        target, key, value = parse_option(text)
+        if target == method_key(method):
+            options[key] = value
+    return options
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
+    """The method flags given on the command line, as ``parameter: (flag, value)``.
+
+    They default to ``None`` in the parser, so that a flag given is told from one left out;
+    their defaults are put back into ``args`` here.
+    """
+    given: dict[str, tuple[str, object]] = {}
+    for attribute, (flag, parameter, default) in METHOD_FLAGS.items():
+        value = getattr(args, attribute, None)
+        if value is None:
+            setattr(args, attribute, default)
+            continue
+        if attribute == "adaptive":
+            value = "adaptive" if value else "fixed"
+        given[parameter] = (flag, value)
+    return given
+
+
+def _takes(method: str, parameter: str) -> bool:
+    """Whether the method's constructor has a parameter of that name."""
+    parameters = inspect.signature(METHODS[method]).parameters
+    return parameter in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def apply_flags(
+    methods: Sequence[str],
+    options: dict[str, dict[str, object]],
+    given: dict[str, tuple[str, object]],
+) -> None:
+    """Put each given flag into the options of the methods that take it; refuse a flag that
+    none of them takes (``sise explain --method rise --gate soft``)."""
+    for parameter, (flag, value) in given.items():
+        takers = [m for m in methods if _takes(m, parameter)]
+        if not takers:
+            names = ", ".join(DISPLAY_NAMES.get(m, m) for m in methods)
+            users = ", ".join(DISPLAY_NAMES.get(m, m) for m in METHODS if _takes(m, parameter))
+            raise SiseError(f"{flag} does not apply to {names}: it is an option of {users}")
+        for method in takers:
+            options[method][parameter] = value
+
+
+def build_explainer(method: str, model: nn.Module, options: dict[str, object]) -> Explainer:
+    """The method with its options; an option its constructor refuses is a one-line error."""
+    try:
+        return make_explainer(method, model, **options)
+    except TypeError as error:
+        raise SiseError(f"bad --option for {method}: {error}") from error

@@ -1,0 +1,195 @@
+"""The page's HTTP server on 127.0.0.1: the routes, and :func:`serve` for ``sise app``.
+
+Why this stack: a standard-library :class:`http.server.ThreadingHTTPServer`, one HTML page with
+plain JavaScript, a JSON API and PNG images. A threaded server lets the page poll
+``/api/status`` (stage, seconds, masked images scored so far) while another thread runs the
+explanation.
+
+The server listens on 127.0.0.1 only: the page can load any model name and run long computations,
+which is for the person at this computer, not for the network. For the same reason it answers
+only requests addressed to ``127.0.0.1`` or ``localhost`` (not another site renamed to this
+address) and takes only ``application/json`` posts (which a browser lets another site's script
+send only after asking, and this server never says yes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from sise.errors import SiseError
+from sise.images import SAMPLE_IMAGES, sample_image_path
+from sise.web.explorer import Explorer
+from sise.web.main_thread import MainThreadCalls
+from sise.web.page import options, page_html
+from sise.web.request import parse_request
+
+DEFAULT_PORT = 8765
+#: Largest request body (an uploaded photo, base64-encoded) the server reads.
+MAX_BODY_BYTES = 40 * 1024 * 1024
+
+
+class AppServer(ThreadingHTTPServer):
+    """The page's HTTP server; ``explorer`` runs the explanations."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, explorer: Explorer, quiet: bool = False) -> None:
+        self.explorer = explorer
+        self.quiet = quiet
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AppServer
+    server_version = "sise-app"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _from_this_computer(self) -> bool:
+        """Whether the request names this server as the page does.
+
+        Another web site open in the same browser can send requests to 127.0.0.1 too; one that
+        renames itself to this address (DNS rebinding) shows in the ``Host`` header.
+        """
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        return host in ("127.0.0.1", "localhost")
+
+    def _answer(self, route: Callable[[], None]) -> None:
+        """Run a route; turn every failure into a JSON error the page can show."""
+        try:
+            if not self._from_this_computer():
+                self._json({"error": "this page answers only at 127.0.0.1"}, 403)
+                return
+            route()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page went away; nobody is left to answer
+        except SiseError as error:
+            self._json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+        except Exception as error:
+            traceback.print_exc(file=sys.stderr)
+            self._json(
+                {"error": f"internal error ({type(error).__name__}: {error}); see the server log"},
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+            )
+
+    def _get(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(page_html(), "text/html; charset=utf-8")
+        elif path == "/api/options":
+            self._json(options())
+        elif path == "/api/status":
+            self._json(self.server.explorer.status())
+        elif path.startswith("/api/sample/"):
+            name = path.removeprefix("/api/sample/").removesuffix(".jpg")
+            if name not in SAMPLE_IMAGES:
+                self._json({"error": f"no sample photo {name!r}"}, HTTPStatus.NOT_FOUND)
+                return
+            self._send(sample_image_path(name).read_bytes(), "image/jpeg")
+        elif path.startswith("/api/image/") and path.endswith(".png"):
+            result_id, _, name = (
+                path.removeprefix("/api/image/").removesuffix(".png").partition("/")
+            )
+            data = self.server.explorer.image(result_id, name)
+            if data is None:
+                self._json(
+                    {"error": "no such image: results older than the last few are dropped"},
+                    HTTPStatus.NOT_FOUND,
+                )
+                return
+            self._send(data, "image/png")
+        else:
+            self._json({"error": f"no page {path!r}"}, HTTPStatus.NOT_FOUND)
+
+    def _post(self) -> None:
+        if self.path.split("?", 1)[0] != "/api/explain":
+            self._json({"error": f"no API {self.path!r}: POST to /api/explain"}, 404)
+            return
+        # A JSON content type makes a browser ask before another web site's script may post.
+        if self.headers.get_content_type() != "application/json":
+            self._json({"error": "send the request as application/json"}, 415)
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self._json({"error": "send the request with a Content-Length"}, 411)
+            return
+        if int(length) > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._json(
+                {"error": f"the photo is too large: at most {MAX_BODY_BYTES // 2**20} MiB"}, 413
+            )
+            return
+        body = self.rfile.read(int(length))
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SiseError(f"the request body is not valid JSON: {error}") from error
+        request = parse_request(payload)
+        self._json(self.server.explorer.explain(request))
+
+    def _json(self, payload: object, status: int = HTTPStatus.OK) -> None:
+        self._send(json.dumps(payload).encode(), "application/json", status)
+
+    def _send(self, body: bytes, content_type: str, status: int = HTTPStatus.OK) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def make_server(port: int = DEFAULT_PORT, device: str = "cpu", quiet: bool = False) -> AppServer:
+    """The page's server on 127.0.0.1:``port`` (0: a free port), not yet serving.
+
+    Raises:
+        SiseError: the port is taken or not allowed.
+    """
+    try:
+        return AppServer(port, Explorer(device), quiet=quiet)
+    except OSError as error:
+        raise SiseError(
+            f"cannot listen on 127.0.0.1:{port} ({error.strerror or error}): pick another port "
+            "with --port (0 picks a free one)"
+        ) from error
+
+
+def serve(port: int = DEFAULT_PORT, device: str = "cpu", open_browser: bool = False) -> None:
+    """Serve the page until Ctrl+C; prints its address."""
+    server = make_server(port, device)
+    # the requests' threads hand their explanations to this (the main) thread: see
+    # sise.web.main_thread for why
+    calls = MainThreadCalls()
+    server.explorer.calls = calls
+    threading.Thread(target=server.serve_forever, name="sise-app-server", daemon=True).start()
+    print(f"sise app: open {server.url}  (Ctrl+C to stop)", flush=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        calls.run()
+    except KeyboardInterrupt:
+        print("sise app: stopped", flush=True)
+    finally:
+        server.shutdown()
+        server.server_close()
