@@ -67,6 +67,7 @@ from sise.methods.rise import RISE
 from sise.methods.score_cam import ScoreCAM
 from sise.methods.sise import SISE
 from sise.models.loading import LoadedModel, load_model
+from sise.runtime import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SMOOTHING = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12)
@@ -247,7 +248,7 @@ def cache_sise(loaded: LoadedModel, pair: Pair, folder: Path, batch_size: int) -
     def make() -> dict[str, Any]:
         inputs = model_inputs(loaded, pair)
         target = torch.tensor([pair.pair.class_index], device=inputs.device)
-        sise = SISE(loaded.model, batch_size=batch_size)(inputs, target)
+        sise = SISE(loaded.model, runtime=Runtime(batch_size=batch_size))(inputs, target)
         entry = {
             "layer_maps": sise.layer_maps[0].cpu(),
             "present": (sise.kept_maps[0] > 0).cpu(),
@@ -272,8 +273,10 @@ def cache_baselines(
     def make() -> dict[str, Any]:
         inputs = model_inputs(loaded, pair)
         target = torch.tensor([pair.pair.class_index], device=inputs.device)
-        rise = RISE(loaded.model, n_masks=rise_masks, seed=0, batch_size=batch_size)
-        scorecam = ScoreCAM(loaded.model, batch_size=batch_size)
+        rise = RISE(
+            loaded.model, n_masks=rise_masks, seed=0, runtime=Runtime(batch_size=batch_size)
+        )
+        scorecam = ScoreCAM(loaded.model, runtime=Runtime(batch_size=batch_size))
         return {
             "RISE": rise(inputs, target).maps[0].float().cpu(),
             "Score-CAM": scorecam(inputs, target).maps[0].float().cpu(),
@@ -585,7 +588,7 @@ def run_sanity(
         else:
             if deadline is not None and time.perf_counter() > deadline:
                 raise _OutOfTime
-            result = SISE(model, batch_size=batch_size)(x, t)
+            result = SISE(model, runtime=Runtime(batch_size=batch_size))(x, t)
             layer_maps = result.layer_maps.cpu()
             present = (result.kept_maps > 0).cpu()
             torch.save({"layer_maps": layer_maps, "present": present}, path.with_suffix(".tmp"))

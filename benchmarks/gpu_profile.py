@@ -37,6 +37,7 @@ from speed_measure import cudnn_benchmark
 
 from sise import SISE
 from sise.core.hooks import gradient_pass
+from sise.runtime import Runtime
 from sise.runtime.compiled_gradients import CompiledGradientPass
 from sise.runtime.device import device_name, exact_fp32, synchronize
 
@@ -105,10 +106,9 @@ def main() -> None:
             explainer = SISE(
                 model,
                 selection=selection,
-                precision="fp16",
-                channels_last=True,
-                compile=True,
-                batch_size=args.batch_size,
+                runtime=Runtime(
+                    precision="fp16", channels_last=True, compile=True, batch_size=args.batch_size
+                ),
             )
             start = time.perf_counter()
             result = explainer(x, target)
@@ -123,7 +123,7 @@ def main() -> None:
                 f"{forwards} forwards"
             )
             print(phases(lambda e=explainer: e(x, target), device))
-        compiled = explainer._compiled
+        compiled = explainer.model_runtime._compiled
         assert compiled is not None
         batch = torch.rand(args.batch_size, *x.shape[1:], device=device).contiguous(
             memory_format=torch.channels_last

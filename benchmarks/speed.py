@@ -86,6 +86,7 @@ from sise import SISE
 from sise.core.layers import discover_layers
 from sise.images import load_image, sample_image_path
 from sise.models.loading import LoadedModel, load_model
+from sise.runtime import Runtime
 from sise.runtime.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
 
 DEFAULT_METHODS = (
@@ -177,9 +178,9 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
         max(8, batch // 8) if options.pop("pad64", False) else sise.runtime.engine.ROW_MULTIPLE
     )
     eager_gradients = options.pop("eagergrad", False)
-    explainer = SISE(model, batch_size=batch, **options)
+    explainer = SISE(model, **options, runtime=Runtime(batch_size=batch))
     if eager_gradients:  # compile the masked forwards only, as before the gradient pass was
-        explainer._compiled_gradients = None
+        explainer.model_runtime._compiled_gradients = None
 
     def run() -> tuple[Tensor, Tensor | None, Tensor | None]:
         padding, sise.runtime.engine.ROW_MULTIPLE = sise.runtime.engine.ROW_MULTIPLE, multiple
@@ -199,7 +200,7 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
         )
 
     method = Method(key, label, run)
-    if explainer.compile:
+    if explainer.runtime.compile:
         method.compile_seconds = lambda: explainer.compile_seconds
     return method
 
@@ -222,7 +223,7 @@ def build_methods(
         elif key == "scorecam":
             from sise.methods.score_cam import ScoreCAM
 
-            cam = ScoreCAM(model, layer, batch_size=batch)
+            cam = ScoreCAM(model, layer, runtime=Runtime(batch_size=batch))
             methods.append(
                 Method(
                     key, f"sise Score-CAM ({layer})", lambda e=cam: (e(x, targets).maps, None, None)
@@ -231,7 +232,7 @@ def build_methods(
         elif key == "rise":
             from sise.methods.rise import RISE
 
-            rise = RISE(model, n_masks=rise_masks, batch_size=batch)
+            rise = RISE(model, n_masks=rise_masks, runtime=Runtime(batch_size=batch))
             methods.append(
                 Method(
                     key,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 import sise.methods.sise as sise_module
 from sise import SISE
 from sise.core.postprocess import otsu_threshold
+from sise.runtime import Runtime
 from sise.runtime.device import exact_fp32, fidelity, synchronize
 
 
@@ -135,7 +136,7 @@ def packing_lines(
         ]
     lines = []
     for selection in ("fixed", "adaptive"):
-        explainer = SISE(model, batch_size=batch, selection=selection)  # type: ignore[arg-type]
+        explainer = SISE(model, selection=selection, runtime=Runtime(batch_size=batch))  # type: ignore[arg-type]
         for name, context in variants:
             with warnings.catch_warnings(), context():
                 warnings.simplefilter("ignore")
@@ -182,10 +183,8 @@ def sync_lines(model: nn.Module, x: Tensor, targets: Tensor, batch: int) -> list
         for precision, channels_last in (("fp32", False), ("bf16", True)):
             explainer = SISE(
                 model,
-                batch_size=batch,
-                selection=selection,  # type: ignore[arg-type]
-                precision=precision,  # type: ignore[arg-type]
-                channels_last=channels_last,
+                selection=selection,
+                runtime=Runtime(batch_size=batch, precision=precision, channels_last=channels_last),
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -27,7 +27,8 @@ def assert_unchanged(model: nn.Module, before: Snapshot) -> None:
 def assert_masked_scores_as_plain(model: nn.Module, size: int = 32) -> None:
     """``score_masked`` on the model (enough masks for every rewrite to be tried) gives the plain
     model's scores and leaves the model as it was: what a refused rewrite must do."""
-    from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+    from sise.core.masks import TensorMasks
+    from sise.runtime.engine import FOLD_MIN_MASKS, score_masked
 
     inputs = torch.randn(1, 3, size, size)
     masks = TensorMasks(torch.rand(FOLD_MIN_MASKS, size, size))

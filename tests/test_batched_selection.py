@@ -16,6 +16,7 @@ from torch import Tensor
 from sise import SISE
 from sise.core.postprocess import otsu_threshold
 from sise.methods.feature_selection import select_feature_maps
+from sise.runtime import Runtime
 
 
 def per_sample_adaptive(gradients: Tensor) -> Tensor:
@@ -143,7 +144,7 @@ def test_cuda_sise_syncs_do_not_grow_with_images_or_layers():
     model = SmallCNN(classes=6).cuda().eval()
     counts = {}
     for layers in (["features.2", "features.8"], ["features.2", "features.5", "features.8"]):
-        explainer = SISE(model, layers, selection="adaptive", batch_size=16)
+        explainer = SISE(model, layers, selection="adaptive", runtime=Runtime(batch_size=16))
         for n in (1, 4):
             inputs = torch.randn(n, 3, 32, 32, device="cuda")
             with warnings.catch_warnings():

@@ -15,6 +15,7 @@ from sise.methods import (
     ScoreCAM,
     SISEExplanation,
 )
+from sise.runtime import Runtime
 from sise.targets import ClassScore, Margin, SegmentationRegion
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "GradCAMPlusPlus",
     "IntegratedGradients",
     "Margin",
+    "Runtime",
     "SISEExplanation",
     "ScoreCAM",
     "SegmentationRegion",

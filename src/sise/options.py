@@ -36,6 +36,7 @@ import torch
 
 from sise.errors import SiseError
 from sise.methods.registry import METHODS, canonical_name
+from sise.runtime import Runtime
 
 __all__ = [
     "RUNTIME_OPTIONS",
@@ -56,8 +57,8 @@ OptionValue = object
 #: its maps. ``precision`` and ``autocast_dtype`` are not here: reduced precision changes the maps.
 RUNTIME_OPTIONS: frozenset[str] = frozenset({"batch_size", "progress", "channels_last"})
 
-#: Constructor arguments that cannot be given as text.
-_NOT_OPTIONS = frozenset({"self", "model"})
+#: Constructor arguments that cannot be given as text (a Runtime comes as its settings).
+_NOT_OPTIONS = frozenset({"self", "model", "runtime"})
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -173,12 +174,17 @@ def _option_types(method: str) -> dict[str, object]:
         hints = typing.get_type_hints(init)
     except (NameError, TypeError):  # an annotation that does not resolve: let the method check
         hints = {}
-    return {
+    options = {
         name: hints.get(name, object)
         for name, parameter in parameters.items()
         if name not in _NOT_OPTIONS
         and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     }
+    # The runtime settings the method uses are options too (``sise.batch_size=64``): they go
+    # into that method's Runtime (:func:`sise.methods.registry.make_explainer`).
+    runtime_hints = typing.get_type_hints(Runtime)
+    options.update({key: runtime_hints[key] for key in sorted(factory.runtime_settings)})
+    return options
 
 
 def check_option(method: str, key: str, value: OptionValue) -> OptionValue:

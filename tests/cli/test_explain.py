@@ -34,7 +34,7 @@ def test_explain_errors_are_messages_not_tracebacks(tmp_path, capsys):
 
 def test_explain_batch_size_defaults_to_auto(tiny_cli, tmp_path):
     assert main(["explain", "--out", str(tmp_path / "x.png"), "--no-progress"]) == 0
-    assert tiny_cli["sise"].batch_size == "auto"
+    assert tiny_cli["sise"].runtime.batch_size == "auto"
     assert (
         main(
             [
@@ -49,4 +49,4 @@ def test_explain_batch_size_defaults_to_auto(tiny_cli, tmp_path):
         )
         == 0
     )
-    assert tiny_cli["rise"].batch_size == "auto"
+    assert tiny_cli["rise"].runtime.batch_size == "auto"

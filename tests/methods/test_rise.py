@@ -9,6 +9,7 @@ import torch
 from sise.errors import SiseError
 from sise.methods import RISE
 from sise.methods.rise import RandomGridMasks
+from sise.runtime import Runtime
 
 
 def test_rise_masks_follow_the_paper_recipe():
@@ -66,8 +67,8 @@ def test_rise_masks_are_made_on_the_gpu(small_cnn):
 def test_rise_same_seed_same_map_different_seed_different_map(small_cnn):
     torch.manual_seed(0)
     inputs = torch.randn(2, 3, 16, 16)
-    first = RISE(small_cnn, n_masks=48, seed=5, batch_size=20)(inputs)
-    again = RISE(small_cnn, n_masks=48, seed=5, batch_size=7)(inputs)
+    first = RISE(small_cnn, n_masks=48, seed=5, runtime=Runtime(batch_size=20))(inputs)
+    again = RISE(small_cnn, n_masks=48, seed=5, runtime=Runtime(batch_size=7))(inputs)
     other = RISE(small_cnn, n_masks=48, seed=6)(inputs)
     torch.testing.assert_close(first.maps, again.maps)
     assert not torch.allclose(first.maps, other.maps, atol=1e-3)

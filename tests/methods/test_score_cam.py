@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from sise.errors import SiseError
 from sise.methods import ScoreCAM
+from sise.runtime import Runtime
 
 _WEIGHTS = ("score", "cic", "softmax")
 
@@ -195,9 +196,11 @@ def test_scorecam_batches_images_together(small_cnn):
     torch.manual_seed(2)
     inputs = torch.randn(3, 3, 16, 16)
     for weights in _WEIGHTS:
-        together = ScoreCAM(small_cnn, batch_size=7, weights=weights)(inputs, [1, 2, 3])
+        together = ScoreCAM(small_cnn, weights=weights, runtime=Runtime(batch_size=7))(
+            inputs, [1, 2, 3]
+        )
         for i in range(3):
-            alone = ScoreCAM(small_cnn, batch_size=64, weights=weights)(
+            alone = ScoreCAM(small_cnn, weights=weights, runtime=Runtime(batch_size=64))(
                 inputs[i : i + 1], [1, 2, 3][i]
             )
             torch.testing.assert_close(together.maps[i : i + 1], alone.maps, atol=1e-5, rtol=1e-4)

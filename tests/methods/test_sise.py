@@ -11,6 +11,7 @@ from sise import SISE
 from sise.core.hooks import gradient_pass
 from sise.core.layers import discover_layers, resolve_layers
 from sise.methods.feature_selection import select_feature_maps
+from sise.runtime import Runtime
 
 X = np.array(
     [[2, -1, 0, 1], [1, 3, -2, 0], [-1, 0, 1, 2], [0, -3, 2, 1]],
@@ -94,8 +95,8 @@ def test_soft_gate_uses_sigmoid(hand_model, x):
 
 
 def test_batch_size_does_not_change_result(hand_model, x):
-    a = SISE(hand_model, score="logit", batch_size=1)(x, 0).maps
-    b = SISE(hand_model, score="logit", batch_size=64)(x, 0).maps
+    a = SISE(hand_model, score="logit", runtime=Runtime(batch_size=1))(x, 0).maps
+    b = SISE(hand_model, score="logit", runtime=Runtime(batch_size=64))(x, 0).maps
     torch.testing.assert_close(a, b)
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from sise import SISE
+from sise.core.masks import TensorMasks
 from sise.runtime import allocator
-from sise.runtime.engine import TensorMasks, score_masked
+from sise.runtime.engine import score_masked
 
 
 class FakeLibc:

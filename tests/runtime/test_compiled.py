@@ -14,15 +14,11 @@ from tiny_models import SmallCNN
 from torch import Tensor
 
 from sise import SISE
+from sise.core.masks import UpsampledMaps
 from sise.errors import SiseError
+from sise.runtime import Runtime
 from sise.runtime.device import CompiledForward, compile_setting, fidelity
-from sise.runtime.engine import (
-    UpsampledMaps,
-    _balanced_batches,
-    _padded,
-    _row_quantum,
-    score_masked,
-)
+from sise.runtime.engine import _balanced_batches, _padded, _row_quantum, score_masked
 
 LAYERS = ["features.2", "features.5", "features.8"]
 
@@ -51,11 +47,14 @@ def _explain(explainer: SISE, inputs: Tensor, targets: list[int]):
 def test_compiled_sise_gives_the_eager_maps():
     model = _model()
     inputs = _inputs(2)
-    eager = _explain(SISE(model, LAYERS, batch_size=16), inputs, [0, 3])
-    explainer = SISE(model, LAYERS, batch_size=16, compile=True)
+    eager = _explain(SISE(model, LAYERS, runtime=Runtime(batch_size=16)), inputs, [0, 3])
+    explainer = SISE(model, LAYERS, runtime=Runtime(batch_size=16, compile=True))
     compiled = _explain(explainer, inputs, [0, 3])
-    assert explainer._compiled is not None and explainer._compiled.failure is None
-    assert explainer._compiled.compile_seconds > 0
+    assert (
+        explainer.model_runtime._compiled is not None
+        and explainer.model_runtime._compiled.failure is None
+    )
+    assert explainer.model_runtime._compiled.compile_seconds > 0
     assert bool((fidelity(compiled.maps, eager.maps) >= 0.999).all())
     torch.testing.assert_close(compiled.maps, eager.maps, rtol=0, atol=1e-4)
     torch.testing.assert_close(compiled.layer_maps, eager.layer_maps)
@@ -71,7 +70,12 @@ def test_compiled_bf16_channels_last_correlates_with_eager_and_leaves_the_model_
     inputs = _inputs(2)
     eager = _explain(SISE(model, LAYERS, score="logit"), inputs, [0, 3])
     fast = _explain(
-        SISE(model, LAYERS, score="logit", precision="bf16", channels_last=True, compile=True),
+        SISE(
+            model,
+            LAYERS,
+            score="logit",
+            runtime=Runtime(precision="bf16", channels_last=True, compile=True),
+        ),
         inputs,
         [0, 3],
     )
@@ -114,10 +118,12 @@ def test_a_model_that_does_not_compile_runs_eagerly_with_a_warning(monkeypatch):
     model = _model()
     inputs = _inputs(1)
     eager = _explain(SISE(model, LAYERS), inputs, [2])
-    explainer = SISE(model, LAYERS, compile=True)
+    explainer = SISE(model, LAYERS, runtime=Runtime(compile=True))
     with pytest.warns(UserWarning, match="run eagerly"):
         got = explainer(inputs, [2])
-    assert explainer._compiled is not None and "simulated" in str(explainer._compiled.failure)
+    assert explainer.model_runtime._compiled is not None and "simulated" in str(
+        explainer.model_runtime._compiled.failure
+    )
     torch.testing.assert_close(got.maps, eager.maps)
     again = _explain(explainer, inputs, [2])  # stays eager, without trying again
     torch.testing.assert_close(again.maps, eager.maps)
@@ -153,4 +159,4 @@ def test_compile_option_is_checked():
         with pytest.raises(SiseError, match="compile"):
             compile_setting(bad)
     with pytest.raises(SiseError, match="compile"):
-        SISE(_model(), LAYERS, compile="max")  # type: ignore[arg-type]
+        SISE(_model(), LAYERS, runtime=Runtime(compile="max"))  # type: ignore[arg-type]

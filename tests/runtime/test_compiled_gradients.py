@@ -17,6 +17,7 @@ from torch import nn
 from sise import SISE, SiseError
 from sise.core.hooks import GradientPass, gradient_pass
 from sise.core.layers import resolve_layers
+from sise.runtime import Runtime
 from sise.runtime.compiled_gradients import CompiledGradientPass
 from sise.runtime.device import fidelity
 
@@ -164,13 +165,13 @@ def test_a_failure_warns_once_and_falls_back_to_the_eager_pass(monkeypatch):
 
 def test_sise_compiles_the_gradient_pass_on_cuda_only():
     model = _model()
-    explainer = SISE(model, LAYERS, compile=True)
-    assert isinstance(explainer._compiled_gradients, CompiledGradientPass)
+    explainer = SISE(model, LAYERS, runtime=Runtime(compile=True))
+    assert isinstance(explainer.model_runtime._compiled_gradients, CompiledGradientPass)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         explainer(_inputs(1), [0])
-    assert explainer._compiled_gradients._entries == {}  # a CPU input: the eager pass
-    assert SISE(model, LAYERS)._compiled_gradients is None
+    assert explainer.model_runtime._compiled_gradients._entries == {}  # a CPU input: the eager pass
+    assert SISE(model, LAYERS).model_runtime._compiled_gradients is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -179,12 +180,15 @@ def test_cuda_sise_with_the_compiled_gradient_pass_keeps_the_eager_maps(compile_
     model = _model().cuda()
     x = _inputs(3).cuda()
     eager = SISE(model, LAYERS)(x, [0, 3, 5])
-    explainer = SISE(model, LAYERS, compile=compile_mode)
+    explainer = SISE(model, LAYERS, runtime=Runtime(compile=compile_mode))
     for _ in range(3):  # warm-up, recording, replay of the recorded CUDA graphs
         fast = explainer(x, [0, 3, 5])
-        assert explainer._compiled_gradients is not None
-        assert explainer._compiled_gradients.failure is None
-        assert any(entry is not None for entry in explainer._compiled_gradients._entries.values())
+        assert explainer.model_runtime._compiled_gradients is not None
+        assert explainer.model_runtime._compiled_gradients.failure is None
+        assert any(
+            entry is not None
+            for entry in explainer.model_runtime._compiled_gradients._entries.values()
+        )
         # compiled masked forwards round differently (TF32 either way): a fused-map gate pixel
         # may flip, the layer maps stay close
         assert bool((fidelity(fast.maps, eager.maps) >= 0.999).all())

@@ -14,9 +14,18 @@ from tiny_models import SmallCNN
 from torch import Tensor, nn
 
 from sise import SISE
+from sise.core.masks import (
+    ConcatMasks,
+    MaskSums,
+    TensorMasks,
+    UpsampledMaps,
+    make_baseline,
+    repeated_maps,
+)
 from sise.core.postprocess import minmax_normalize, upsample
 from sise.core.scores import class_scores
 from sise.errors import SiseError
+from sise.runtime import Runtime
 from sise.runtime.device import (
     CPU_BATCH_SIZE,
     auto_batch_size,
@@ -25,15 +34,7 @@ from sise.runtime.device import (
     device_name,
     fidelity,
 )
-from sise.runtime.engine import (
-    ConcatMasks,
-    MaskSums,
-    TensorMasks,
-    UpsampledMaps,
-    make_baseline,
-    repeated_maps,
-    score_masked,
-)
+from sise.runtime.engine import score_masked
 
 H = W = 16
 
@@ -310,9 +311,10 @@ def test_mask_sums_match_naive(per_unit_area, chunk):
 # --- SISE through the engine --------------------------------------------------------------------
 
 
-def _sise(model: nn.Module, **options) -> SISE:
+def _sise(model: nn.Module, *, score: str = "softmax", **speed) -> SISE:
+    """SISE on three fixed layers, ``speed`` being its Runtime's settings."""
     layers = ["features.2", "features.5", "features.8"]
-    return SISE(model, layers, **options)
+    return SISE(model, layers, score=score, runtime=Runtime(**speed))
 
 
 def test_sise_several_images_equal_single_calls():
@@ -360,13 +362,15 @@ def test_sise_bf16_runs_and_correlates():
 
 def test_precision_options():
     model = _model()
-    assert _sise(model, precision="bf16").autocast_dtype is torch.bfloat16
-    assert _sise(model, precision="fp32").autocast_dtype is None
+    assert _sise(model, precision="bf16").runtime.autocast_dtype is torch.bfloat16
+    assert _sise(model, precision="fp32").runtime.autocast_dtype is None
     assert autocast_dtype_for("fp16") is torch.float16
     with pytest.raises(SiseError, match="precision"):
         autocast_dtype_for("fp8")
-    with pytest.raises(SiseError, match="disagree"):
-        _sise(model, precision="bf16", autocast_dtype=torch.float16)
+    # precision is the one way to ask for reduced precision: an unknown name is refused where
+    # the Runtime is built (SISE's former autocast_dtype, which could disagree with it, is gone)
+    with pytest.raises(SiseError, match="precision"):
+        _sise(model, precision="fp8")
 
 
 # --- device helpers -----------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from model_state import assert_unchanged, randomise_batch_norms, snapshot
 from torch import nn
 from torch.profiler import profile
 
+from sise.core.masks import TensorMasks
 from sise.runtime import folding, prepacking
-from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime.engine import FOLD_MIN_MASKS, score_masked
 
 models = torchvision.models
 

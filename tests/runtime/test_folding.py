@@ -8,8 +8,9 @@ import torchvision
 from model_state import assert_masked_scores_as_plain, assert_unchanged, snapshot
 from torch import Tensor, nn
 
+from sise.core.masks import TensorMasks
 from sise.runtime import folding
-from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime.engine import FOLD_MIN_MASKS, score_masked
 from sise.runtime.folding import conv_bn_pairs, folded_batch_norms
 
 

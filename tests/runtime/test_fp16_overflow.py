@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sise.runtime.engine import MaskSums, TensorMasks, score_masked
+from sise.core.masks import MaskSums, TensorMasks
+from sise.runtime.engine import score_masked
 
 
 class Loud(nn.Module):

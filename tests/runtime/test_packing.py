@@ -17,6 +17,7 @@ import torchvision
 from tiny_models import SmallCNN
 
 from sise import SISE
+from sise.runtime import Runtime
 from sise.runtime.device import exact_fp32, fidelity
 
 LAYERS = ["features.2", "features.5", "features.8"]
@@ -41,7 +42,7 @@ def test_packed_equals_single_calls_on_cpu(selection):
     torch.manual_seed(0)
     model = SmallCNN(classes=6).eval()
     inputs = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    explainer = SISE(model, LAYERS, selection=selection, batch_size=16)
+    explainer = SISE(model, LAYERS, selection=selection, runtime=Runtime(batch_size=16))
     _compare(explainer, inputs, atol=1e-5, min_r=0.99999)
 
 
@@ -69,5 +70,5 @@ def test_cuda_packed_equals_single_calls(selection):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).cuda().eval()
     inputs = torch.randn(6, 3, 96, 96, generator=torch.Generator().manual_seed(1)).cuda()
-    explainer = SISE(model, selection=selection, batch_size=64)
+    explainer = SISE(model, selection=selection, runtime=Runtime(batch_size=64))
     _compare(explainer, inputs, atol=None, min_r=0.999)

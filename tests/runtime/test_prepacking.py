@@ -14,8 +14,9 @@ from model_state import (
 from torch import Tensor, nn
 from torch.profiler import profile
 
+from sise.core.masks import TensorMasks
 from sise.runtime import folding, prepacking
-from sise.runtime.engine import FOLD_MIN_MASKS, TensorMasks, score_masked
+from sise.runtime.engine import FOLD_MIN_MASKS, score_masked
 from sise.runtime.folding import folded_batch_norms
 from sise.runtime.prepacking import prepacked_convolutions
 

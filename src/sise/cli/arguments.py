@@ -9,16 +9,12 @@ from typing import NoReturn
 import torch
 
 from sise.models.loading import DEMO_MODEL
+from sise.runtime import default_device
 
 #: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
 MIN_SIZE, MAX_SIZE = 8, 4096
 #: ``--batch-size`` when it is not given: sized from the free memory (as the Python API).
 DEFAULT_BATCH_SIZE = "auto"
-
-
-def default_device() -> str:
-    """``--device`` when it is not given: the GPU when torch sees one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -68,10 +68,14 @@ def given_flags(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
 
 
 def _takes(method: str, parameter: str) -> bool:
-    """Whether the method's constructor has a parameter of that name."""
-    parameters = inspect.signature(METHODS[method]).parameters
-    return parameter in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    """Whether the method's constructor has a parameter of that name, or the method uses the
+    runtime setting of that name (``batch_size``)."""
+    factory = METHODS[method]
+    parameters = inspect.signature(factory).parameters
+    return (
+        parameter in parameters
+        or parameter in factory.runtime_settings
+        or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     )
 
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import ClassVar, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from sise.core.hooks import explaining
 from sise.core.layers import LayerSpec, discover_layers, resolve_layers
+from sise.core.masks import BaselineSpec
 from sise.core.scores import ScoreKind, check_score_kind
-from sise.errors import SiseError, check_integer
-from sise.runtime.allocator import retained_freed_memory
-from sise.runtime.device import BatchSize
-from sise.runtime.engine import BaselineSpec
+from sise.errors import SiseError
+from sise.runtime import ModelRuntime, Runtime
 from sise.targets import TargetSpec
 
 #: What every method's ``targets`` argument takes (see :mod:`sise.targets`).
@@ -83,13 +81,6 @@ def check_baseline(baseline: object) -> BaselineSpec:
     raise SiseError(f"unknown baseline {baseline!r}: use 'zero', 'blur' or a tensor")
 
 
-def check_batch_size(batch_size: object) -> BatchSize:
-    """A ``batch_size`` option: ``"auto"`` or a positive integer (inputs per forward pass)."""
-    if isinstance(batch_size, str) and batch_size == "auto":
-        return "auto"
-    return check_integer("batch_size (or 'auto')", batch_size, low=1)
-
-
 def check_inputs(model: nn.Module, inputs: object) -> Tensor:
     """Validate a batch of model-ready images: a finite floating (N, C, H, W) tensor on the
     model's device, in the model's dtype (unless autocast is on)."""
@@ -146,18 +137,34 @@ class Explainer(ABC):
             output a callable target reduces to one score per input.
         score: the explained score of class-index targets: ``"softmax"``, ``"sigmoid"`` or
             ``"logit"`` (a callable target carries its own).
+        runtime: how the model evaluations run (batch size, precision, memory format,
+            compilation, progress bars: :class:`sise.Runtime`); ``None``: the defaults. It never
+            changes what the method computes.
     """
 
     name: str = "explainer"
     #: Raised by one when a fix changes the method's maps, so that ``sise benchmark`` does not
     #: resume onto results the old code made (it is part of the results' configuration).
     revision: int = 1
+    #: The :class:`~sise.runtime.Runtime` settings this method's evaluations use (the command
+    #: line accepts ``--option METHOD.KEY=VALUE`` for these keys); the others do not apply to it.
+    runtime_settings: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, model: nn.Module, *, score: ScoreKind = "softmax") -> None:
+    def __init__(
+        self, model: nn.Module, *, score: ScoreKind = "softmax", runtime: Runtime | None = None
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise SiseError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.score: ScoreKind = check_score_kind(score)
+        if runtime is not None and not isinstance(runtime, Runtime):
+            raise SiseError(
+                f"runtime must be a sise.Runtime, got {type(runtime).__name__}: build one with "
+                "sise.Runtime(batch_size=..., precision=...)"
+            )
+        self.runtime = runtime if runtime is not None else Runtime()
+        #: The runtime bound to the model: what the method calls to evaluate it.
+        self.model_runtime = ModelRuntime(model, self.runtime)
         # What a method finds by tracing the model (its layers), once per input shape (C, H, W).
         self._discovered: dict[tuple[int, ...], object] = {}
 
@@ -170,18 +177,14 @@ class Explainer(ABC):
         :class:`~sise.targets.SegmentationRegion`). Turn a class name into an index with
         :meth:`sise.models.loading.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
         works: the methods need autograd, so they run with inference mode switched off, on a
-        normal copy of inputs made in inference mode. On a CPU the explanation runs inside
-        :func:`sise.runtime.allocator.retained_freed_memory` (freed memory reused, not faulted in again).
+        normal copy of inputs made in inference mode. The runtime wraps the call
+        (:meth:`sise.runtime.ModelRuntime.call`: on a CPU, freed memory is reused).
         """
         with torch.inference_mode(False):
             if isinstance(inputs, Tensor) and inputs.is_inference():
                 inputs = inputs.clone()
             inputs = check_inputs(self.model, inputs)
-            cpu = inputs.device.type == "cpu"
-            with (
-                explaining(self.model),
-                retained_freed_memory() if cpu else contextlib.nullcontext(),
-            ):
+            with explaining(self.model), self.model_runtime.call(inputs):
                 return self._explain(inputs, targets)
 
     explain = __call__
@@ -215,9 +218,14 @@ class LayerExplainer(Explainer):
     """
 
     def __init__(
-        self, model: nn.Module, layer: LayerSpec | None = None, *, score: ScoreKind = "softmax"
+        self,
+        model: nn.Module,
+        layer: LayerSpec | None = None,
+        *,
+        score: ScoreKind = "softmax",
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
+        super().__init__(model, score=score, runtime=runtime)
         if isinstance(layer, Sequence) and not isinstance(layer, str):
             raise SiseError(f"{type(self).__name__} explains one layer: pass a name or a module")
         self.layer = resolve_layers(model, [layer])[0] if layer is not None else None

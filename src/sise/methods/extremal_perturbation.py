@@ -21,7 +21,7 @@ from sise.core.postprocess import gaussian_blur, minmax_normalize
 from sise.core.scores import SCORE_KINDS, ScoreKind, check_score_kind
 from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.runtime.progress import progress_bar
+from sise.runtime import Runtime
 from sise.targets import checked_scores
 
 #: TorchRay's ``imsmooth``: zero padding, taps out to ``±⌈4σ⌉``.
@@ -321,7 +321,8 @@ class ExtremalPerturbation(Explainer):
             ``None`` uses ``score``. It applies to class targets
             (:meth:`sise.targets.Target.with_score`); a custom callable target is optimised as
             it is.
-        progress: show a progress bar over the iterations.
+        runtime: its ``progress`` shows a progress bar over the iterations
+            (:class:`sise.Runtime`); ``None``: the defaults.
 
     Example:
         >>> import torch
@@ -343,6 +344,8 @@ class ExtremalPerturbation(Explainer):
 
     name = "extremal"
 
+    runtime_settings = frozenset({"progress"})
+
     def __init__(
         self,
         model: nn.Module,
@@ -362,9 +365,9 @@ class ExtremalPerturbation(Explainer):
         smooth: float = 0.09,
         score: ScoreKind = "softmax",
         reward: ScoreKind | None = "logit",
-        progress: bool = False,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
+        super().__init__(model, score=score, runtime=runtime)
         if reward is not None and reward not in SCORE_KINDS:
             raise SiseError(
                 f"unknown reward {reward!r}: use 'logit' (the reference's raw class score), "
@@ -399,7 +402,6 @@ class ExtremalPerturbation(Explainer):
         self.area_weight_growth = check_number("area_weight_growth", area_weight_growth, low=1.0)
         self.jitter = check_flag("jitter", jitter)
         self.smooth = check_number("smooth", smooth, low=0.0)
-        self.progress = check_flag("progress", progress)
 
     def mask_generator(self, size: tuple[int, int], device: torch.device) -> SmoothMaskGenerator:
         """The mask generator for images of ``size`` (H, W)."""
@@ -425,7 +427,7 @@ class ExtremalPerturbation(Explainer):
         )
         weight = self.area_weight
         full = masks = torch.empty(0)
-        with progress_bar(self.iterations, "Extremal Perturbation", self.progress) as advance:
+        with self.model_runtime.progress_bar(self.iterations, "Extremal Perturbation") as advance:
             for iteration in range(self.iterations):
                 with torch.enable_grad():
                     full, masks = generator(lattice)

@@ -13,6 +13,7 @@ from sise.core.postprocess import minmax_normalize, upsample
 from sise.core.scores import ScoreKind
 from sise.errors import check_choice
 from sise.methods.base import Explainer, Explanation, Targets
+from sise.runtime import Runtime
 
 
 def effective_bias(module: nn.Module) -> Tensor | None:
@@ -177,8 +178,9 @@ class FullGrad(Explainer):
         *,
         score: ScoreKind = "softmax",
         normalization: Literal["layer", "channel"] = "layer",
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
+        super().__init__(model, score=score, runtime=runtime)
         self.normalization = check_choice("normalization", normalization, ("layer", "channel"))
 
     def bias_layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:

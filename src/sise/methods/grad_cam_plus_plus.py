@@ -12,6 +12,7 @@ from sise.core.layers import LayerSpec
 from sise.core.scores import ScoreKind
 from sise.errors import SiseError, check_choice
 from sise.methods.cam import CAMContext, CAMExplainer, ChannelWeights
+from sise.runtime import Runtime
 
 Denominator = Literal["paper", "summed"]
 
@@ -122,8 +123,9 @@ class GradCAMPlusPlus(CAMExplainer):
         *,
         score: ScoreKind = "softmax",
         denominator: Denominator = "paper",
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, layer, score=score)
+        super().__init__(model, layer, score=score, runtime=runtime)
         self.denominator: Denominator = cast(
             Denominator, check_choice("denominator", denominator, get_args(Denominator))
         )

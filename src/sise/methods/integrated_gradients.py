@@ -8,13 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from sise.core.hooks import forward_scores
+from sise.core.masks import BaselineSpec, make_baseline
 from sise.core.postprocess import minmax_normalize
 from sise.core.scores import ScoreKind
 from sise.errors import check_choice, check_integer
 from sise.extras import require
-from sise.methods.base import Explainer, Explanation, Targets, check_baseline, check_batch_size
-from sise.runtime.device import BatchSize, auto_batch_size
-from sise.runtime.engine import BaselineSpec, make_baseline
+from sise.methods.base import Explainer, Explanation, Targets, check_baseline
+from sise.runtime import Runtime
 from sise.targets import checked_scores
 
 IGMethod = Literal[
@@ -46,10 +46,10 @@ class IntegratedGradients(Explainer):
         method: Captum's integration rule.
         baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
-        batch_size: Captum's ``internal_batch_size`` (path points per forward); ``None``: all
-            ``n_steps × N`` at once; ``"auto"``: :func:`sise.runtime.device.auto_batch_size` with a third
-            of its memory share (a forward *and backward* pass holds about three times the
-            memory of a forward pass), or :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU.
+        runtime: its ``batch_size`` is Captum's ``internal_batch_size`` (path points per
+            forward); ``None`` (default): all ``n_steps × N`` at once; ``"auto"``: sized from
+            free memory with a third of the masked forwards' share (a forward *and backward*
+            pass holds about three times the memory of a forward pass), 32 on a CPU.
 
     Example:
         >>> import torch
@@ -70,6 +70,8 @@ class IntegratedGradients(Explainer):
 
     name = "ig"
 
+    runtime_settings = frozenset({"batch_size"})
+
     def __init__(
         self,
         model: nn.Module,
@@ -78,15 +80,14 @@ class IntegratedGradients(Explainer):
         method: IGMethod = "gausslegendre",
         baseline: BaselineSpec = "zero",
         score: ScoreKind = "softmax",
-        batch_size: BatchSize | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
+        super().__init__(model, score=score, runtime=runtime)
         require("captum.attr", "Integrated Gradients")  # at once, not after the model has run
         self.n_steps = check_integer("n_steps", n_steps, low=1)
         check_choice("integration method", method, get_args(IGMethod))
         self.method: IGMethod = method
         self.baseline = check_baseline(baseline)
-        self.batch_size = None if batch_size is None else check_batch_size(batch_size)
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         CaptumIG = require("captum.attr", "Integrated Gradients").IntegratedGradients
@@ -108,7 +109,11 @@ class IntegratedGradients(Explainer):
             additional_forward_args=(torch.arange(n, device=inputs.device),),
             n_steps=self.n_steps,
             method=self.method,
-            internal_batch_size=_auto_or(self.batch_size, self.model, inputs),
+            # Captum needs room for at least one path point of every image (``batch_size``
+            # never returns fewer than the images).
+            internal_batch_size=self.model_runtime.batch_size(
+                inputs, default=None, memory_fraction=0.2
+            ),
         )
         attributions = attributions.detach()
         with torch.no_grad():
@@ -126,10 +131,3 @@ class IntegratedGradients(Explainer):
                 "delta": delta,
             },
         )
-
-
-def _auto_or(value: BatchSize | None, model: nn.Module, inputs: Tensor) -> int | None:
-    if not (isinstance(value, str) and value == "auto"):
-        return value
-    # Captum needs room for at least one path point of every image
-    return max(inputs.shape[0], auto_batch_size(model, inputs, memory_fraction=0.2))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -16,8 +16,10 @@ from sise.methods.integrated_gradients import IntegratedGradients
 from sise.methods.rise import RISE
 from sise.methods.score_cam import ScoreCAM
 from sise.methods.sise import SISE
+from sise.runtime import FIELDS as RUNTIME_FIELDS
+from sise.runtime import Runtime
 
-MethodFactory = Callable[..., Explainer]
+MethodFactory = type[Explainer]
 
 METHODS: dict[str, MethodFactory] = {
     "sise": SISE,
@@ -67,7 +69,26 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def make_explainer(name: str, model: nn.Module, **options: object) -> Explainer:
+def make_explainer(name: str, model: nn.Module, **options: Any) -> Explainer:
     """Build the method called ``name`` (any spelling :func:`canonical_name` takes) for
-    ``model``; options go to its constructor."""
-    return METHODS[canonical_name(name)](model, **options)
+    ``model``.
+
+    ``options`` are its constructor's options (``runtime`` among them); those named like a :class:`~sise.runtime.Runtime`
+    setting (``batch_size=64``, ``precision="fp16"``: how ``--option sise.batch_size=64``
+    arrives) change that setting of ``runtime`` for this method only.
+
+    Raises:
+        SiseError: a runtime setting the method does not use (``gradcam`` takes no
+            ``batch_size``), or a bad value.
+    """
+    factory = METHODS[canonical_name(name)]
+    runtime: Runtime | None = options.pop("runtime", None)
+    speed = {key: options.pop(key) for key in list(options) if key in RUNTIME_FIELDS}
+    unused = sorted(set(speed) - factory.runtime_settings)
+    if unused:
+        raise SiseError(
+            f"{DISPLAY_NAMES[canonical_name(name)]} does not use the runtime setting(s) "
+            f"{', '.join(unused)}"
+        )
+    base = runtime if runtime is not None else Runtime()
+    return factory(model, runtime=base.replace(**speed) if speed else base, **options)

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sise.core.hooks import forward_scores
+from sise.core.masks import BaselineSpec, MaskSums
 from sise.core.postprocess import minmax_normalize
 from sise.core.scores import ScoreKind
 from sise.errors import check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.methods.masked import MaskedScoring
-from sise.runtime.device import BatchSize
-from sise.runtime.engine import BaselineSpec, MaskSums
+from sise.runtime import Runtime
 
 
 def _check_grid(n_masks: object, grid_size: object, p: object) -> tuple[int, int, float]:
@@ -33,7 +33,7 @@ def _check_grid(n_masks: object, grid_size: object, p: object) -> tuple[int, int
 
 
 class RandomGridMasks:
-    """RISE's random masks as a lazy :class:`~sise.runtime.engine.MaskSource`.
+    """RISE's random masks as a lazy :class:`~sise.core.masks.MaskSource`.
 
     Mask generation (Petsiuk et al. 2018, Sec. 3.2): sample an s×s grid with cells set to 1 with
     probability p, up-sample it bilinearly (``align_corners=False``) to ``(s+1)·C_H × (s+1)·C_W``
@@ -127,10 +127,8 @@ class RISE(MaskedScoring, Explainer):
         seed: seed of the mask generator: the same seed gives the same masks and map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
         baseline: what masked-out pixels become: ``"zero"``, ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
-            the free memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU).
-        autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
-        progress: show a progress bar over the masked forwards.
+        runtime: how the masked forwards run (batch size, precision, progress bar:
+            :class:`sise.Runtime`); ``None``: the defaults.
 
     Example:
         >>> import torch
@@ -160,19 +158,12 @@ class RISE(MaskedScoring, Explainer):
         seed: int = 0,
         score: ScoreKind = "softmax",
         baseline: BaselineSpec = "zero",
-        batch_size: BatchSize = "auto",
-        autocast_dtype: torch.dtype | None = None,
-        progress: bool = False,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
+        super().__init__(model, score=score, runtime=runtime)
         self.n_masks, self.grid_size, self.p = _check_grid(n_masks, grid_size, p)
         self.seed = check_integer("seed", seed)
-        self.set_masking_options(
-            baseline=baseline,
-            batch_size=batch_size,
-            autocast_dtype=autocast_dtype,
-            progress=progress,
-        )
+        self.set_masking_options(baseline=baseline)
 
     def mask_source(self, inputs: Tensor) -> RandomGridMasks:
         """The masks used for ``inputs`` (one set of ``n_masks``, shared by every image)."""

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from sise.core.layers import LayerSpec
+from sise.core.masks import BaselineSpec, ConcatMasks, MaskSource, TensorMasks, UpsampledMaps
 from sise.core.postprocess import is_constant
 from sise.core.scores import ScoreKind
 from sise.errors import check_choice
 from sise.methods.cam import CAMContext, CAMExplainer, ChannelWeights
 from sise.methods.masked import MaskedScoring
-from sise.runtime.device import BatchSize
-from sise.runtime.engine import BaselineSpec, ConcatMasks, MaskSource, TensorMasks, UpsampledMaps
+from sise.runtime import Runtime
 
 ScoreCamWeights = Literal["score", "cic", "softmax"]
 
@@ -112,11 +112,8 @@ class ScoreCAM(MaskedScoring, CAMExplainer):
         weights: ``"score"`` (authors' code, default), ``"cic"`` (Eq. 9) or ``"softmax"``
             (Algorithm 1); see above.
         baseline: what masked-out pixels become: ``"zero"`` (paper), ``"blur"`` or a tensor.
-        batch_size: masked inputs per forward pass, or ``"auto"`` (default: as many as fit in
-            the free memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU; see
-            :func:`sise.runtime.engine.score_masked`).
-        autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
-        progress: show a progress bar over the masked forwards.
+        runtime: how the masked forwards run (batch size, precision, progress bar:
+            :class:`sise.Runtime`); ``None``: the defaults.
 
     Example:
         >>> import torch
@@ -145,20 +142,13 @@ class ScoreCAM(MaskedScoring, CAMExplainer):
         score: ScoreKind = "softmax",
         weights: ScoreCamWeights = "score",
         baseline: BaselineSpec = "zero",
-        batch_size: BatchSize = "auto",
-        autocast_dtype: torch.dtype | None = None,
-        progress: bool = False,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, layer, score=score)
+        super().__init__(model, layer, score=score, runtime=runtime)
         self.weights: ScoreCamWeights = cast(
             ScoreCamWeights, check_choice("weights", weights, get_args(ScoreCamWeights))
         )
-        self.set_masking_options(
-            baseline=baseline,
-            batch_size=batch_size,
-            autocast_dtype=autocast_dtype,
-            progress=progress,
-        )
+        self.set_masking_options(baseline=baseline)
 
     def channel_weights(self, context: CAMContext) -> ChannelWeights:
         """Score the masked inputs ``x ⊙ H_k`` and turn the scores into weights (see above)."""

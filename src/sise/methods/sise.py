@@ -30,27 +30,17 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from sise.core.hooks import GradientPass, gradient_pass
 from sise.core.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
+from sise.core.masks import BaselineSpec, ConcatMasks, MaskSums, UpsampledMaps, repeated_maps
 from sise.core.postprocess import is_constant, minmax_normalize
 from sise.core.scores import ScoreKind
 from sise.core.smoothing import check_smoothing
-from sise.errors import SiseError, check_choice, check_flag, check_number
+from sise.errors import check_choice, check_number
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.methods.feature_selection import Selection, select_layers_maps
 from sise.methods.fusion import Gate, fuse
 from sise.methods.masked import MaskedScoring
-from sise.runtime.compiled_gradients import CompiledGradientPass
-from sise.runtime.device import (
-    BatchSize,
-    Compile,
-    CompiledForward,
-    Precision,
-    autocast_dtype_for,
-    compile_setting,
-    exact_fp32,
-)
-from sise.runtime.engine import BaselineSpec, ConcatMasks, MaskSums, UpsampledMaps, repeated_maps
+from sise.runtime import Runtime
 
 
 def _indices(keep: Tensor, count: int) -> Tensor:
@@ -74,7 +64,7 @@ class SISEExplanation(Explanation):
         layer_maps: (N, L, H, W) each layer's visualisation map ``V_l`` in [0, 1] (zeros for a
             layer that kept no feature map).
         kept_maps: (N, L) how many feature maps each layer kept per sample. Kept maps that give
-            equal masks are scored once (:func:`sise.runtime.engine.repeated_maps`), so
+            equal masks are scored once (:func:`sise.core.masks.repeated_maps`), so
             ``forward_passes`` can be less than ``1 + kept_maps.sum(dim=1)``.
     """
 
@@ -104,36 +94,11 @@ class SISE(MaskedScoring, Explainer):
         smoothing: ``σ`` of a Gaussian applied to the fused map, as a fraction of the image
             size; 0 (default) is the paper's fusion, exactly; 0.1 trades EBPG for Drop% and
             Increase% (see :func:`fuse`).
-        batch_size: masked inputs per forward pass, or ``"auto"``: as many as fit in the free
-            memory on CUDA, :data:`sise.runtime.device.CPU_BATCH_SIZE` on a CPU.
-        autocast_dtype: e.g. ``torch.bfloat16`` to run the masked forwards under autocast.
-        precision: the same as a name: ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``;
-            give one of ``precision`` and ``autocast_dtype``. The gradient pass (feature-map
-            selection) always runs in the model's own precision, and on CUDA without TF32
-            (:func:`sise.runtime.device.exact_fp32`), so that the maps an image keeps do not depend on
-            the other images of the call. fp32 is the default because the fused map is
-            sensitive: its binary Otsu gates flip where a layer map sits near its threshold. On
-            the real EfficientNet-Lite0 and the two packaged photos (H100, fused maps against
-            fp32): ``"fp16"`` r ≥ 0.991 (fixed) and ≥ 0.998 (adaptive), with channels-last
-            1.6x the fp32 speed (fixed; ResNet-50: 1.7x); ``"bf16"`` only r = 0.965 (fixed) and 0.986 (adaptive), as bf16's 8-bit
-            mantissa perturbs the masked scores by a median 5% there (fp16: 0.1%). On CUDA,
-            use ``"fp16"`` with ``channels_last=True`` (and ``compile=True`` for many
-            explanations); fp16 scores that overflow are scored again in fp32. On a CPU only
-            bf16 is fast (fp16 is emulated), with the fidelity above.
-        channels_last: ``True``: run the masked forwards in channels-last memory format; the
-            model's 4-D weights are held channels-last only while they run and get their original
-            tensors back afterwards (:func:`sise.runtime.device.channels_last_weights`). ``None``
-            (default): channels-last masked inputs on a CPU only, weights untouched; ``False``:
-            NCHW (see :func:`sise.runtime.engine.score_masked`).
-        compile: ``True``: run the masked forwards through ``torch.compile`` (compiled once,
-            on the first call, for each input shape; a model that does not compile runs eagerly
-            with a warning); ``"cudagraphs"``: compiled and replayed as CUDA graphs. On CUDA the
-            gradient pass is compiled too (:class:`sise.runtime.compiled_gradients.CompiledGradientPass`;
-            there it is bound by kernel launches, on a CPU compiling it does not pay). Compiling
-            costs seconds to a minute (ResNet-50 on an H100: 23 s, then 0.114 s per explanation
-            in fp16 + channels-last against 0.176 s eager), so it pays over many explanations,
-            not one (:class:`sise.runtime.device.CompiledForward`). CUDA graphs gained nothing there.
-        progress: show a progress bar over the masked forwards.
+        runtime: how the masked forwards run (:class:`sise.Runtime`: batch size, precision,
+            memory format, compilation, progress bar); ``None``: the defaults. The gradient pass
+            (feature-map selection) always runs in the model's own precision, and on CUDA
+            without TF32, so that the maps an image keeps do not depend on the other images of
+            the call; with ``compile`` it is compiled on CUDA too.
 
     Example:
         >>> import torch
@@ -169,34 +134,14 @@ class SISE(MaskedScoring, Explainer):
         gate: Gate = "binary",
         soft_gate_sharpness: float = 100.0,
         smoothing: float = 0.0,
-        batch_size: BatchSize = "auto",
-        autocast_dtype: torch.dtype | None = None,
-        precision: Precision | None = None,
-        channels_last: bool | None = None,
-        compile: Compile = False,
-        progress: bool = False,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(model, score=score)
-        if precision is not None:
-            if autocast_dtype is not None and autocast_dtype != autocast_dtype_for(precision):
-                raise SiseError(
-                    f"precision={precision!r} and autocast_dtype={autocast_dtype} disagree: "
-                    "give one of them"
-                )
-            autocast_dtype = autocast_dtype_for(precision)
+        super().__init__(model, score=score, runtime=runtime)
         self.selection: Selection = cast(
             Selection, check_choice("selection", selection, get_args(Selection))
         )
         self.gate: Gate = cast(Gate, check_choice("gate", gate, get_args(Gate)))
-        self.set_masking_options(
-            baseline=baseline,
-            batch_size=batch_size,
-            autocast_dtype=autocast_dtype,
-            progress=progress,
-        )
-        self.channels_last = (
-            None if channels_last is None else check_flag("channels_last", channels_last)
-        )
+        self.set_masking_options(baseline=baseline)
         self.layers = resolve_layers(model, layers) if layers is not None else None
         # μ >= 1 would keep no map (α_k > β never holds); NaN would keep none either.
         self.mu = check_number("mu", mu, low=0.0, high=1.0, high_inclusive=False)
@@ -204,12 +149,6 @@ class SISE(MaskedScoring, Explainer):
             "soft_gate_sharpness", soft_gate_sharpness, low=0.0, low_inclusive=False
         )
         self.smoothing = check_smoothing(smoothing)
-        self.compile = compile_setting(compile)
-        cudagraphs = self.compile == "cudagraphs"
-        self._compiled = CompiledForward(model, cudagraphs=cudagraphs) if self.compile else None
-        self._compiled_gradients = (
-            CompiledGradientPass(model, cudagraphs=cudagraphs) if self.compile else None
-        )
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> SISEExplanation:
         """Explain ``inputs`` for ``targets`` (see :meth:`Explainer.__call__`)."""
@@ -228,28 +167,15 @@ class SISE(MaskedScoring, Explainer):
 
     @property
     def compile_seconds(self) -> float:
-        """Seconds spent compiling so far (the first calls per input shape; 0 without
-        ``compile``)."""
-        return sum(
-            part.compile_seconds
-            for part in (self._compiled, self._compiled_gradients)
-            if part is not None
-        )
-
-    def _gradient_pass(
-        self, layers: list[tuple[str, nn.Module]], inputs: Tensor, targets: Targets
-    ) -> GradientPass:
-        # Compiled on CUDA only: there one image's pass is bound by kernel launches; on a CPU the
-        # compiled pass was slower (real Lite0, two photos at 224 px, 2 cores: 69 against 39 ms).
-        if self._compiled_gradients is not None and inputs.device.type == "cuda":
-            return self._compiled_gradients(layers, inputs, targets, self.score)
-        return gradient_pass(self.model, layers, inputs, targets, self.score)
+        """Seconds spent compiling so far (the first calls per input shape; 0 without the
+        runtime's ``compile``)."""
+        return self.model_runtime.compile_seconds
 
     def _explain(self, inputs: Tensor, targets: Targets) -> SISEExplanation:
         layers = self.layers_for(inputs)
         n, _, height, width = inputs.shape
-        with exact_fp32(), record_function("sise.gradient_pass"):
-            grad = self._gradient_pass(layers, inputs, targets)
+        with record_function("sise.gradient_pass"):
+            grad = self.model_runtime.gradient_pass(layers, inputs, targets, self.score)
 
         for (name, _), activation in zip(layers, grad.activations, strict=True):
             check_feature_map(name, activation)
@@ -295,8 +221,6 @@ class SISE(MaskedScoring, Explainer):
                 grad.target,
                 source,
                 sums=sums,
-                channels_last=self.channels_last,
-                compiled=self._compiled,
             )
         # V_l = minmax(Σ_m Ψ_c(x ⊙ m) · m / Σ_λ m): zeros where a layer kept no map
         layer_maps = minmax_normalize(sums.result().view(len(layers), n, height, width))

@@ -43,13 +43,29 @@ class Runtime:
             method's own default (``"auto"`` for SISE, Score-CAM and RISE; all path points at
             once for Integrated Gradients).
         precision: ``"fp32"`` (default, the reference maps), ``"fp16"`` or ``"bf16"``: the masked
-            forwards under autocast. On the real Lite0, fp16 fused SISE maps keep r >= 0.991 to
-            fp32; bf16 falls to r = 0.965 on one photo, so fp16 is the fast precision.
-        channels_last: ``True``: channels-last masked forwards (4-D weights converted for the
-            call only); ``False``: NCHW; ``None`` (auto): channels-last inputs on a CPU.
-        compile: ``True``: ``torch.compile`` the masked forwards (and on CUDA SISE's gradient
-            pass), checked against the eager pass on first use, eager with a warning where it
-            fails; ``"cudagraphs"`` adds CUDA graphs.
+            forwards under autocast. fp32 is the default because SISE's fused map is sensitive:
+            its binary Otsu gates flip where a layer map sits near its threshold. On the real
+            EfficientNet-Lite0 and the two packaged photos (H100, fused maps against fp32):
+            ``"fp16"`` r ≥ 0.991 (fixed) and ≥ 0.998 (adaptive), with channels-last 1.6x the
+            fp32 speed (fixed; ResNet-50: 1.7x); ``"bf16"`` only r = 0.965 (fixed) and 0.986
+            (adaptive), as bf16's 8-bit mantissa perturbs the masked scores by a median 5% there
+            (fp16: 0.1%). On CUDA use ``"fp16"`` with ``channels_last=True`` (and ``compile``
+            for many explanations); fp16 scores that overflow are scored again in fp32. On a
+            CPU only bf16 is fast (fp16 is emulated), with the fidelity above.
+        channels_last: ``True``: run the masked forwards in channels-last memory format; the
+            model's 4-D weights are held channels-last only while they run and get their
+            original tensors back afterwards (:func:`sise.runtime.device.channels_last_weights`).
+            ``None`` (default): channels-last masked inputs on a CPU only, weights untouched;
+            ``False``: NCHW (see :func:`sise.runtime.engine.score_masked`).
+        compile: ``True``: run the masked forwards through ``torch.compile`` (compiled once, on
+            the first call, for each input shape; a model that does not compile runs eagerly
+            with a warning, and the first calls are checked against the eager pass);
+            ``"cudagraphs"``: compiled and replayed as CUDA graphs. On CUDA SISE's gradient pass
+            is compiled too (:class:`sise.runtime.compiled_gradients.CompiledGradientPass`;
+            there it is bound by kernel launches, on a CPU compiling it does not pay). Compiling
+            costs seconds to a minute (ResNet-50 on an H100: 23 s, then 0.114 s per SISE
+            explanation in fp16 + channels-last against 0.176 s eager), so it pays over many
+            explanations, not one. CUDA graphs gained nothing there.
         progress: draw a progress bar over each method's long loops.
         device: where the front ends (``sise explain``, ``sise app``, ``sise benchmark``) put
             the model; ``None``: :func:`default_device`. A method itself always runs on its

@@ -25,6 +25,7 @@ from sise.errors import SiseError
 from sise.methods.base import Explainer, Explanation
 from sise.methods.registry import DISPLAY_NAMES, make_explainer
 from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
+from sise.runtime import Runtime
 from sise.web.main_thread import MainThreadCalls
 from sise.web.pictures import result_pictures
 from sise.web.request import ExplainRequest
@@ -60,6 +61,8 @@ class Explorer:
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = str(device)
+        #: How the page's explanations run: on its device, each method's own batch size.
+        self.runtime = Runtime(device=self.device)
         self.calls: MainThreadCalls | None = None
         self._run_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -145,9 +148,9 @@ class Explorer:
     def _explainer(self, entry: _ModelEntry, method: str, selection: str) -> Explainer:
         key = (method, selection if method == "sise" else "")
         if key not in entry.explainers:
-            options: dict[str, object] = {"score": "softmax"}
+            options: dict[str, object] = {"score": "softmax", "runtime": self.runtime}
             if method == "sise":
-                options.update(selection=selection, batch_size="auto")
+                options.update(selection=selection)
             try:
                 entry.explainers[key] = make_explainer(method, entry.loaded.model, **options)
             except SiseError:

@@ -30,7 +30,7 @@ from sise.options import (
     method_key,
     result_options,
 )
-from sise.runtime.device import BatchSize
+from sise.runtime import BatchSize, Runtime
 
 __all__ = ["BenchmarkConfig", "configuration", "method_defaults", "method_options"]
 
@@ -109,6 +109,12 @@ class BenchmarkConfig:
     throttle: float = 0.0
     report_only: bool = False
     common_only: bool = True
+
+    def runtime(self) -> Runtime:
+        """The run's :class:`~sise.runtime.Runtime`: its batch size and device, no progress bar
+        inside a method (the run draws its own); ``--option METHOD.batch_size=...`` and the
+        like change it for one method."""
+        return Runtime(batch_size=self.batch_size, device=self.device)
 
     def method_keys(self) -> list[str]:
         """The methods as the registry names them, without repeats."""
@@ -207,13 +213,26 @@ def configuration(
     return identity
 
 
+#: The speed settings that were constructor options of these methods before the Runtime held
+#: them, with their defaults as the configuration recorded them: kept in the identity so that
+#: results made before still resume (the values are the Runtime's defaults).
+_FORMER_SPEED_DEFAULTS: dict[str, dict[str, str]] = {
+    "sise": {"autocast_dtype": "None", "compile": "False", "precision": "None"},
+    "scorecam": {"autocast_dtype": "None"},
+    "rise": {"autocast_dtype": "None"},
+}
+
+
 def method_defaults(method: str) -> dict[str, str]:
     """The defaults of ``method``'s constructor that change its maps, as text."""
     parameters = inspect.signature(METHODS[method]).parameters.values()
     return {
-        p.name: repr(p.default)
-        for p in parameters
-        if p.default is not inspect.Parameter.empty
-        and p.name not in RUNTIME_OPTIONS
-        and p.name not in ("score", "progress")
+        **_FORMER_SPEED_DEFAULTS.get(method, {}),
+        **{
+            p.name: repr(p.default)
+            for p in parameters
+            if p.default is not inspect.Parameter.empty
+            and p.name not in RUNTIME_OPTIONS
+            and p.name not in ("score", "progress", "runtime")
+        },
     }

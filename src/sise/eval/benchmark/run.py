@@ -21,7 +21,6 @@ Protocol (SPEC sections 2 and 3):
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -52,10 +51,10 @@ from sise.eval.data.pairs import EvalPair, gt_mask
 from sise.eval.digest import digest
 from sise.images import load_image
 from sise.methods.base import Explainer
-from sise.methods.registry import METHODS, make_explainer
+from sise.methods.registry import make_explainer
 from sise.models.loading import LoadedModel, load_model
 from sise.options import OptionValue, result_options
-from sise.runtime.allocator import retained_freed_memory
+from sise.runtime import retained_freed_memory
 
 __all__ = [
     "BenchmarkResult",
@@ -86,14 +85,10 @@ class BenchmarkResult:
 def _build_explainer(
     method: str, loaded: LoadedModel, config: BenchmarkConfig, options: dict[str, OptionValue]
 ) -> Explainer:
-    accepted = inspect.signature(METHODS[method]).parameters
-    runtime: dict[str, object] = {}
-    if "batch_size" in accepted:
-        runtime["batch_size"] = config.batch_size
-    if "progress" in accepted:
-        runtime["progress"] = False
     try:
-        return make_explainer(method, loaded.model, **{"score": config.score, **runtime, **options})
+        return make_explainer(
+            method, loaded.model, runtime=config.runtime(), **{"score": config.score, **options}
+        )
     except TypeError as error:
         raise SiseError(f"cannot build {method} with options {options}: {error}") from error
 

@@ -46,7 +46,7 @@ from sise.eval.metrics import (
     scaled_tolerance,
     standard_error,
 )
-from sise.runtime.device import BatchSize
+from sise.runtime import BatchSize
 
 __all__ = [
     "ALL_METRICS",

@@ -10,12 +10,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sise.core.masks import TensorMasks
 from sise.core.postprocess import gaussian_blur
 from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
 from sise.eval.metrics.checks import check_maps, check_model_inputs, check_unit_maps
-from sise.runtime.device import BatchSize
-from sise.runtime.engine import TensorMasks, score_masked
+from sise.runtime import BatchSize, score_masked
 
 __all__ = [
     "Substrate",
