@@ -52,11 +52,9 @@ def test_options_are_typed_by_the_method() -> None:
     assert parse_option("extremal.area_weight=300") == ("extremal", "area_weight", 300.0)
     assert parse_option("sise.layers=layer2,layer3") == ("sise", "layers", ("layer2", "layer3"))
     assert parse_option("sise.batch_size=auto") == ("sise", "batch_size", "auto")
-    assert parse_option("sise.autocast_dtype=bfloat16") == (
-        "sise",
-        "autocast_dtype",
-        torch.bfloat16,
-    )
+    # speed keys are the Runtime's settings the method uses (precision replaced autocast_dtype)
+    assert parse_option("sise.precision=bf16") == ("sise", "precision", "bf16")
+    assert parse_option("rise.compile=true") == ("rise", "compile", True)
     assert parse_option("sise.channels_last=true") == ("sise", "channels_last", True)
     assert parse_option("Grad-CAM.layer=features.3") == ("gradcam", "layer", "features.3")
     assert parse_method_options(["extremal.iterations=300", "rise.baseline=blur"]) == {
@@ -80,6 +78,9 @@ def test_options_are_typed_by_the_method() -> None:
         ("rise.n_masks=", "the value is empty"),
         ("rise.nope=1", "method 'rise' has no option 'nope'; its options: n_masks"),
         ("rise.model=1", "has no option 'model'"),
+        ("rise.runtime=1", "has no option 'runtime'"),
+        ("gradcam.batch_size=8", "method 'gradcam' has no option 'batch_size'"),
+        ("sise.precision=fp8", "sise.precision takes one of 'fp32', 'bf16', 'fp16'"),
         ("nosuch.n=1", "unknown method 'nosuch'"),
         ("n_masks=3", "write METHOD.KEY=VALUE"),
         ("rise.n_masks", "write METHOD.KEY=VALUE"),

@@ -14,7 +14,7 @@ def test_a_flag_applies_to_every_method_that_takes_it(tiny_cli, tmp_path):
     argv = ["explain", "--method", "rise", "--baseline", "blur", "--batch-size", "8"]
     assert main([*argv, "--option", "rise.n_masks=16", "--out", str(out), "--no-progress"]) == 0
     assert tiny_cli["rise"].baseline == "blur"
-    assert tiny_cli["rise"].batch_size == 8
+    assert tiny_cli["rise"].runtime.batch_size == 8
     assert out.exists()
 
 

@@ -22,6 +22,7 @@ MODULES = [
     "sise.targets.ready_made",
     "sise.models.loading",
     "sise.extras",
+    "sise.runtime.settings",
 ]
 
 

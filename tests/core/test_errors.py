@@ -10,6 +10,7 @@ from torch import nn
 
 from sise import SISE, SiseError
 from sise.images import load_image
+from sise.methods.registry import make_explainer
 
 
 def test_missing_file(tmp_path):
@@ -130,8 +131,9 @@ def test_checkpoint_errors(tmp_path):
     ],
 )
 def test_sise_options_are_checked_where_they_enter(small_cnn, options, message):
+    # make_explainer: the speed settings (batch_size, progress, channels_last) go to the Runtime
     with pytest.raises(SiseError, match=message):
-        SISE(small_cnn, **options)
+        make_explainer("sise", small_cnn, **options)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,7 @@ def test_integrated_gradients_options_are_checked(small_cnn, options, message):
     from sise import IntegratedGradients
 
     with pytest.raises(SiseError, match=message):
-        IntegratedGradients(small_cnn, **options)
+        make_explainer(IntegratedGradients.name, small_cnn, **options)
 
 
 def test_fullgrad_normalization_is_checked(small_cnn):

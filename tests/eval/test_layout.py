@@ -108,3 +108,18 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": {"b2", "a"}, "b2": set()}) == ["a", "b", "a"]
+
+
+def test_speed_has_one_door() -> None:
+    """Outside ``sise.runtime`` nothing imports its modules, only the package (``Runtime``,
+    ``ModelRuntime`` and the few names it exports): a method never imports a speed module."""
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module.startswith("sise.runtime"):
+            continue
+        inside = {
+            imported
+            for imported in _imports(path, top_level_only=False)
+            if imported.startswith("sise.runtime.")
+        }
+        assert not inside, f"{module} imports {sorted(inside)}: use sise.runtime's exports"

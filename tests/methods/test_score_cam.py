@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sise.errors import SiseError
 from sise.methods import ScoreCAM
 from sise.runtime import Runtime
+from sise.methods.registry import make_explainer
 
 _WEIGHTS = ("score", "cic", "softmax")
 
@@ -221,21 +222,22 @@ def test_scorecam_batches_images_together(small_cnn):
         ({"baseline": 0.0}, "unknown baseline"),
         ({"baseline": torch.tensor([float("nan")])}, "NaN"),
         ({"baseline": torch.zeros(3, dtype=torch.long)}, "floating point"),
-        ({"autocast_dtype": torch.int8}, "autocast_dtype"),
-        ({"autocast_dtype": "bf16"}, "autocast_dtype"),
+        ({"precision": torch.int8}, "precision"),
+        ({"precision": "bfloat8"}, "precision"),
         ({"progress": "yes"}, "progress"),
     ],
 )
 def test_scorecam_rejects_bad_options(small_cnn, options, message):
+    # make_explainer: the speed settings (batch_size, precision, progress) go to the Runtime
     with pytest.raises(SiseError, match=message):
-        ScoreCAM(small_cnn, **options)
+        make_explainer("scorecam", small_cnn, **options)
 
 
 def test_scorecam_accepts_its_documented_options(small_cnn):
     for options in (
         {"weights": "cic", "baseline": "blur", "batch_size": "auto"},
-        {"baseline": torch.zeros(1, 3, 16, 16), "autocast_dtype": torch.bfloat16},
+        {"baseline": torch.zeros(1, 3, 16, 16), "precision": "bf16"},
         {"baseline": None, "progress": False, "score": "logit"},
     ):
-        explanation = ScoreCAM(small_cnn, **options)(torch.randn(1, 3, 16, 16))
+        explanation = make_explainer("scorecam", small_cnn, **options)(torch.randn(1, 3, 16, 16))
         assert torch.isfinite(explanation.maps).all()

@@ -70,6 +70,19 @@ class Runtime:
         device: where the front ends (``sise explain``, ``sise app``, ``sise benchmark``) put
             the model; ``None``: :func:`default_device`. A method itself always runs on its
             model's device.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from sise import RISE, Runtime
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        ... ).eval()
+        >>> runtime = Runtime(batch_size=50)  # 200 masks in 4 forward passes
+        >>> explanation = RISE(model, n_masks=200, runtime=runtime)(torch.randn(1, 3, 16, 16))
+        >>> explanation.maps.shape, runtime.replace(precision="fp16").autocast_dtype
+        (torch.Size([1, 16, 16]), torch.float16)
     """
 
     batch_size: int | Literal["auto"] | None = None
