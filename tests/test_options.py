@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from sise.cli import main
 from sise.errors import SiseError

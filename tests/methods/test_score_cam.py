@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from sise.errors import SiseError
 from sise.methods import ScoreCAM
-from sise.runtime import Runtime
 from sise.methods.registry import make_explainer
+from sise.runtime import Runtime
 
 _WEIGHTS = ("score", "cic", "softmax")
 

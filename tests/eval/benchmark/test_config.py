@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from sise.errors import SiseError
 from sise.eval.benchmark.config import BenchmarkConfig, configuration
