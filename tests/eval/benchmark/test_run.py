@@ -277,9 +277,10 @@ def test_packed_pairs_and_workers_give_the_single_pair_results(
 
     Bitwise equality is out of reach on a CPU: a model's batched matrix products round
     differently from single ones (about 1e-7 here), and insertion / deletion, which rank the
-    pixels, turn that into up to 0.002 points on a pair here (nearly tied pixels swap places). So
-    maps must agree to their float16 storage and values to 0.01 points, below the table's
-    precision; hits and flags exactly."""
+    pixels, turn that into up to 0.002 points on a pair on one machine and 0.026 on another
+    (2-core VM, 2026-12-04: Grad-CAM's deletion AUC 28.829 against 28.855; nearly tied pixels swap
+    places). So maps must agree to their float16 storage, insertion / deletion to 0.05 points and
+    every other value to 0.01, below the table's precision; hits and flags exactly."""
     db = tmp_path / "packed.sqlite"
     with _single_thread():  # type: ignore[attr-defined]
         packed = run_benchmark(_config(tiny_data, db, pack=3, workers=2))
@@ -299,7 +300,8 @@ def test_packed_pairs_and_workers_give_the_single_pair_results(
         if key[-1] in ("pointing", "increase"):  # hits and flags: exactly the same
             assert together[key] == value, key
         else:
-            assert together[key] == pytest.approx(value, abs=0.01), key
+            ranked = key[-1] in ("insertion", "deletion")
+            assert together[key] == pytest.approx(value, abs=0.05 if ranked else 0.01), key
     assert packed.counts == clean.counts  # type: ignore[attr-defined]
 
     def maps(path: Path) -> dict[tuple[object, ...], np.ndarray]:
