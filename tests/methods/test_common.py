@@ -43,7 +43,9 @@ def test_the_table_covers_every_registered_method():
 
 
 def build(name: str, model: nn.Module, **overrides: object):
-    return make_explainer(name, model, **{**METHODS[name], **overrides})
+    """The method with the table's options, explaining the softmax unless told otherwise (each
+    method's own default score is checked in :func:`test_default_score_is_the_authors`)."""
+    return make_explainer(name, model, **{"score": "softmax", **METHODS[name], **overrides})
 
 
 @pytest.fixture
@@ -74,6 +76,30 @@ def test_shape_range_and_fields(name, model, inputs):
     torch.testing.assert_close(explanation.scores, expected, rtol=1e-5, atol=1e-6)
     assert explanation.forward_passes.shape == (2,) and (explanation.forward_passes >= 1).all()
     assert explanation.method == name
+
+
+#: The score each method explains when none is given: its authors' and its reference library's.
+DEFAULT_SCORES = {
+    "gradcam": "logit",  # Grad-CAM's y^c before the softmax; pytorch-grad-cam, torch-cam
+    "gradcampp": "logit",  # Grad-CAM++'s S^c; pytorch-grad-cam, torch-cam
+    "fullgrad": "logit",  # the FullGrad authors' code decomposes the network output
+    "ig": "logit",  # Captum attributes the model's output
+    "scorecam": "softmax",  # Score-CAM's code scores softmax probabilities
+    "rise": "softmax",  # RISE scores class probabilities
+    "sise": "softmax",  # the SISE paper explains the class probability
+    "extremal": "softmax",  # its reward is the logit (``reward``); it reports the probability
+}
+
+
+@method
+def test_default_score_is_the_authors(name, model, inputs):
+    explainer = make_explainer(name, model, **METHODS[name])  # no score given
+    assert explainer.score == DEFAULT_SCORES[name]
+    explanation = explainer(inputs, [1, 3])
+    with torch.no_grad():
+        logits = model(inputs)
+    scores = logits if DEFAULT_SCORES[name] == "logit" else logits.softmax(dim=1)
+    torch.testing.assert_close(explanation.scores, scores[[0, 1], [1, 3]], rtol=1e-5, atol=1e-6)
 
 
 @method

@@ -52,7 +52,7 @@ def test_gradcampp_softmax_uses_log_score(hand_net, hand_x):
             if g != 0:
                 w += 1 / (2 + g * total) * max(0.0, p0 * g)
         weights.append(w)
-    explanation = GradCAMPlusPlus(hand_net, "features")(hand_x)
+    explanation = GradCAMPlusPlus(hand_net, "features", score="softmax")(hand_x)
     assert explanation.extras["weights"][0].tolist() == pytest.approx(weights, rel=1e-5)
     torch.testing.assert_close(
         explanation.maps, hand_net.cam_from_weights(weights), atol=1e-5, rtol=0

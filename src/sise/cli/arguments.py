@@ -132,7 +132,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, many: bool = False) -> 
         help="masked inputs per forward pass of SISE, Score-CAM and RISE: a number or 'auto' "
         "(default: as many as fit in the free GPU memory, 32 on a CPU)",
     )
-    parser.add_argument("--score", default="softmax", choices=["softmax", "sigmoid", "logit"])
+    parser.add_argument(
+        "--score",
+        choices=["softmax", "sigmoid", "logit"],
+        help="the explained score (default: each method's own: the logit for Grad-CAM, "
+        "Grad-CAM++, FullGrad and Integrated Gradients, the softmax probability for the others); "
+        "sigmoid also makes the printed top-5 sigmoid scores",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--option",

@@ -72,9 +72,11 @@ def add_explain_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _explain_settings(
-    args: argparse.Namespace, method: str, options: dict[str, object], loaded_name: str
+    args: argparse.Namespace, method: str, options: dict[str, object], loaded_name: str, score: str
 ) -> dict[str, object]:
-    """What makes two runs give the same results (for resuming): not the batch size."""
+    """What makes two runs give the same results (for resuming): not the batch size. ``score``
+    is the explainer's (its own default where ``--score`` is not given)."""
+    options = {**options, "score": score}
     return {
         "model": loaded_name,
         "checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
@@ -83,7 +85,7 @@ def _explain_settings(
         "options": {k: v for k, v in options.items() if k not in ("progress", "batch_size")},
         "target": args.target,
         "size": args.size,
-        "score": args.score,
+        "score": score,
     }
 
 
@@ -164,7 +166,7 @@ def command_explain(args: argparse.Namespace) -> int:
             plans,
             target=target,
             log=ResultsLog(out_dir / RESULTS_FILE),
-            settings=_explain_settings(args, method, options[method], loaded.name),
+            settings=_explain_settings(args, method, options[method], loaded.name, explainer.score),
             pack=pack,
             progress=not args.no_progress,
             write_pictures=write,
@@ -184,7 +186,7 @@ def command_explain(args: argparse.Namespace) -> int:
     cls = int(explanation.targets[0])
     print(
         f"explained class: {loaded.class_names[cls]} (class {cls}, "
-        f"{args.score} {float(explanation.scores[0]):.3f})"
+        f"{explainer.score} {float(explanation.scores[0]):.3f})"
     )
     print(
         f"{DISPLAY_NAMES.get(method, method)}: {seconds:.1f} s, "

@@ -73,7 +73,7 @@ def load_photo_and_model(
     return loaded, str(path), loaded.preprocess(rgb), rgb
 
 
-def print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str) -> None:
+def print_predictions(loaded: LoadedModel, inputs: torch.Tensor, score: str | None) -> None:
     """The model's top-5 classes for the photo, with their sigmoid or softmax scores."""
     with torch.no_grad():
         logits = loaded.model(inputs)[0]

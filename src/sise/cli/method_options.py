@@ -30,7 +30,8 @@ METHOD_FLAGS: dict[str, tuple[str, str, object]] = {
 def method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
     """The constructor options of ``method``: the explained score, SISE's settings and the
     ``--option`` items for it."""
-    options: dict[str, object] = {"score": args.score}
+    # each method explains its own default score unless --score says otherwise
+    options: dict[str, object] = {} if args.score is None else {"score": args.score}
     if method in ("sise", "scorecam", "rise"):
         options["batch_size"] = args.batch_size
     if method == "sise":

@@ -136,7 +136,8 @@ class Explainer(ABC):
         model: the network: a classifier returning (N, K) class scores, or any model whose
             output a callable target reduces to one score per input.
         score: the explained score of class-index targets: ``"softmax"``, ``"sigmoid"`` or
-            ``"logit"`` (a callable target carries its own).
+            ``"logit"`` (a callable target carries its own); ``None``: the method's
+            :attr:`default_score`, the one its authors explain.
         runtime: how the model evaluations run (batch size, precision, memory format,
             compilation, progress bars: :class:`sise.Runtime`); ``None``: the defaults. It never
             changes what the method computes.
@@ -149,14 +150,24 @@ class Explainer(ABC):
     #: The :class:`~sise.runtime.Runtime` settings this method's evaluations use (the command
     #: line accepts ``--option METHOD.KEY=VALUE`` for these keys); the others do not apply to it.
     runtime_settings: ClassVar[frozenset[str]] = frozenset()
+    #: The score its authors and its reference library explain when ``score`` is not given:
+    #: the class logit for the gradient methods (Grad-CAM, Grad-CAM++, FullGrad, Integrated
+    #: Gradients, as pytorch-grad-cam, torch-cam, the FullGrad code and Captum do), the softmax
+    #: probability for the masked-scoring methods (Score-CAM's and RISE's code score
+    #: probabilities; SISE's paper explains the class probability).
+    default_score: ClassVar[ScoreKind] = "softmax"
 
     def __init__(
-        self, model: nn.Module, *, score: ScoreKind = "softmax", runtime: Runtime | None = None
+        self,
+        model: nn.Module,
+        *,
+        score: ScoreKind | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise SiseError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.score: ScoreKind = check_score_kind(score)
+        self.score: ScoreKind = check_score_kind(score if score is not None else self.default_score)
         if runtime is not None and not isinstance(runtime, Runtime):
             raise SiseError(
                 f"runtime must be a sise.Runtime, got {type(runtime).__name__}: build one with "
@@ -222,7 +233,7 @@ class LayerExplainer(Explainer):
         model: nn.Module,
         layer: LayerSpec | None = None,
         *,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         runtime: Runtime | None = None,
     ) -> None:
         super().__init__(model, score=score, runtime=runtime)

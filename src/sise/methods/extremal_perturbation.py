@@ -363,7 +363,7 @@ class ExtremalPerturbation(Explainer):
         area_weight_growth: float = 1.0035,
         jitter: bool = True,
         smooth: float = 0.09,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         reward: ScoreKind | None = "logit",
         runtime: Runtime | None = None,
     ) -> None:

@@ -150,8 +150,9 @@ class FullGrad(Explainer):
 
     Args:
         model: a classifier returning (N, K) class scores.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"`` (the paper explains
-            the network output; the decomposition is exact for the logit).
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
+            (the paper explains the network output, as the authors' code does; the
+            decomposition is exact for the logit).
         normalization: ``"layer"`` (authors' code, default) or ``"channel"`` (see above).
 
     Example:
@@ -170,13 +171,14 @@ class FullGrad(Explainer):
     """
 
     name = "fullgrad"
+    default_score = "logit"
     revision = 2  # 2: timm's BatchNormAct2d differentiated before its activation
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         normalization: Literal["layer", "channel"] = "layer",
         runtime: Runtime | None = None,
     ) -> None:

@@ -20,7 +20,8 @@ class GradCAM(CAMExplainer):
     Args:
         model: a CNN returning (N, K) class scores.
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
+            (the paper's ``y^c`` before the softmax, as pytorch-grad-cam and torch-cam).
 
     Example:
         >>> import torch
@@ -38,6 +39,7 @@ class GradCAM(CAMExplainer):
     """
 
     name = "gradcam"
+    default_score = "logit"
 
     def channel_weights(self, context: CAMContext) -> ChannelWeights:
         """``w_k``: the spatial mean of ``∂Ψ_c/∂A_k``."""

@@ -96,7 +96,8 @@ class GradCAMPlusPlus(CAMExplainer):
     Args:
         model: a CNN returning (N, K) class scores.
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
+            (the paper's ``S^c``, as pytorch-grad-cam and torch-cam).
         denominator: ``"paper"`` (Eq. 10) or ``"summed"`` (torch-cam's ``Σ_ab A_ab g_ab³``).
 
     Example:
@@ -115,13 +116,14 @@ class GradCAMPlusPlus(CAMExplainer):
     """
 
     name = "gradcampp"
+    default_score = "logit"
 
     def __init__(
         self,
         model: nn.Module,
         layer: LayerSpec | None = None,
         *,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         denominator: Denominator = "paper",
         runtime: Runtime | None = None,
     ) -> None:

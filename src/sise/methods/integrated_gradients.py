@@ -45,7 +45,8 @@ class IntegratedGradients(Explainer):
         n_steps: points of the path integral.
         method: Captum's integration rule.
         baseline: x': ``"zero"`` (the model's input-space zero), ``"blur"`` or a tensor.
-        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
+            (the model's output, which Captum attributes).
         runtime: its ``batch_size`` is Captum's ``internal_batch_size`` (path points per
             forward); ``None`` (default): all ``n_steps × N`` at once; ``"auto"``: sized from
             free memory with a third of the masked forwards' share (a forward *and backward*
@@ -69,6 +70,7 @@ class IntegratedGradients(Explainer):
     """
 
     name = "ig"
+    default_score = "logit"
 
     runtime_settings = frozenset({"batch_size"})
 
@@ -79,7 +81,7 @@ class IntegratedGradients(Explainer):
         n_steps: int = 50,
         method: IGMethod = "gausslegendre",
         baseline: BaselineSpec = "zero",
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         runtime: Runtime | None = None,
     ) -> None:
         super().__init__(model, score=score, runtime=runtime)

@@ -156,7 +156,7 @@ class RISE(MaskedScoring, Explainer):
         grid_size: int = 7,
         p: float = 0.5,
         seed: int = 0,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         baseline: BaselineSpec = "zero",
         runtime: Runtime | None = None,
     ) -> None:

@@ -139,7 +139,7 @@ class ScoreCAM(MaskedScoring, CAMExplainer):
         model: nn.Module,
         layer: LayerSpec | None = None,
         *,
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         weights: ScoreCamWeights = "score",
         baseline: BaselineSpec = "zero",
         runtime: Runtime | None = None,

@@ -129,7 +129,7 @@ class SISE(MaskedScoring, Explainer):
         *,
         mu: float = 0.0,
         selection: Selection = "fixed",
-        score: ScoreKind = "softmax",
+        score: ScoreKind | None = None,
         baseline: BaselineSpec = "zero",
         gate: Gate = "binary",
         soft_gate_sharpness: float = 100.0,

@@ -148,7 +148,8 @@ class Explorer:
     def _explainer(self, entry: _ModelEntry, method: str, selection: str) -> Explainer:
         key = (method, selection if method == "sise" else "")
         if key not in entry.explainers:
-            options: dict[str, object] = {"score": "softmax", "runtime": self.runtime}
+            # each method explains its own default score (the logit for the gradient methods)
+            options: dict[str, object] = {"runtime": self.runtime}
             if method == "sise":
                 options.update(selection=selection)
             try:
