@@ -86,6 +86,7 @@ from sise import SISE
 from sise.core.layers import discover_layers
 from sise.images import load_image, sample_image_path
 from sise.models.loading import LoadedModel, load_model
+from sise.runtime import FIELDS as RUNTIME_FIELDS
 from sise.runtime import Runtime
 from sise.runtime.device import auto_batch_size, autocast_dtype_for, device_name, exact_fp32
 
@@ -178,7 +179,8 @@ def _sise_method(key: str, model: nn.Module, x: Tensor, targets: Tensor, batch: 
         max(8, batch // 8) if options.pop("pad64", False) else sise.runtime.engine.ROW_MULTIPLE
     )
     eager_gradients = options.pop("eagergrad", False)
-    explainer = SISE(model, **options, runtime=Runtime(batch_size=batch))
+    speed = {k: options.pop(k) for k in list(options) if k in RUNTIME_FIELDS}
+    explainer = SISE(model, **options, runtime=Runtime(batch_size=batch, **speed))
     if eager_gradients:  # compile the masked forwards only, as before the gradient pass was
         explainer.model_runtime._compiled_gradients = None
 

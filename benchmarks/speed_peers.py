@@ -18,7 +18,6 @@ from speed_measure import cudnn_benchmark
 from torch import Tensor, nn
 
 from sise.core.layers import resolve_layers
-from sise.runtime import Runtime
 from sise.runtime.allocator import retained_freed_memory
 
 Runner = Callable[[], tuple[Tensor, None, None]]
@@ -41,9 +40,7 @@ def torchcam_runner(
         return f"torch-cam skipped (pip install torchcam): {error}"
 
     def run() -> tuple[Tensor, None, None]:
-        extractor = ScoreCAM(
-            model, layer, input_shape=tuple(x.shape[1:]), runtime=Runtime(batch_size=batch)
-        )
+        extractor = ScoreCAM(model, layer, input_shape=tuple(x.shape[1:]), batch_size=batch)
         try:
             with torch.no_grad():
                 model(x)
