@@ -2,7 +2,7 @@
 
 Runs SISE, Ada-SISE, Score-CAM and RISE (1,000 masks) twice in one process: as they run by default
 on a CPU (channels-last inputs, prepacked convolution weights, folded batch norms) and with NCHW
-inputs (``channels_last=False`` forced into the engine: folded, not prepacked). Prints the seconds
+inputs (``Runtime(channels_last=False)``: folded, not prepacked). Prints the seconds
 of each, the largest difference between their maps, the lowest Pearson r over the two photos and
 the forward passes.
 
@@ -16,23 +16,12 @@ from collections.abc import Callable
 
 import torch
 
-import sise.methods.masked
-from sise import RISE, SISE, Explainer, ScoreCAM
+from sise import RISE, SISE, Explainer, Runtime, ScoreCAM
 from sise.images import load_image, sample_image_path
 from sise.models.loading import load_model
-from sise.runtime.engine import score_masked
 
-METHOD_MODULES = (sise.methods.masked,)
-
-
-def nchw_score_masked(*args, **kwargs):
-    """The engine with NCHW masked inputs: the path without prepacking."""
-    return score_masked(*args, **{**kwargs, "channels_last": False})
-
-
-def use_engine(engine: Callable) -> None:
-    for module in METHOD_MODULES:
-        module.score_masked = engine  # type: ignore[attr-defined]
+#: The default CPU path (channels-last inputs: prepacked, folded) and NCHW inputs (folded only).
+RUNTIMES = {"default": Runtime(), "nchw": Runtime(channels_last=False)}
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -45,21 +34,19 @@ def main() -> None:
     demo = load_model("demo")
     photos = ("coffee", "chelsea")
     x = torch.cat([demo.preprocess(load_image(sample_image_path(p))) for p in photos])
-    methods: dict[str, Callable[[], Explainer]] = {
-        "SISE": lambda: SISE(demo.model),
-        "Ada-SISE": lambda: SISE(demo.model, selection="adaptive"),
-        "Score-CAM": lambda: ScoreCAM(demo.model),
-        "RISE 1000": lambda: RISE(demo.model, n_masks=1000),
+    methods: dict[str, Callable[[Runtime], Explainer]] = {
+        "SISE": lambda runtime: SISE(demo.model, runtime=runtime),
+        "Ada-SISE": lambda runtime: SISE(demo.model, selection="adaptive", runtime=runtime),
+        "Score-CAM": lambda runtime: ScoreCAM(demo.model, runtime=runtime),
+        "RISE 1000": lambda runtime: RISE(demo.model, n_masks=1000, runtime=runtime),
     }
     print(f"real EfficientNet-Lite0, photos {photos}, {torch.get_num_threads()} threads")
     print("method     | default s | NCHW s | max |diff| | min r     | forwards")
     for name, make in methods.items():
         runs = {}
-        for mode, engine in (("default", score_masked), ("nchw", nchw_score_masked)):
-            use_engine(engine)
+        for mode, runtime in RUNTIMES.items():
             start = time.perf_counter()
-            runs[mode] = (make()(x), time.perf_counter() - start)
-        use_engine(score_masked)
+            runs[mode] = (make(runtime)(x), time.perf_counter() - start)
         (fast, fast_s), (plain, plain_s) = runs["default"], runs["nchw"]
         diff = float((fast.maps - plain.maps).abs().max())
         r = min(pearson(fast.maps[i], plain.maps[i]) for i in range(len(photos)))
