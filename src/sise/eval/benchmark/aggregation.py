@@ -89,18 +89,18 @@ def aggregate(
     number's standard error, and which methods are near each row's best, are computed from the
     same pairs (:class:`Summary`).
 
-    A (pair, method) counts when every metric that applies to the pair is stored. With
+    A (pair, method) counts when every metric that applies to the pair is stored, and a metric
+    only over the pairs it applies to (:attr:`~sise.eval.benchmark.scoring.Metric.applies`). With
     ``common_only`` (the default) only the pairs that every method has completed count, so that
     the columns of a partial run are still comparable.
     """
     by_key = {(p.image_id, p.class_index): p for p in pairs}
+    needed = {key: required_metrics(pair, metrics) for key, pair in by_key.items()}
     have: dict[tuple[str, int, str], set[str]] = {}
     for row in rows:
         if (row.image_id, row.class_index) in by_key:
             have.setdefault((row.image_id, row.class_index, row.method), set()).add(row.metric)
-    complete = {
-        key for key, found in have.items() if required_metrics(by_key[key[:2]], metrics) <= found
-    }
+    complete = {key for key, found in have.items() if needed[key[:2]] <= found}
     wanted = set(by_key)
     if common_only:
         wanted = {pair for pair in wanted if all((*pair, m) in complete for m in methods)}
@@ -110,7 +110,10 @@ def aggregate(
     for row in rows:
         pair = (row.image_id, row.class_index)
         if pair in wanted and (*pair, row.method) in complete:
-            per.setdefault((row.method, row.metric), {})[pair] = (row.value, row.class_index)
+            # a stored value of a metric that does not apply to the pair (one that has left
+            # pointing_difficult's subset since) is not counted
+            if row.metric in needed[pair]:
+                per.setdefault((row.method, row.metric), {})[pair] = (row.value, row.class_index)
             seconds.setdefault(row.method, {})[pair] = row.seconds
     values: dict[str, dict[str, float | None]] = {m: {} for m in [*metrics, "seconds"]}
     errors: dict[str, dict[str, float | None]] = {m: {} for m in metrics}

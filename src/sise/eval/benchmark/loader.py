@@ -1,16 +1,26 @@
 """Reading the pairs ahead of the model: a :class:`torch.utils.data.DataLoader` that reads and
 preprocesses the next pairs while the model runs, and hands them over in packs.
 
+Preprocessing: each pair's photo goes through the model's own transform
+(:attr:`sise.models.loading.LoadedModel.transform`, which holds no model, so the workers carry
+it): the whole photo stretched to the input size for the ImageNet and synthetic models, Caffe's
+shorter-side resize for TorchRay's (:mod:`sise.models.preprocessing`). The pair's ground truth is
+rasterised at its own input's size.
+
 Throughput: the loader reads in ``workers`` processes (0 reads in the main process), and up to
 ``pack`` pairs are explained by one method call (every method takes a batch of images with one
 target each; SISE then shares its masked-forward batches between the images) and scored
-together. The time of a packed call is shared equally between its pairs. On a CPU the values
-equal one-pair-at-a-time runs to float rounding (batched matrix products round differently;
-metrics that rank pixels can turn that into a few thousandths of a point). On a GPU they do not,
-yet: another batch composition changes TF32 rounding enough to flip some of SISE's feature-map
-and gate decisions (measured on an H100, ResNet-50: up to 2.6 points on one pair's mIoU; see
-``benchmarks/results/20261126_benchmark_throughput_h100.txt``), so compare runs made with the
-same ``pack``.
+together. A method call takes inputs of one shape, so the ``pack`` pairs read together are split
+by input shape (:class:`Pack`, one per shape, in reading order): with the stretch resize every
+input has the model's input size and a pack is full; with the shorter-side resize a landscape
+and a portrait photo (VOC's 500 × 375 and 375 × 500 become 224 × 298 and 298 × 224) go to
+separate calls. The time of a packed call is shared equally between its pairs. On a CPU the
+values equal one-pair-at-a-time runs to float rounding (batched matrix products round
+differently; metrics that rank pixels can turn that into a few thousandths of a point). On a GPU
+they do not, yet: another batch composition changes TF32 rounding enough to flip some of SISE's
+feature-map and gate decisions (measured on an H100, ResNet-50: up to 2.6 points on one pair's
+mIoU; see ``benchmarks/results/20261126_benchmark_throughput_h100.txt``), so compare runs made
+with the same ``pack``.
 """
 
 from __future__ import annotations
@@ -19,9 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -31,7 +39,7 @@ from sise.eval.data.pairs import EvalPair, gt_mask
 from sise.images import load_image
 from sise.models.loading import LoadedModel
 
-__all__ = ["CUDA_PACK", "CUDA_WORKERS", "Pack", "model_ready", "pair_loader", "resolve_pack"]
+__all__ = ["CUDA_PACK", "CUDA_WORKERS", "Pack", "pair_loader", "resolve_pack"]
 
 #: Pairs per method call on a GPU when ``pack`` is not given (on a CPU: 1, packing does not pay).
 CUDA_PACK = 8
@@ -40,29 +48,10 @@ CUDA_PACK = 8
 CUDA_WORKERS = 4
 
 
-@dataclass(frozen=True)
-class _Preprocessing:
-    """What :meth:`LoadedModel.preprocess` does to a photo, without the model."""
-
-    input_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def model_ready(rgb: np.ndarray, loaded: LoadedModel | _Preprocessing) -> Tensor:
-    """``loaded.preprocess(rgb)`` kept on the CPU (DataLoader workers must not touch the model's
-    GPU): the whole photo resized (no crop) and normalised, (1, 3, h, w). A test holds it equal
-    to :meth:`LoadedModel.preprocess`."""
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
-    x = F.interpolate(x, size=loaded.input_size, mode="bilinear", antialias=True)
-    mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.std).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 @dataclass
 class Pack:
-    """Pairs read and made model-ready, on the CPU: what the DataLoader hands over."""
+    """Pairs whose inputs have one shape, read and made model-ready, on the CPU: the DataLoader
+    hands over a list of them per ``pack`` pairs read (one per input shape)."""
 
     indices: list[int]
     inputs: Tensor  # (n, C, H, W)
@@ -77,30 +66,38 @@ class _PairReader(TorchDataset):
 
     def __init__(self, pairs: Sequence[EvalPair], loaded: LoadedModel) -> None:
         self.pairs = list(pairs)
-        # not the model: workers get a copy of this object
-        self.preprocessing = _Preprocessing(loaded.input_size, loaded.mean, loaded.std)
+        self.transform = loaded.transform  # not the model: workers get a copy of this object
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[int, Tensor, Tensor]:
         pair = self.pairs[index]
-        inputs = model_ready(load_image(pair.image_path), self.preprocessing)[0]
-        height, width = self.preprocessing.input_size
+        inputs = self.transform(load_image(pair.image_path))[0]
+        height, width = inputs.shape[-2:]
         return index, inputs, gt_mask(pair, height, width)
 
 
-def _collate(items: list[tuple[int, Tensor, Tensor]]) -> Pack:
-    return Pack(
-        [index for index, _, _ in items],
-        torch.stack([inputs for _, inputs, _ in items]),
-        torch.stack([truth for _, _, truth in items]),
-    )
+def _collate(items: list[tuple[int, Tensor, Tensor]]) -> list[Pack]:
+    """One :class:`Pack` per input shape, in the order the shapes first come."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
+    for item in items:
+        by_shape.setdefault(tuple(item[1].shape), []).append(item)
+    return [
+        Pack(
+            [index for index, _, _ in group],
+            torch.stack([inputs for _, inputs, _ in group]),
+            torch.stack([truth for _, _, truth in group]),
+        )
+        for group in by_shape.values()
+    ]
 
 
 def pair_loader(
     pairs: Sequence[EvalPair], loaded: LoadedModel, pack: int, workers: int
 ) -> DataLoader:
+    """The pairs, read ``pack`` at a time by ``workers`` processes; each item is a list of
+    :class:`Pack` (one per input shape)."""
     return DataLoader(
         _PairReader(pairs, loaded),
         batch_size=pack,

@@ -6,15 +6,20 @@ COCO 2014 validation), for TorchRay's fine-tuned VGG16 and ResNet-50. The values
 project's specification (``SPEC.md`` section 4, copied from the authors' blog) gives: SISE and the
 best other method per metric on VOC, SISE alone on COCO. The paper's tables hold more (every
 method on every metric); they are published as images, so only these values are on record here.
-A run's table compares each value it has with its own measurement.
+A run's table compares each value it has with its own measurement (:func:`compare_run`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: The paper's metrics in its column order, by the benchmark's metric keys.
 PAPER_METRICS: tuple[str, ...] = ("ebpg", "miou", "bbox", "drop", "increase")
+
+#: The split each dataset's tables are on.
+PAPER_SPLITS: dict[str, str] = {"voc": "test", "coco": "val2014"}
 
 #: The four settings: (dataset kind, TorchRay architecture).
 PAPER_SETTINGS: tuple[tuple[str, str], ...] = (
@@ -107,3 +112,33 @@ def compare_with_paper(
                     errors.get(method, {}).get(metric, float("nan")),
                 )
     return out
+
+
+def compare_run(
+    dataset: str,
+    split: str,
+    model: str,
+    values: Mapping[str, Mapping[str, float | None]],
+    errors: Mapping[str, Mapping[str, float | None]],
+) -> tuple[tuple[str, str] | None, dict[str, dict[str, PaperComparison]]]:
+    """A run's table beside the paper's: the setting it is in (:func:`paper_setting`, on the
+    paper's split: VOC 2007 ``test``, COCO 2014 ``val2014``) and :func:`compare_with_paper` of
+    its values, or ``(None, {})`` for a run in none of the four settings.
+
+    Args:
+        dataset, split, model: the run's dataset kind, split and loaded model's name.
+        values, errors: metric -> method -> the table's value and its standard error (None: no
+            pair), as :class:`sise.eval.benchmark.aggregation.Summary` holds them.
+    """
+    setting = paper_setting(dataset, model) if PAPER_SPLITS.get(dataset) == split else None
+    if setting is None:
+        return None, {}
+    measured: dict[str, dict[str, float]] = {}
+    spread: dict[str, dict[str, float]] = {}
+    for metric, per_method in values.items():
+        for method, value in per_method.items():
+            if value is not None and not math.isnan(value):
+                measured.setdefault(method, {})[metric] = value
+                error = errors.get(metric, {}).get(method)
+                spread.setdefault(method, {})[metric] = math.nan if error is None else error
+    return setting, compare_with_paper(setting, measured, spread)

@@ -1,9 +1,11 @@
 """The benchmark's outputs: the paper's table (Markdown and CSV), its settings, the example figure.
 
 The table has the paper's layout: methods as columns in the paper's order, metrics as rows in
-:data:`sise.eval.benchmark.scoring.METRICS` order, the best value of each row in bold. Its title block lists
-every setting a number depends on (SPEC section 3: the masking baseline, the mIoU binarisation,
-... change the numbers a lot, so they are printed with them).
+:data:`sise.eval.benchmark.scoring.METRICS` order, the best value of each row in bold. Its title
+block lists every setting a number depends on (SPEC section 3: the masking baseline, the mIoU
+binarisation, ... change the numbers a lot, so they are printed with them). A run in one of the
+paper's four settings has the paper's published values under its rows, with the differences
+(:mod:`sise.eval.benchmark.paper`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +22,21 @@ import numpy as np
 import torch
 
 from sise.eval.benchmark.aggregation import NEAR_BEST
-from sise.eval.benchmark.scoring import METRICS, MetricSettings
+from sise.eval.benchmark.metric_settings import MetricSettings
+from sise.eval.benchmark.paper import PaperComparison
+from sise.eval.benchmark.scoring import METRICS
 from sise.eval.data.pairs import EvalPair
 from sise.images import load_image
 from sise.methods.registry import DISPLAY_NAMES
 
-__all__ = ["RunDescription", "default_name", "format_table", "header", "save_examples"]
+__all__ = [
+    "RunDescription",
+    "default_name",
+    "format_table",
+    "header",
+    "save_examples",
+    "save_outputs",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ def format_table(
     metric_counts: dict[str, dict[str, int]] | None = None,
     errors: dict[str, dict[str, float | None]] | None = None,
     near_best: dict[str, set[str]] | None = None,
+    paper: Mapping[str, Mapping[str, PaperComparison]] | None = None,
 ) -> tuple[str, str]:
     """The paper's layout: methods as columns (paper order), metrics as rows, the best value of
     each row in bold (lowest for Drop%, deletion AUC, distractor energy and time; ties at the
@@ -73,7 +85,13 @@ def format_table(
     With ``errors`` (metric → method → standard error) each value is printed ``value ± error``
     and the CSV has a ``<label> SE`` row under the metric's row; the methods in ``near_best``
     (metric → methods within :data:`sise.eval.benchmark.aggregation.NEAR_BEST` paired standard errors of the
-    best) are in italics, and a note under the table says so. Returns ``(markdown, csv)``."""
+    best) are in italics, and a note under the table says so.
+
+    With ``paper`` (method → metric → :class:`~sise.eval.benchmark.paper.PaperComparison`) a
+    metric row with published values is followed by a ``↳ paper`` row: the published value, the
+    difference ``measured − paper`` and ✓ where it is within two standard errors (✗ where not);
+    the CSV gets ``<label> paper``, ``<label> difference`` and ``<label> within 2 SE`` rows.
+    Returns ``(markdown, csv)``."""
     methods = _paper_order(methods)
     names = [DISPLAY_NAMES.get(m, m) for m in methods]
     ordered = [m for m in METRICS if m in metrics] + [m for m in metrics if m not in METRICS]
@@ -118,6 +136,20 @@ def format_table(
                     *[("" if spread.get(m) is None else repr(spread[m])) for m in methods],
                 ]
             )
+        published = [(paper or {}).get(m, {}).get(key) for m in methods]
+        if any(c is not None for c in published):
+            lines.append("| ↳ paper | " + " | ".join(map(_paper_cell, published)) + " |")
+            for suffix, part in (
+                ("paper", lambda c: repr(c.paper)),
+                ("difference", lambda c: repr(c.difference)),
+                ("within 2 SE", lambda c: str(c.within)),
+            ):
+                writer.writerow(
+                    [
+                        f"{row_info.label} {suffix}",
+                        *["" if c is None else part(c) for c in published],
+                    ]
+                )
     if counts is not None:
         lines.append("| Pairs | " + " | ".join(str(counts.get(m, 0)) for m in methods) + " |")
         writer.writerow(["pairs", *[counts.get(m, 0) for m in methods]])
@@ -128,8 +160,22 @@ def format_table(
             f"*In italics*: not clearly behind the row's best; the paired difference from the "
             f"best, on the same pairs, is within {NEAR_BEST:g} standard errors.",
         ]
+    if paper:
+        lines += [
+            "",
+            "↳ paper: the value the paper publishes (Sattarzadeh et al., AAAI 2021), then this "
+            "run's difference from it (measured − paper): ✓ within two standard errors of this "
+            "run's value, ✗ not.",
+        ]
     markdown = (header + "\n\n" if header else "") + "\n".join(lines) + "\n"
     return markdown, buffer.getvalue()
+
+
+def _paper_cell(comparison: PaperComparison | None) -> str:
+    if comparison is None:
+        return ""
+    mark = "✓" if comparison.within else "✗"
+    return f"{comparison.paper:.2f} ({comparison.difference:+.2f} {mark})"
 
 
 @dataclass(frozen=True)
@@ -147,6 +193,8 @@ class RunDescription:
         metrics: the metrics shown; ``settings`` their settings.
         aggregated: pairs every method has completed; ``common_only`` whether only those count.
         options: each method's result-affecting options.
+        resize: the model's resize (``"stretch"`` or ``"shorter-side"``).
+        paper_setting: the paper's setting the run is in, ``(dataset, architecture)``, if any.
     """
 
     title: str
@@ -165,6 +213,8 @@ class RunDescription:
     aggregated: int
     common_only: bool
     options: Mapping[str, Mapping[str, object]]
+    resize: str = "stretch"
+    paper_setting: tuple[str, str] | None = None
 
 
 def header(run: RunDescription) -> str:
@@ -173,7 +223,13 @@ def header(run: RunDescription) -> str:
     lines = [
         f"- dataset: `{run.dataset}` ({run.kind}, split `{run.split}`), {run.images} images, "
         f"{run.pairs} (image, class) pairs" + (f" (`--limit {run.limit}`)" if run.limit else ""),
-        f"- model: `{run.model}` ({run.model_name}), input {h}×{w}, explained score `{run.score}`",
+        f"- model: `{run.model}` ({run.model_name}), "
+        + (
+            f"input: shorter side {h} px, aspect ratio kept (Caffe's resize)"
+            if run.resize == "shorter-side"
+            else f"input {h}×{w}"
+        )
+        + f", explained score `{run.score}`",
     ]
     described = [
         METRICS[m].describe(run.settings, run.input_hw)  # type: ignore[misc]
@@ -187,6 +243,13 @@ def header(run: RunDescription) -> str:
         if run.common_only
         else "- each method aggregated over the pairs it has completed (row Pairs)"
     )
+    if run.paper_setting is not None:
+        dataset, arch = run.paper_setting
+        where = {"voc": "PASCAL VOC 2007 test", "coco": "MS COCO 2014 val"}.get(dataset, dataset)
+        lines.append(
+            f"- the paper's setting ({where}, TorchRay's {arch}): its published values are under "
+            "the rows (↳ paper)"
+        )
     for method, opts in run.options.items():
         if opts:
             lines.append(
@@ -206,6 +269,24 @@ def default_name(model: str, kind: str) -> str:
     if kind == "synthetic":
         model = model.removeprefix("synthetic-")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{kind}_{model}")
+
+
+def save_outputs(
+    out: Path | None,
+    name: str,
+    markdown: str,
+    table_csv: str,
+    examples: Callable[[Path], Path | None],
+) -> list[Path]:
+    """Write ``<name>.md``, ``<name>.csv`` and the example figure (``examples(path)``, which may
+    draw nothing) into ``out``; the files written (none without ``out``)."""
+    if out is None:
+        return []
+    files = [out / f"{name}.md", out / f"{name}.csv"]
+    files[0].write_text(markdown)
+    files[1].write_text(table_csv)
+    figure = examples(out / f"{name}_examples.png")
+    return files + ([figure] if figure is not None else [])
 
 
 def save_examples(

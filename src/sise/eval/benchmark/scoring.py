@@ -5,32 +5,35 @@ whether higher is better, how to compute its value for each explained pair, whic
 applies to, how per-pair values become the table's number, and the line it adds to the table's
 settings. :data:`METRICS` lists them in the table's row order: the paper's rows (EBPG, mIoU,
 Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
-AUC, and this project's distractor energy.
+AUC, this project's distractor energy, and TorchRay's pointing-game protocol (``pointing_all``,
+``pointing_difficult``: the numbers TorchRay publishes, computed on the original image; asked
+for by name, see :data:`ALL_METRICS`).
 
 **Adding a metric** is one entry in :data:`METRICS` (and, if it has a setting, one field of
-:class:`MetricSettings`): the runner computes and stores it, resumes it, aggregates it
-(:mod:`~sise.eval.benchmark.aggregation`) and prints it from that entry alone. Per-pair computations shared by several metrics (Drop% and
-Increase% come from the same masked forwards) go through :meth:`ScoringBatch.shared`, so they run
-once.
+:class:`~sise.eval.benchmark.metric_settings.MetricSettings`): the runner computes and stores
+it, resumes it, aggregates it (:mod:`~sise.eval.benchmark.aggregation`) and prints it from that
+entry alone. Per-pair computations shared by several metrics (Drop% and Increase% come from the
+same masked forwards) go through :meth:`ScoringBatch.shared`, so they run once.
 
-The metric *settings* (:class:`MetricSettings`) change the stored values, so a run's
-configuration holds them and their hash decides what a rerun may reuse
-(:meth:`MetricSettings.identity`).
+The metric *settings* (:mod:`~sise.eval.benchmark.metric_settings`, imported from here too:
+every metric reads them) change the stored values, so a run's configuration holds them and
+their hash decides what a rerun may reuse.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from sise.core.scores import ScoreKind
 from sise.errors import SiseError
-from sise.eval.data.pairs import EvalPair, distractor_mask
+from sise.eval.benchmark.metric_settings import MetricSettings
+from sise.eval.data.pairs import EvalPair, distractor_mask, pointing_region
 from sise.eval.metrics import (
     average_drop,
     bbox_score,
@@ -43,6 +46,7 @@ from sise.eval.metrics import (
     miou,
     pointing_game_accuracy,
     pointing_game_hits,
+    pointing_game_hits_original,
     scaled_tolerance,
     standard_error,
 )
@@ -60,82 +64,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-_CANVASES = ("zero", "blur")
-
-
-def _setting(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """A :class:`MetricSettings` field's metadata: its command-line help and choices."""
-    return {"help": text, "choices": choices}
-
-
-@dataclass(frozen=True)
-class MetricSettings:
-    """The settings that change metric values (part of every run's configuration and hash).
-
-    Attributes:
-        miou_fraction: mIoU binarisation: the top share of pixels kept, in (0, 1].
-        drop_baseline: what masked-out pixels become in Drop% / Increase%: ``zero`` (the
-            input-space zero, i.e. the normalisation mean) or ``blur``.
-        steps: insertion / deletion steps (None: the input height, as RISE's 224 at 224 px).
-        insertion_substrate, deletion_substrate: the games' canvases (RISE: blur, zero).
-        pointing_tolerance: pointing-game tolerance in original-image pixels (TorchRay: 15).
-
-    Each field's metadata holds its command-line help (``sise benchmark --miou-fraction`` ...),
-    so the command line lists exactly these settings.
-    """
-
-    miou_fraction: float = field(default=0.2, metadata=_setting("mIoU: top share kept"))
-    drop_baseline: str = field(
-        default="zero",
-        metadata=_setting("Drop%/Increase%: what masked-out pixels become", _CANVASES),
-    )
-    steps: int | None = field(
-        default=None, metadata=_setting("insertion/deletion steps (default: input height)")
-    )
-    insertion_substrate: str = field(
-        default="blur", metadata=_setting("insertion canvas", _CANVASES)
-    )
-    deletion_substrate: str = field(
-        default="zero", metadata=_setting("what deleted pixels become", _CANVASES)
-    )
-    pointing_tolerance: float = field(
-        default=15.0, metadata=_setting("pointing game: tolerance in original-image pixels")
-    )
-
-    def validate(self) -> None:
-        """Refuse a setting out of range with a :class:`SiseError` naming its flag."""
-        for item in fields(self):
-            value = getattr(self, item.name)
-            choices = item.metadata.get("choices")
-            if choices is not None and value not in choices:
-                raise SiseError(
-                    f"--{item.name.replace('_', '-')} must be one of {', '.join(choices)}, "
-                    f"got {value!r}"
-                )
-        fraction = self.miou_fraction
-        if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
-            raise SiseError(f"--miou-fraction must lie in (0, 1], got {fraction!r}")
-        if self.steps is not None and (
-            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
-        ):
-            raise SiseError(
-                f"--steps must be a positive integer (or omitted: the input height), got "
-                f"{self.steps!r}"
-            )
-        tolerance = self.pointing_tolerance
-        if not isinstance(tolerance, (int, float)) or not (
-            math.isfinite(tolerance) and tolerance >= 0
-        ):
-            raise SiseError(f"--pointing-tolerance must be a finite number >= 0, got {tolerance!r}")
-
-    def resolved_steps(self, input_hw: tuple[int, int]) -> int:
-        """The insertion / deletion steps for inputs of this size."""
-        return self.steps or input_hw[0]
-
-    def identity(self, input_hw: tuple[int, int]) -> dict[str, object]:
-        """The settings as they enter a run's configuration (defaults resolved)."""
-        return {**asdict(self), "steps": self.resolved_steps(input_hw)}
 
 
 @dataclass
@@ -212,6 +140,7 @@ class Metric:
             left out, and the table says over how many pairs the row is.
         needs_positive_score: a relative change of the score: not with ``--score logit``.
         describe: the settings line it adds under the table's title (None: nothing to say).
+        default: computed when no metrics are named (:data:`ALL_METRICS`).
     """
 
     name: str
@@ -224,6 +153,7 @@ class Metric:
     applies: Callable[[EvalPair], bool] = _always
     needs_positive_score: bool = False
     describe: Callable[[MetricSettings, tuple[int, int]], str] | None = None
+    default: bool = True
 
     def standard_error(self, values: Tensor, class_indices: Tensor) -> float:
         """The standard error of ``aggregate(values, class_indices)``, or of the difference of
@@ -277,6 +207,25 @@ def _pointing_hits(batch: ScoringBatch) -> Tensor:
         device=batch.maps.device,
     )
     return pointing_game_hits(batch.maps, batch.ground_truth, tolerance).double()
+
+
+def _original_hits(batch: ScoringBatch) -> Tensor:
+    regions = [pointing_region(pair) for pair in batch.pairs]
+    tolerance = batch.settings.pointing_tolerance
+    return pointing_game_hits_original(batch.maps, regions, tolerance).double()
+
+
+def _describe_original(settings: MetricSettings, input_hw: tuple[int, int]) -> str:
+    return (
+        f"pointing game (TorchRay): the map resized to the original image, its maximum within "
+        f"{settings.pointing_tolerance:g} px of the class's region (VOC: its boxes, difficult "
+        "ones included; COCO: its segmentations, crowds included), accuracy per class then "
+        "averaged; difficult: TorchRay's difficult subset only"
+    )
+
+
+def _pointing_accuracy(values: Tensor, classes: Tensor) -> float:
+    return pointing_game_accuracy(values > 0.5, classes)
 
 
 def _distractor(batch: ScoringBatch) -> Tensor:
@@ -345,7 +294,7 @@ METRICS: dict[str, Metric] = {
             "Pointing game (%) ↑",
             True,
             _pointing_hits,
-            aggregate=lambda values, classes: pointing_game_accuracy(values > 0.5, classes),
+            aggregate=_pointing_accuracy,
             terms=_percent_flags,
             by_class=True,
             describe=lambda s, hw: (
@@ -378,9 +327,36 @@ METRICS: dict[str, Metric] = {
                 "class's own boxes, over the pairs whose image holds another class"
             ),
         ),
+        Metric(
+            "pointing_all",
+            "Pointing game, TorchRay, all (%) ↑",
+            True,
+            lambda b: b.shared(_original_hits),
+            aggregate=_pointing_accuracy,
+            terms=_percent_flags,
+            by_class=True,
+            describe=_describe_original,
+            default=False,
+        ),
+        Metric(
+            "pointing_difficult",
+            "Pointing game, TorchRay, difficult (%) ↑",
+            True,
+            lambda b: b.shared(_original_hits),
+            aggregate=_pointing_accuracy,
+            terms=_percent_flags,
+            by_class=True,
+            applies=lambda pair: pair.in_difficult_subset is True,
+            describe=_describe_original,
+            default=False,
+        ),
     )
 }
-ALL_METRICS: tuple[str, ...] = tuple(METRICS)
+#: The metrics a run computes when none are named: all but TorchRay's pointing-game protocol,
+#: which is asked for by name (``--metrics ...,pointing_all,pointing_difficult``): it decodes each
+#: pair's region at the original size, its difficult subset needs TorchRay's file, and adding a
+#: metric to the default would have every earlier run compute all its pairs again.
+ALL_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
 
 
 def check_metrics(metrics: Sequence[str], score: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sise.errors import SiseError
-from sise.eval.data.pairs import Box, EvalImage, EvalPair
+from sise.eval.data.pairs import Box, EvalImage, EvalPair, decode_segmentation
 from sise.extras import require
 
 __all__ = ["COCODetection2014"]
@@ -49,7 +49,10 @@ class COCODetection2014:
     dropped, and a class present only as a crowd yields no pair.
 
     Segmentation masks are decoded lazily, when a pair is read (``with_masks=False`` skips
-    them); an annotation without a ``segmentation`` leaves the pair's mask None.
+    them); an annotation without a ``segmentation`` leaves the pair's mask None. Either way each
+    pair carries its annotations' segmentations undecoded (``EvalPair.segmentations``), from
+    which TorchRay's pointing game decodes its region when it scores the pair
+    (:func:`sise.eval.data.pairs.pointing_region`).
 
     Args:
         root: the COCO folder.
@@ -153,10 +156,11 @@ class COCODetection2014:
     def _pair(self, record: _CocoRecord) -> EvalPair:
         image = record.image
         mask = None
+        height, width = int(image["height"]), int(image["width"])
         if self.with_masks and all("segmentation" in ann for ann in record.annotations):
-            union = np.zeros((image["height"], image["width"]), dtype=bool)
+            union = np.zeros((height, width), dtype=bool)
             for ann in record.annotations:
-                union |= self.coco.annToMask(ann).astype(bool)
+                union |= decode_segmentation(ann["segmentation"], height, width)
             mask = union
         return EvalPair(
             image_id=str(image["id"]),
@@ -164,12 +168,13 @@ class COCODetection2014:
             class_index=record.class_index,
             class_name=self.class_names[record.class_index],
             boxes=[_coco_box(ann) for ann in record.annotations],
-            width=int(image["width"]),
-            height=int(image["height"]),
+            width=width,
+            height=height,
             difficult=[False] * len(record.annotations),
             crowd=[bool(ann.get("iscrowd", 0)) for ann in record.annotations],
             mask=mask,
             other_boxes=[_coco_box(ann) for ann in record.others],
+            segmentations=[ann.get("segmentation") for ann in record.annotations],
         )
 
     def __len__(self) -> int:

@@ -7,6 +7,10 @@ Box convention: ``(x0, y0, x1, y1)`` in continuous pixel coordinates of the orig
 pixel ``(i, j)`` covering ``[j, j + 1) × [i, i + 1)``; a box covers the pixels whose centres it
 contains (:func:`boxes_mask`). VOC's 1-based inclusive ``xmin..xmax`` becomes
 ``x0 = xmin - 1, x1 = xmax``; COCO's ``[x, y, w, h]`` becomes ``x0 = x, x1 = x + w``.
+
+Two ground truths: the paper's metrics take the union of the class's boxes at the model's input
+size (:func:`gt_mask`); TorchRay's pointing game takes the class's region at the original image's
+size (:func:`pointing_region`): the boxes for VOC, the segmentation masks for COCO.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,8 +27,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sise.errors import SiseError
+from sise.extras import require
 
-__all__ = ["Box", "EvalImage", "EvalPair", "boxes_mask", "distractor_mask", "gt_mask"]
+__all__ = [
+    "Box",
+    "EvalImage",
+    "EvalPair",
+    "boxes_mask",
+    "decode_segmentation",
+    "distractor_mask",
+    "gt_mask",
+    "pointing_region",
+]
 
 Box = tuple[float, float, float, float]
 
@@ -47,6 +61,11 @@ class EvalPair:
         other_boxes: the boxes of the image's objects of *other* classes (VOC: every annotated
             object, difficult ones included; COCO: every annotation the reader keeps), for the
             distractor-energy metric; empty when the image holds only this class.
+        segmentations: COCO: each box's annotation ``segmentation`` (polygons or RLE, None
+            where it has none), decoded only when needed (:func:`pointing_region`); empty for
+            VOC.
+        in_difficult_subset: whether the pair belongs to the pointing game's "difficult" subset
+            (:mod:`sise.eval.data.difficult_subset`); None: not looked up.
     """
 
     image_id: str
@@ -60,6 +79,8 @@ class EvalPair:
     crowd: list[bool] = field(default_factory=list)
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
     other_boxes: list[Box] = field(default_factory=list)
+    segmentations: list[Any] = field(default_factory=list, compare=False, repr=False)
+    in_difficult_subset: bool | None = None
 
 
 class EvalImage(NamedTuple):
@@ -133,3 +154,47 @@ def distractor_mask(pair: EvalPair, height: int, width: int) -> Tensor:
     if not pair.other_boxes:
         return torch.zeros(height, width, dtype=torch.bool)
     return boxes_mask(pair.other_boxes, (pair.height, pair.width), height, width)
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO annotation's ``segmentation`` as a (height, width) bool mask, decoded the way
+    pycocotools' ``COCO.annToMask`` does: polygons rasterised and merged, an uncompressed RLE
+    (``counts`` a list, as crowd regions are stored) compressed first, a compressed RLE as is."""
+    mask_utils = require("pycocotools.mask", "COCO segmentation masks")
+    if isinstance(segmentation, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    elif isinstance(segmentation, dict) and "counts" in segmentation:
+        rle = segmentation
+    else:
+        raise SiseError(f"unreadable COCO segmentation {str(segmentation)[:80]!r}")
+    return np.asarray(mask_utils.decode(rle), dtype=bool)
+
+
+def pointing_region(pair: EvalPair) -> Tensor:
+    """The class's region at the original image's size, as TorchRay's pointing game takes it.
+
+    VOC (a pair without segmentations): the union of the class's boxes, the difficult ones
+    included, each covering its annotated pixels ``xmin - 1 .. xmax - 1`` (TorchRay's
+    ``voc_as_mask``). COCO: the union of the class's segmentation masks, crowd regions included
+    (TorchRay's ``coco_as_mask``); an annotation without a segmentation adds its box.
+
+    Returns:
+        (height, width) bool tensor on the CPU.
+    """
+    size = (pair.height, pair.width)
+    if not pair.segmentations:
+        return boxes_mask(pair.boxes, size, *size)
+    if len(pair.segmentations) != len(pair.boxes):
+        raise SiseError(
+            f"image {pair.image_id}: {len(pair.segmentations)} segmentations for "
+            f"{len(pair.boxes)} boxes"
+        )
+    region = torch.zeros(size, dtype=torch.bool)
+    for box, segmentation in zip(pair.boxes, pair.segmentations, strict=True):
+        if segmentation is None:
+            region |= boxes_mask([box], size, *size)
+        else:
+            region |= torch.from_numpy(decode_segmentation(segmentation, *size))
+    return region

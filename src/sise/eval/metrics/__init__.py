@@ -11,7 +11,9 @@ Ground-truth metrics (no model needed):
 * :func:`bbox_score` (Schulz et al. 2020, IBA),
 * :func:`miou` (IoU of the binarised map with G),
 * :func:`distractor_energy` (the share of the map's energy on other classes' objects),
-* :func:`pointing_game_hits` / :func:`pointing_game_accuracy` (Zhang et al. 2016, TorchRay).
+* :func:`pointing_game_hits` / :func:`pointing_game_accuracy` (Zhang et al. 2016, TorchRay),
+  and :func:`pointing_game_hits_original`, TorchRay's protocol to the letter on the original
+  image.
 
 Model-truth metrics (all masked forward passes go through :func:`sise.runtime.engine.score_masked`):
 
@@ -35,6 +37,7 @@ from sise.eval.metrics.ground_truth import (
     miou,
     pointing_game_accuracy,
     pointing_game_hits,
+    pointing_game_hits_original,
     scaled_tolerance,
     top_k_membership,
 )
@@ -66,6 +69,7 @@ __all__ = [
     "miou",
     "pointing_game_accuracy",
     "pointing_game_hits",
+    "pointing_game_hits_original",
     "rank_average",
     "sanity_check",
     "scaled_tolerance",

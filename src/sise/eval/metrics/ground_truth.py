@@ -4,12 +4,14 @@ needed). See :mod:`sise.eval.metrics` for the notation."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sise.errors import SiseError
-from sise.eval.metrics.checks import check_ground_truth
+from sise.eval.metrics.checks import check_ground_truth, check_maps
 
 __all__ = [
     "bbox_score",
@@ -18,6 +20,7 @@ __all__ = [
     "miou",
     "pointing_game_accuracy",
     "pointing_game_hits",
+    "pointing_game_hits_original",
     "scaled_tolerance",
     "top_k_membership",
 ]
@@ -252,6 +255,58 @@ def pointing_game_hits(maps: Tensor, gt_mask: Tensor, tolerance: float | Tensor 
     hit = near.flatten(1).any(dim=1) | on_target
     constant = flat.amax(dim=1) == flat.amin(dim=1)
     return hit & ~constant
+
+
+def pointing_game_hits_original(
+    maps: Tensor, regions: Sequence[Tensor], tolerance: float = 15.0
+) -> Tensor:
+    """Pointing-game hit of each map as TorchRay's benchmark scores it, on the original image
+    (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016; TorchRay's
+    ``PointingGameBenchmark`` and its ``examples/attribution_benchmark.py``).
+
+    Each map is resized to its region's size, the original image's (bilinear,
+    ``align_corners=False``, as TorchRay resizes a saliency map); the point ``(x, y)`` is its
+    first maximum in row-major order (``argmax``). It is a hit when some pixel ``(i, j)`` of the
+    region lies strictly inside the tolerance disc: ``(i - y)² + (j - x)² < tolerance²``.
+
+    Unlike :func:`pointing_game_hits` this follows TorchRay to the letter: the tolerance is in
+    original pixels, a constant map points at its first pixel (the top-left corner, which may
+    hit), and ``tolerance=0`` accepts nothing.
+
+    Args:
+        maps: (N, h, w) maps at any resolution (the model's input).
+        regions: N (H_i, W_i) bool regions at the original images' sizes
+            (:func:`sise.eval.data.pairs.pointing_region`), on the CPU.
+        tolerance: acceptance radius in original-image pixels (TorchRay: 15).
+
+    Returns:
+        (N,) bool hits, on the CPU.
+    """
+    check_maps(maps)
+    if len(regions) != maps.shape[0]:
+        raise SiseError(f"got {len(regions)} regions for {maps.shape[0]} maps")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise SiseError(f"tolerance must be a finite number >= 0, got {tolerance}")
+    hits = torch.zeros(len(regions), dtype=torch.bool)
+    for index, region in enumerate(regions):
+        if region.ndim != 2 or region.dtype != torch.bool:
+            raise SiseError(
+                f"region {index} must be a (H, W) bool tensor, got {region.dtype} "
+                f"{tuple(region.shape)}"
+            )
+        height, width = region.shape
+        resized = F.interpolate(
+            maps[index][None, None].float(),
+            size=(height, width),
+            mode="bilinear",
+            align_corners=False,
+        )
+        y, x = divmod(int(resized.flatten().argmax()), width)
+        rows = (torch.arange(height, dtype=torch.float64) - y) ** 2
+        cols = (torch.arange(width, dtype=torch.float64) - x) ** 2
+        accept = rows[:, None] + cols[None, :] < float(tolerance) ** 2
+        hits[index] = bool((region.cpu() & accept).any())
+    return hits
 
 
 def pointing_game_accuracy(hits: Tensor, class_ids: Tensor) -> float:
