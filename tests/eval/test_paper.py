@@ -7,6 +7,7 @@ import math
 from sise.eval.benchmark.paper import (
     PAPER_VALUES,
     PaperComparison,
+    compare_run,
     compare_with_paper,
     paper_setting,
 )
@@ -35,3 +36,19 @@ def test_comparison_by_hand() -> None:
     assert not got["sise"]["drop"].within  # 45 - 38.40 = 6.6 > 2
     assert not got["gradcam"]["ebpg"].within  # no standard error: never called within
     assert not PaperComparison(1.0, 1.0, float("nan")).within
+
+
+def test_a_runs_table_beside_the_papers() -> None:
+    values = {"ebpg": {"sise": 60.0, "fullgrad": 10.0}, "drop": {"sise": None}, "seconds": {}}
+    errors = {"ebpg": {"sise": 0.4, "fullgrad": 1.0}, "drop": {"sise": None}}
+    setting, paper = compare_run("voc", "test", "torchray-vgg16-voc", values, errors)
+    assert setting == ("voc", "vgg16")
+    assert set(paper) == {"sise"} and set(paper["sise"]) == {"ebpg"}  # FullGrad: not published
+    ebpg = paper["sise"]["ebpg"]
+    assert (ebpg.paper, ebpg.measured, ebpg.standard_error) == (60.54, 60.0, 0.4)
+    assert ebpg.within  # |-0.54| <= 0.8
+    # another split, or not TorchRay's model: not the paper's setting
+    assert compare_run("voc", "trainval", "torchray-vgg16-voc", values, errors) == (None, {})
+    assert compare_run("coco", "val2014", "resnet50", values, errors) == (None, {})
+    setting, paper = compare_run("coco", "val2014", "torchray-resnet50-coco", values, errors)
+    assert setting == ("coco", "resnet50") and paper["sise"]["ebpg"].paper == 29.43

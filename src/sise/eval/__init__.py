@@ -12,6 +12,7 @@ from sise.eval.data import (
     distractor_mask,
     gt_mask,
     load_dataset,
+    pointing_region,
 )
 from sise.eval.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from sise.eval.metrics import (
@@ -28,6 +29,7 @@ from sise.eval.metrics import (
     miou,
     pointing_game_accuracy,
     pointing_game_hits,
+    pointing_game_hits_original,
     rank_average,
     sanity_check,
     scaled_tolerance,
@@ -61,6 +63,8 @@ __all__ = [
     "miou",
     "pointing_game_accuracy",
     "pointing_game_hits",
+    "pointing_game_hits_original",
+    "pointing_region",
     "rank_average",
     "sanity_check",
     "scaled_tolerance",

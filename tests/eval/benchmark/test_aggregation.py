@@ -144,3 +144,22 @@ def test_near_best_compares_only_the_pairs_both_methods_completed() -> None:
     rows += [ResultRow("id", "4", 0, "c", "gradcam", "ebpg", 60.0, 1.0)]  # now ahead on pair 4
     summary = aggregate(rows, pairs, list(ebpg), ["ebpg"], common_only=False)
     assert summary.near_best == {"ebpg": {"sise"}}  # differences (1, .5, 1, .5, -10): SE 2.2
+
+
+def test_values_of_pairs_a_metric_no_longer_applies_to_are_left_out() -> None:
+    """A pair that has left pointing_difficult's subset (another subset file) keeps its stored
+    row, which the table must not count."""
+    pairs = [
+        EvalPair(str(i), Path("x.jpg"), 0, "c", [(0, 0, 1, 1)], 8, 8, in_difficult_subset=inside)
+        for i, inside in enumerate([True, False])
+    ]
+    rows = [
+        ResultRow("id", p.image_id, 0, "c", "gradcam", metric, 100.0 * (p.image_id == "0"), 1.0)
+        for p in pairs
+        for metric in ("ebpg", "pointing_difficult")
+    ]
+    summary = aggregate(rows, pairs, ["gradcam"], ["ebpg", "pointing_difficult"])
+    assert summary.counts == {"gradcam": 2}
+    assert summary.metric_counts["pointing_difficult"] == {"gradcam": 1}
+    assert summary.values["pointing_difficult"] == {"gradcam": 100.0}
+    assert summary.values["ebpg"] == {"gradcam": 50.0}

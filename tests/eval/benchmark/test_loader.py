@@ -32,7 +32,10 @@ def test_workers_preprocess_like_the_model(tiny_data: Path) -> None:
     # the same float operations, so results (and stored runs) stay bit for bit the same
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
     x = F.interpolate(x, size=(80, 80), mode="bilinear", antialias=True)
-    mean, std = torch.tensor(loaded.mean).view(1, 3, 1, 1), torch.tensor(loaded.std).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor(loaded.mean).view(1, 3, 1, 1),
+        torch.tensor(loaded.std).view(1, 3, 1, 1),
+    )
     assert torch.equal(inputs[None], (x - mean) / std)
 
 

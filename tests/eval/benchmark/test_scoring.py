@@ -84,6 +84,29 @@ def test_settings_are_checked(changes: dict, message: str) -> None:
         MetricSettings(**changes).validate()
 
 
+def test_torchrays_pointing_game_is_asked_for_by_name(tmp_path: Path) -> None:
+    """Not among the default metrics (an earlier run must not recompute every pair), accepted
+    by name; its subset file is checked at once and stays out of the run's identity."""
+    assert "pointing_all" not in ALL_METRICS and "pointing_difficult" not in ALL_METRICS
+    assert set(METRICS) == {*ALL_METRICS, "pointing_all", "pointing_difficult"}
+    assert check_metrics(["pointing_difficult", "ebpg"], "logit") == ["ebpg", "pointing_difficult"]
+    flags = tmp_path / "flags.txt"
+    flags.write_text("000001\t1\n")
+    given = MetricSettings(pointing_difficult_flags=str(flags))
+    given.validate()
+    assert given.identity((64, 64)) == MetricSettings().identity((64, 64))
+    with pytest.raises(SiseError, match=r"--pointing-difficult-flags .* is not a file"):
+        MetricSettings(pointing_difficult_flags=str(tmp_path / "none.txt")).validate()
+    inside = _pair([(0, 0, 2, 2)], [])
+    inside.in_difficult_subset = True
+    outside = _pair([(0, 0, 2, 2)], [], image_id="b")
+    assert required_metrics(inside, ["pointing_difficult", "ebpg"]) == {
+        "pointing_difficult",
+        "ebpg",
+    }
+    assert required_metrics(outside, ["pointing_difficult", "ebpg"]) == {"ebpg"}
+
+
 def test_settings_identity_resolves_the_default_steps() -> None:
     MetricSettings().validate()
     assert MetricSettings().identity((64, 64)) == {

@@ -13,6 +13,7 @@ from sise.errors import SiseError
 from sise.eval import (
     COCODetection2014,
     gt_mask,
+    pointing_region,
 )
 
 
@@ -134,6 +135,21 @@ def test_coco_pairs_boxes_and_masks(coco_root: Path) -> None:
     assert person.other_boxes == dog.boxes
     assert dog.other_boxes == person.boxes
     assert car.other_boxes == []
+
+
+def test_coco_pointing_region_is_the_segmentations_crowds_included(coco_root: Path) -> None:
+    """TorchRay's pointing game takes the union of the class's segmentations at the original
+    size, decoded from the pairs even when the reader decodes no masks."""
+    with_masks = list(COCODetection2014(coco_root))
+    without = list(COCODetection2014(coco_root, with_masks=False))
+    for pair, bare in zip(with_masks, without, strict=True):
+        assert bare.mask is None and len(bare.segmentations) == len(bare.boxes)
+        assert np.array_equal(pointing_region(bare).numpy(), pair.mask)
+    assert without[0].crowd == [True]  # the person is a crowd region, an RLE
+    # an annotation without a segmentation adds its box
+    bare = without[2]
+    bare.segmentations = [None]
+    assert np.array_equal(pointing_region(bare).numpy(), gt_mask(bare, 5, 6).numpy())
 
 
 def test_coco_without_crowd_and_masks(coco_root: Path) -> None:

@@ -195,6 +195,7 @@ class RunDescription:
         options: each method's result-affecting options.
         resize: the model's resize (``"stretch"`` or ``"shorter-side"``).
         paper_setting: the paper's setting the run is in, ``(dataset, architecture)``, if any.
+        paper_methods: the run's methods the paper publishes values of in that setting.
     """
 
     title: str
@@ -215,6 +216,7 @@ class RunDescription:
     options: Mapping[str, Mapping[str, object]]
     resize: str = "stretch"
     paper_setting: tuple[str, str] | None = None
+    paper_methods: Sequence[str] = ()
 
 
 def header(run: RunDescription) -> str:
@@ -246,9 +248,15 @@ def header(run: RunDescription) -> str:
     if run.paper_setting is not None:
         dataset, arch = run.paper_setting
         where = {"voc": "PASCAL VOC 2007 test", "coco": "MS COCO 2014 val"}.get(dataset, dataset)
+        model = {"vgg16": "VGG16", "resnet50": "ResNet-50"}.get(arch, arch)
+        names = ", ".join(DISPLAY_NAMES.get(m, m) for m in _paper_order(run.paper_methods))
         lines.append(
-            f"- the paper's setting ({where}, TorchRay's {arch}): its published values are under "
-            "the rows (↳ paper)"
+            f"- the paper's setting ({where}, TorchRay's {model}): "
+            + (
+                f"the published values of {names} are under their rows (↳ paper)"
+                if names
+                else "the paper publishes no value of these methods here"
+            )
         )
     for method, opts in run.options.items():
         if opts:

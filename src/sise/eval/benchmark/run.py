@@ -215,6 +215,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             options={m: result_options(o) for m, o in options.items()},
             resize=loaded.resize,
             paper_setting=setting,
+            paper_methods=tuple(paper),
         )
         markdown, table_csv = format_table(
             summary.values,
