@@ -11,8 +11,8 @@ dog 16):
   one pair, the dog (both boxes); ``000002`` (36 × 48, portrait): a cat and a chair, two pairs;
   ``000003`` (48 × 36): a person, and a bird who is only difficult: one pair, the person;
   ``000004`` (40 × 40): only a difficult sofa: no pair.
-* COCO image 1 (48 × 36): a crowd of people (its only person) and a dog: two pairs, the person
-  from the crowd alone; image 2 (36 × 48): two cars, one pair; image 3: no annotation, no pair.
+* COCO image 1 (48 × 36): a crowd of people (its only person, L-shaped) and a dog (a triangle):
+  two pairs, the person from the crowd alone; image 2 (36 × 48): two cars, one pair; image 3: no annotation, no pair.
 """
 
 from __future__ import annotations
@@ -100,15 +100,16 @@ def write_coco_tree(root: Path) -> Path:
         {"id": 2, "file_name": "COCO_val2014_000000000002.jpg", "width": 36, "height": 48},
         {"id": 3, "file_name": "COCO_val2014_000000000003.jpg", "width": 40, "height": 40},
     ]
-    # the crowd: columns 2-9 of rows 20-35, as a column-major uncompressed RLE (COCO's crowds)
+    # the crowd, L-shaped, as a column-major uncompressed RLE (COCO's crowds)
     crowd = np.zeros((36, 48), dtype=bool)
     crowd[20:36, 2:10] = True
+    crowd[30:36, 10:20] = True
     flat = crowd.flatten(order="F")
     changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
     counts = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
     annotations = [
-        (1, "person", {"counts": counts, "size": [36, 48]}, [2, 20, 8, 16], 1),
-        (1, "dog", _rect(25, 5, 45, 25), [25, 5, 20, 20], 0),
+        (1, "person", {"counts": counts, "size": [36, 48]}, [2, 20, 18, 16], 1),
+        (1, "dog", [[25, 5, 45, 5, 25, 25]], [25, 5, 20, 20], 0),  # a triangle in its box
         (2, "car", _rect(2, 2, 12, 12), [2, 2, 10, 10], 0),
         (2, "car", _rect(20, 30, 34, 46), [20, 30, 14, 16], 0),
     ]

@@ -154,3 +154,22 @@ def test_pairs_outside_the_difficult_subset_wait_for_nothing(
     monkeypatch.setattr(running, "evaluate_pack", fail)
     again = _run(trees, "voc", tmp_path, metrics=["pointing_difficult"], out=None)
     assert again.markdown == result.markdown  # type: ignore[attr-defined]
+
+
+def test_default_steps_follow_the_model_input_size_not_the_photos(
+    trees: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Insertion / deletion's default steps, the input height, are the model's input size for
+    every pair, as in the run's identity, though a portrait photo's input is taller."""
+    from sise.eval.benchmark import explaining
+
+    seen: list[tuple[int | None, tuple[int, int]]] = []
+
+    def recording(batch: object, metrics: list[str]) -> dict[str, torch.Tensor]:
+        seen.append((batch.settings.steps, batch.input_hw))  # type: ignore[attr-defined]
+        return {name: torch.zeros(len(batch.pairs), dtype=torch.float64) for name in metrics}  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(explaining, "score_batch", recording)
+    result = _run(trees, "voc", tmp_path, metrics=["deletion"], out=None)
+    assert result is not None and "insertion / deletion: 64 steps" in result.markdown  # type: ignore[attr-defined]
+    assert sorted(set(seen)) == [(64, (64, 85)), (64, (85, 64))]

@@ -58,6 +58,7 @@ def test_paper_rows_under_the_measured_ones() -> None:
         "EBPG (%) ↑ within 2 SE,,True",
     ]
     missed = {"sise": {"ebpg": PaperComparison(60.54, 61.0, 0.2)}}
-    markdown, _ = format_table(values, ["sise"], ["ebpg"], errors=errors, paper=missed)
+    markdown, table_csv = format_table(values, ["sise"], ["ebpg"], errors=errors, paper=missed)
     assert "| ↳ paper | 60.54 (+0.46 ✗) |" in markdown
+    assert "EBPG (%) ↑ within 2 SE,False" in table_csv.splitlines()
     assert "↳ paper" not in format_table(values, ["sise"], ["ebpg"], errors=errors)[0]

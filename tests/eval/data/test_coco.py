@@ -146,8 +146,12 @@ def test_coco_pointing_region_is_the_segmentations_crowds_included(coco_root: Pa
         assert bare.mask is None and len(bare.segmentations) == len(bare.boxes)
         assert np.array_equal(pointing_region(bare).numpy(), pair.mask)
     assert without[0].crowd == [True]  # the person is a crowd region, an RLE
-    # an annotation without a segmentation adds its box
+    # a triangle covers less than its box
     bare = without[2]
+    bare.segmentations = [[[0, 0, 2, 0, 0, 2]]]
+    region = pointing_region(bare).numpy()
+    assert region[0, 0] and not region[1, 1] and region.sum() < gt_mask(bare, 5, 6).sum()
+    # an annotation without a segmentation adds its box
     bare.segmentations = [None]
     assert np.array_equal(pointing_region(bare).numpy(), gt_mask(bare, 5, 6).numpy())
 
