@@ -173,3 +173,21 @@ def test_default_steps_follow_the_model_input_size_not_the_photos(
     result = _run(trees, "voc", tmp_path, metrics=["deletion"], out=None)
     assert result is not None and "insertion / deletion: 64 steps" in result.markdown  # type: ignore[attr-defined]
     assert sorted(set(seen)) == [(64, (64, 85)), (64, (85, 64))]
+
+
+def test_pairs_go_in_order_of_input_shape_so_packs_stay_full(
+    trees: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in dataset order, packs of 2 would mix a landscape and a portrait input (dog, cat /
+    chair, person) and split into four calls; in order of shape they are two full calls."""
+    packs: list[list[str]] = []
+    evaluate = running.evaluate_pack
+
+    def recording(loaded: object, pairs: list, *args: object, **kwargs: object) -> object:
+        packs.append([f"{p.image_id}/{p.class_name}" for p in pairs])
+        return evaluate(loaded, pairs, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(running, "evaluate_pack", recording)
+    result = _run(trees, "voc", tmp_path, metrics=["ebpg"], out=None, pack=2)
+    assert result is not None and result.counts == {"gradcam": 4}  # type: ignore[attr-defined]
+    assert packs == [["000001/dog", "000003/person"], ["000002/cat", "000002/chair"]]

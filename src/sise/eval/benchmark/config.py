@@ -60,7 +60,8 @@ class BenchmarkConfig:
         limit: first N images of the split (None: all).
         split: dataset split (default ``test``; ``val2014`` for COCO).
         checkpoint: weights for a torchvision / timm model.
-        input_size: square input side (default: the model's own).
+        input_size: input side (TorchRay's models: the shorter side, the aspect ratio kept;
+            default: the model's own).
         device: ``cpu``, ``cuda``, ``cuda:1`` ... (distributed CUDA runs use ``cuda:LOCAL_RANK``).
         score: the explained score (``sigmoid`` for multi-label models).
         metric_settings: the metrics' settings (mIoU binarisation, masking baseline, ...).

@@ -14,7 +14,8 @@ together. A method call takes inputs of one shape, so the ``pack`` pairs read to
 by input shape (:class:`Pack`, one per shape, in reading order): with the stretch resize every
 input has the model's input size and a pack is full; with the shorter-side resize a landscape
 and a portrait photo (VOC's 500 × 375 and 375 × 500 become 224 × 298 and 298 × 224) go to
-separate calls. The time of a packed call is shared equally between its pairs. On a CPU the
+separate calls, and the run hands the pairs over in the order of their input's shape (from the
+annotated photo sizes) so that packs stay full. The time of a packed call is shared equally between its pairs. On a CPU the
 values equal one-pair-at-a-time runs to float rounding (batched matrix products round
 differently; metrics that rank pixels can turn that into a few thousandths of a point). On a GPU
 they do not, yet: another batch composition changes TF32 rounding enough to flip some of SISE's

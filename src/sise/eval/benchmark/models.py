@@ -219,7 +219,8 @@ def load_benchmark_model(
         class_names: the dataset's classes; the model must have as many outputs.
         checkpoint: weights for a torchvision / timm model.
         device: where to put the model.
-        input_size: square input side (default: 224, or 64 for the synthetic models).
+        input_size: square input side, or for TorchRay's models the shorter side (the aspect
+            ratio kept; default: 224, or 64 for the synthetic models).
     """
     if spec.startswith("synthetic-"):
         kind = spec.removeprefix("synthetic-")

@@ -2,9 +2,9 @@
 table.
 
 Every (image, ground-truth class) pair is explained by every method and scored with every metric
-(:mod:`sise.eval.benchmark.explaining`, :mod:`sise.eval.benchmark.scoring`); the results go to SQLite
-(:mod:`sise.eval.benchmark.store`), the table to :mod:`sise.eval.benchmark.report`, and a run
-may be spread over processes (:mod:`sise.eval.benchmark.distributed`). The run's configuration
+(:mod:`sise.eval.benchmark.explaining`, :mod:`sise.eval.benchmark.scoring`); the results go to
+SQLite (:mod:`sise.eval.benchmark.store`), the table to :mod:`sise.eval.benchmark.report`, and a
+run may be spread over processes (:mod:`sise.eval.benchmark.distributed`). The run's configuration
 and identity are :mod:`sise.eval.benchmark.config`; the pairs are read ahead of the model by
 :mod:`sise.eval.benchmark.loader`.
 
@@ -295,6 +295,11 @@ def _work(
         disable=not config.progress or ranks.rank != 0,
         dynamic_ncols=True,
     )
+    # Only inputs of one shape share a method call: in the order of their input's shape (the
+    # dataset's order within a shape; one shape under the stretch resize, so the order is kept)
+    # the photos that TorchRay's shorter-side resize turns into inputs of one shape come together.
+    shape = loaded.transform.input_shape
+    todo = sorted(todo, key=lambda item: shape(item[0].height, item[0].width))
     loader = pair_loader([p for p, _ in todo], loaded, pack, workers)
     # one block for the whole run: freed memory is reused from pair to pair, not handed back
     # after each explanation and faulted in again
