@@ -58,3 +58,13 @@ def test_replace_checks_names_and_values() -> None:
 
 def test_fields_are_the_speed_keys() -> None:
     assert FIELDS == ("batch_size", "precision", "channels_last", "compile", "progress", "device")
+
+
+def test_a_method_refuses_what_is_not_a_runtime() -> None:
+    from torch import nn
+
+    from sise import GradCAM
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    with pytest.raises(SiseError, match=r"runtime must be a sise\.Runtime"):
+        GradCAM(model, runtime={"batch_size": 8})  # type: ignore[arg-type]

@@ -34,11 +34,6 @@ class ModelRuntime:
     """
 
     def __init__(self, model: nn.Module, runtime: Runtime) -> None:
-        if not isinstance(runtime, Runtime):
-            raise TypeError(
-                f"runtime must be a sise.Runtime, got {type(runtime).__name__}: "
-                "build one with sise.Runtime(batch_size=..., precision=...)"
-            )
         self.model = model
         self.settings = runtime
         cudagraphs = runtime.compile == "cudagraphs"

@@ -16,7 +16,7 @@ size (:func:`pointing_region`): the boxes for VOC, the segmentation masks for CO
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -198,3 +198,24 @@ def pointing_region(pair: EvalPair) -> Tensor:
         else:
             region |= torch.from_numpy(decode_segmentation(segmentation, *size))
     return region
+
+
+class PairList:
+    """A dataset whose pairs are made up front: ``_pairs`` in dataset order and ``_images``
+    (each image with the classes of its pairs), set by the subclass's constructor."""
+
+    _pairs: list[EvalPair]
+    _images: list[EvalImage]
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> EvalPair:
+        return self._pairs[index]
+
+    def __iter__(self) -> Iterator[EvalPair]:
+        return iter(self._pairs)
+
+    def images(self) -> list[EvalImage]:
+        """The images with at least one pair, in dataset order, with the classes of their pairs."""
+        return list(self._images)

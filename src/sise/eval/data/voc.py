@@ -8,13 +8,13 @@ Boxes follow :mod:`sise.eval.data.pairs`: VOC's 1-based inclusive ``xmin..xmax``
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from sise.errors import SiseError
-from sise.eval.data.pairs import Box, EvalImage, EvalPair
+from sise.eval.data.pairs import Box, EvalImage, EvalPair, PairList
 from sise.models.classes import VOC_CLASSES
 
 __all__ = ["VOC_CLASSES", "VOCDetection2007", "voc_annotation_xml"]
@@ -75,7 +75,7 @@ def _xml_number(node: ET.Element, tag: str, xml_path: Path) -> float:
         ) from None
 
 
-class VOCDetection2007:
+class VOCDetection2007(PairList):
     """PASCAL VOC detection split as evaluation pairs (also reads the synthetic datasets).
 
     Layout: ``VOCdevkit/VOC2007/{JPEGImages/<id>.jpg, Annotations/<id>.xml,
@@ -224,16 +224,3 @@ class VOCDetection2007:
                 )
             )
         return pairs
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __getitem__(self, index: int) -> EvalPair:
-        return self._pairs[index]
-
-    def __iter__(self) -> Iterator[EvalPair]:
-        return iter(self._pairs)
-
-    def images(self) -> list[EvalImage]:
-        """Every image of the split, in split order, with the classes of its pairs."""
-        return list(self._images)

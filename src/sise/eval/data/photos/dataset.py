@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sise.errors import SiseError
-from sise.eval.data.pairs import EvalImage, EvalPair
+from sise.eval.data.pairs import EvalImage, EvalPair, PairList
 from sise.eval.data.photos.cache import photo_set, set_digest
 from sise.eval.data.photos.render import PHOTO_SET, PhotoSetSpec
 from sise.eval.data.voc import VOCDetection2007
@@ -66,7 +66,7 @@ def class_probabilities(
     return out
 
 
-class PhotoDataset:
+class PhotoDataset(PairList):
     """The photo set's (image, class) pairs that one model is confident about.
 
     Same protocol as :class:`~sise.eval.data.voc.VOCDetection2007` (``len``, indexing,
@@ -102,19 +102,6 @@ class PhotoDataset:
             for image in voc.images()
             if image.image_id in kept_by_image
         ]
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __getitem__(self, index: int) -> EvalPair:
-        return self._pairs[index]
-
-    def __iter__(self) -> Iterator[EvalPair]:
-        return iter(self._pairs)
-
-    def images(self) -> list[EvalImage]:
-        """The images with at least one kept pair, in split order, with their kept classes."""
-        return list(self._images)
 
 
 def photo_dataset(
