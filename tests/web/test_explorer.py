@@ -50,7 +50,7 @@ def test_one_explanation_at_a_time(monkeypatch):
     explorer = Explorer("cpu")
     running, most, seen_waiting = [0], [0], []
 
-    def slow_explain(request: ExplainRequest) -> dict[str, object]:
+    def slow_explain(request: ExplainRequest, check=None) -> dict[str, object]:
         running[0] += 1
         most[0] = max(most[0], running[0])
         time.sleep(0.2)

@@ -291,9 +291,9 @@ def test_sise_app_explains_on_its_main_thread_and_stops_on_ctrl_c(tmp_path):
         "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import threading, sise.web as app\n"
         "explain = app.Explorer._explain\n"
-        "def recorded(self, request):\n"
+        "def recorded(self, request, *rest):\n"
         "    print('explained on', threading.current_thread().name, flush=True)\n"
-        "    return explain(self, request)\n"
+        "    return explain(self, request, *rest)\n"
         "app.Explorer._explain = recorded\n"
         "app.serve(0)\n"
     )

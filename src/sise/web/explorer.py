@@ -1,9 +1,13 @@
 """The page's explanations: one at a time, the two most recent models kept loaded.
 
 One lock runs one explanation at a time: a second one would only halve the speed of both, and
-the methods hook the model's layers for the duration of a call. Loaded models (the two most
-recent) and their explainers are kept between requests, so only the first request pays for
-loading the weights.
+the methods hook the model's layers for the duration of a call. Uploaded photos are decoded
+inside that section, so only one decoded photo is in memory at a time. At most
+:attr:`Explorer.max_waiting` requests wait for it; another is refused at once as :class:`Busy`
+(the server answers 503 with ``Retry-After``). A request whose page has gone away is dropped
+before it starts, and an explanation running for it stops at its next forward pass
+(:class:`~sise.web.main_thread.Cancelled`). Loaded models (the two most recent) and their
+explainers are kept between requests, so only the first request pays for loading the weights.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,13 +30,25 @@ from sise.methods.base import Explainer, Explanation
 from sise.methods.registry import DISPLAY_NAMES, make_explainer
 from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
 from sise.runtime import Runtime
-from sise.web.main_thread import MainThreadCalls
+from sise.web.main_thread import Cancelled, MainThreadCalls
 from sise.web.pictures import result_pictures
 from sise.web.request import ExplainRequest
 
 #: Loaded models and result images kept in memory.
 MAX_MODELS = 2
 MAX_RESULTS = 8
+#: Requests that may wait while an explanation runs; more are refused as busy.
+MAX_WAITING = 4
+#: Seconds between two checks that the page is still there, during an explanation.
+GONE_CHECK_SECONDS = 0.25
+
+
+class Busy(SiseError):
+    """Too many explanations are waiting already; ``retry_after`` seconds is a fair wait."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -64,6 +80,9 @@ class Explorer:
         #: How the page's explanations run: on its device, each method's own batch size.
         self.runtime = Runtime(device=self.device)
         self.calls: MainThreadCalls | None = None
+        #: Requests that may wait for the running explanation before another is refused.
+        self.max_waiting = MAX_WAITING
+        self.cancelled = 0
         self._run_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._waiting = 0
@@ -93,8 +112,13 @@ class Explorer:
         with self._state_lock:
             return self._results.get(result_id, {}).get(name)
 
-    def explain(self, request: ExplainRequest) -> dict[str, object]:
+    def explain(
+        self, request: ExplainRequest, gone: Callable[[], bool] | None = None
+    ) -> dict[str, object]:
         """Explain the request's photo; waits while another explanation runs.
+
+        ``gone()`` says whether the asker has left: then the request is dropped before it starts,
+        or its explanation stops at its next forward pass, with :class:`Cancelled`.
 
         Returns:
             A JSON-ready dict: ``model``, ``method``, ``method_name``, ``size``, ``photo``,
@@ -105,10 +129,18 @@ class Explorer:
             pictures; ``None`` for the other methods).
 
         Raises:
-            SiseError: the model cannot be loaded, the class is unknown, or the method refuses
-                the model; the message says why.
+            Busy: :attr:`max_waiting` requests are waiting already.
+            SiseError: the photo cannot be decoded, the model cannot be loaded, the class is
+                unknown, or the method refuses the model; the message says why.
+            Cancelled: ``gone()`` said the asker has left.
         """
         with self._state_lock:
+            if self._waiting >= self.max_waiting:
+                raise Busy(
+                    f"the page is busy: one explanation is running and {self._waiting} are "
+                    "waiting; try again when they are done",
+                    retry_after=10,
+                )
             self._waiting += 1
         try:
             self._run_lock.acquire()
@@ -116,10 +148,15 @@ class Explorer:
             with self._state_lock:
                 self._waiting -= 1
         try:
+            check = _Throttled(gone, GONE_CHECK_SECONDS)
+            check.now()  # queued work for a closed page is dropped, not computed
             self._progress = _Progress("loading model", request.method, time.perf_counter())
             if self.calls is not None:
-                return self.calls.call(lambda: self._explain(request))
-            return self._explain(request)
+                return self.calls.call(lambda: self._explain(request, check))
+            return self._explain(request, check)
+        except Cancelled:
+            self.cancelled += 1
+            raise
         finally:
             self._progress = _Progress()
             self._run_lock.release()
@@ -163,25 +200,30 @@ class Explorer:
                 ) from error
         return entry.explainers[key]
 
-    def _explain(self, request: ExplainRequest) -> dict[str, object]:
+    def _explain(
+        self, request: ExplainRequest, check: _Throttled | None = None
+    ) -> dict[str, object]:
+        check = check or _Throttled(None, 0)
+        rgb = request.decoded()  # here, one at a time: see the module docstring
         entry = self._model(request.model, request.size)
         loaded = entry.loaded
         target = loaded.class_index(request.target) if request.target is not None else None
         explainer = self._explainer(entry, request.method, request.selection)
-        inputs = loaded.preprocess(request.rgb)
+        check.now()
+        inputs = loaded.preprocess(rgb)
         with torch.no_grad():
             probabilities = loaded.model(inputs)[0].float().softmax(dim=0)
         top = probabilities.topk(min(5, probabilities.numel()))
 
         self._progress.stage = "explaining"
         start = time.perf_counter()
-        with _counting_forwards(loaded.model, self._progress):
+        with _counting_forwards(loaded.model, self._progress, check):
             explanation = explainer(inputs, target)
         seconds = time.perf_counter() - start
         self._progress.stage = "drawing"
 
         result_id = f"{self._token}-{next(self._counter)}"
-        images, layers = self._pictures(request.rgb, explanation, result_id)
+        images, layers = self._pictures(rgb, explanation, result_id)
         index = int(explanation.targets[0])
         return {
             "id": result_id,
@@ -223,11 +265,31 @@ class Explorer:
         return images, layers
 
 
+class _Throttled:
+    """``gone()`` asked at most every ``seconds`` (it polls a socket), raising :class:`Cancelled`."""
+
+    def __init__(self, gone: Callable[[], bool] | None, seconds: float) -> None:
+        self.gone, self.seconds, self.last = gone, seconds, -float("inf")
+
+    def now(self) -> None:
+        if self.gone is not None and self.gone():
+            raise Cancelled("the page that asked for this explanation has gone")
+        self.last = time.perf_counter()
+
+    def __call__(self) -> None:
+        if time.perf_counter() - self.last >= self.seconds:
+            self.now()
+
+
 @contextmanager
-def _counting_forwards(model: nn.Module, progress: _Progress) -> Iterator[None]:
-    """Count the images the model sees inside the block (the page's progress), hook removed after."""
+def _counting_forwards(
+    model: nn.Module, progress: _Progress, check: Callable[[], None]
+) -> Iterator[None]:
+    """Count the images the model sees inside the block (the page's progress) and stop if the page
+    has gone, at the next forward pass (between batches); hook removed after."""
 
     def count(module: nn.Module, args: tuple[object, ...]) -> None:
+        check()
         if args and isinstance(args[0], Tensor) and args[0].ndim > 0:
             progress.images += int(args[0].shape[0])
 

@@ -18,6 +18,15 @@ from sise.errors import SiseError
 T = TypeVar("T")
 
 
+class Cancelled(BaseException):
+    """An explanation stopped because nobody waits for it any more (the page was closed).
+
+    A :class:`BaseException`, as :class:`KeyboardInterrupt` is, so that no ``except Exception``
+    on the way (a compiler's fall-back to eager code, say) takes it for a failure and runs the
+    work again; the methods' ``finally`` blocks still remove their hooks.
+    """
+
+
 class MainThreadCalls:
     """Runs functions that other threads hand over on the thread that runs :meth:`run`."""
 
@@ -46,7 +55,7 @@ class MainThreadCalls:
             function, done = job
             try:
                 done.set_result(function())
-            except Exception as error:
+            except (Exception, Cancelled) as error:
                 done.set_exception(error)
             except BaseException:
                 done.set_exception(SiseError("the app was stopped during this explanation"))

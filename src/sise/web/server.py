@@ -8,13 +8,24 @@ explanation.
 The server listens on 127.0.0.1 only: the page can load any model name and run long computations,
 which is for the person at this computer, not for the network. For the same reason it answers
 only requests addressed to ``127.0.0.1`` or ``localhost`` (not another site renamed to this
-address) and takes only ``application/json`` posts (which a browser lets another site's script
-send only after asking, and this server never says yes).
+address), takes only ``application/json`` posts (which a browser lets another site's script
+send only after asking, and this server never says yes) and refuses a POST whose ``Origin`` is
+another site.
+
+As a careful local server it also bounds what a careless or hostile client can hold
+(:mod:`sise.web.guard` has the helpers): a listen backlog of :data:`LISTEN_BACKLOG` (the default
+5 reset connections when 20 arrived at once), at most :data:`MAX_CONNECTIONS` connections served
+at once (another gets 503 "busy" with ``Retry-After``), a socket timeout
+(:data:`SOCKET_TIMEOUT_SECONDS`) so that a stalled upload frees its thread, a 413 for an
+over-limit upload sent before its body is drained (up to a bound), security headers on every
+answer, and a ``Server`` header without the Python version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sys
 import threading
 import traceback
@@ -25,34 +36,119 @@ from typing import Any
 
 from sise.errors import SiseError
 from sise.images import SAMPLE_IMAGES, sample_image_path
-from sise.web.explorer import Explorer
-from sise.web.main_thread import MainThreadCalls
-from sise.web.page import options, page_html
+from sise.web.explorer import Busy, Explorer
+from sise.web.guard import client_gone, drain, origin_allowed, security_headers
+from sise.web.main_thread import Cancelled, MainThreadCalls
+from sise.web.page import favicon_svg, options, page_html
 from sise.web.request import parse_request
 
 DEFAULT_PORT = 8765
 #: Largest request body (an uploaded photo, base64-encoded) the server reads.
 MAX_BODY_BYTES = 40 * 1024 * 1024
+#: Connections the kernel queues before the server accepts them.
+LISTEN_BACKLOG = 128
+#: Connections served at once (one thread each); another is answered 503 at once.
+MAX_CONNECTIONS = 32
+#: Seconds a connection may stay silent (mid-request or mid-upload) before it is closed.
+SOCKET_TIMEOUT_SECONDS = 30.0
+#: An over-limit upload's bytes read and discarded after its 413, at most (and for how long).
+DRAIN_BYTES = 4 * MAX_BODY_BYTES
+DRAIN_SECONDS = 10.0
+
+_BUSY_ANSWER = json.dumps(
+    {"error": f"the page is busy: {MAX_CONNECTIONS} connections are open; try again shortly"}
+).encode()
 
 
 class AppServer(ThreadingHTTPServer):
-    """The page's HTTP server; ``explorer`` runs the explanations."""
+    """The page's HTTP server; ``explorer`` runs the explanations.
+
+    ``socket_timeout`` and ``max_connections`` default to :data:`SOCKET_TIMEOUT_SECONDS` and
+    :data:`MAX_CONNECTIONS`.
+    """
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, port: int, explorer: Explorer, quiet: bool = False) -> None:
         self.explorer = explorer
         self.quiet = quiet
+        self.socket_timeout = SOCKET_TIMEOUT_SECONDS
+        self.max_connections = MAX_CONNECTIONS
+        self._open = 0
+        self._open_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), _Handler)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on its own thread, or answer 503 at once if
+        :attr:`max_connections` are being served."""
+        with self._open_lock:
+            refuse = self._open >= self.max_connections
+            if not refuse:
+                self._open += 1
+        if refuse:
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed()
+
+    def _closed(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+
+
+def _refuse_busy(connection: socket.socket) -> None:
+    """A 503 written straight to a connection the server has no thread for (best effort)."""
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nServer: sise-app\r\n"
+        "Content-Type: application/json\r\nRetry-After: 5\r\nConnection: close\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in security_headers())
+        + f"Content-Length: {len(_BUSY_ANSWER)}\r\n\r\n"
+    )
+    try:
+        connection.settimeout(1.0)
+        connection.sendall(head.encode() + _BUSY_ANSWER)
+    except OSError:
+        pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: AppServer
     server_version = "sise-app"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.socket_timeout)  # rfile and wfile read it
+
+    def version_string(self) -> str:
+        """The ``Server`` header: the program, not the Python version behind it."""
+        return self.server_version
+
+    def end_headers(self) -> None:
+        for name, value in security_headers():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals (a bad request line, an unknown method, headers
+        too long) as JSON, as the page's other errors are."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._json({"error": message or HTTPStatus(code).phrase}, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
@@ -82,6 +178,21 @@ class _Handler(BaseHTTPRequestHandler):
             route()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page went away; nobody is left to answer
+        except Cancelled:
+            self.log_message("the page went away: its explanation was stopped")
+        except TimeoutError:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._json(
+                    {"error": "the request stopped arriving: sent too slowly or not in full"},
+                    HTTPStatus.REQUEST_TIMEOUT,
+                )
+        except Busy as error:
+            self._json(
+                {"error": str(error)},
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"Retry-After": str(error.retry_after)},
+            )
         except SiseError as error:
             self._json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
         except Exception as error:
@@ -95,6 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             self._send(page_html(), "text/html; charset=utf-8")
+        elif path in ("/favicon.svg", "/favicon.ico"):
+            self._send(favicon_svg(), "image/svg+xml")
         elif path == "/api/options":
             self._json(options())
         elif path == "/api/status":
@@ -124,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/api/explain":
             self._json({"error": f"no API {self.path!r}: POST to /api/explain"}, 404)
             return
+        if not origin_allowed(self.headers.get("Origin"), self.server.server_address[1]):
+            self._json({"error": "this page takes requests only from itself, not other sites"}, 403)
+            return
         # A JSON content type makes a browser ask before another web site's script may post.
         if self.headers.get_content_type() != "application/json":
             self._json({"error": "send the request as application/json"}, 415)
@@ -137,23 +253,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(
                 {"error": f"the photo is too large: at most {MAX_BODY_BYTES // 2**20} MiB"}, 413
             )
+            self.wfile.flush()
+            # read what the browser is still sending, so that closing does not reset the
+            # connection and lose the answer
+            drain(self.rfile, int(length), DRAIN_BYTES, DRAIN_SECONDS)
             return
         body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            raise TimeoutError("the body ended early")
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise SiseError(f"the request body is not valid JSON: {error}") from error
+        except RecursionError as error:
+            raise SiseError(
+                "the request body is nested too deeply: send a flat JSON object"
+            ) from error
         request = parse_request(payload)
-        self._json(self.server.explorer.explain(request))
+        self._json(self.server.explorer.explain(request, lambda: client_gone(self.connection)))
 
-    def _json(self, payload: object, status: int = HTTPStatus.OK) -> None:
-        self._send(json.dumps(payload).encode(), "application/json", status)
+    def _json(
+        self,
+        payload: object,
+        status: int = HTTPStatus.OK,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._send(json.dumps(payload).encode(), "application/json", status, headers)
 
-    def _send(self, body: bytes, content_type: str, status: int = HTTPStatus.OK) -> None:
+    def _send(
+        self,
+        body: bytes,
+        content_type: str,
+        status: int = HTTPStatus.OK,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

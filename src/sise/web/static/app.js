@@ -53,6 +53,8 @@ $("photo-file").addEventListener("change", () => {
 function showError(message) {
   $("error").textContent = message;
   $("error").style.display = "block";
+  // the previous result is not the answer to this request: hide it, so it is not taken for one
+  $("result").style.display = "none";
   $("result").dataset.state = "error";
 }
 
@@ -77,6 +79,7 @@ async function explain() {
   $("error").style.display = "none";
   $("explain").disabled = true;
   $("result").dataset.state = "running";
+  $("result").classList.add("stale");  // dimmed until this request's answer replaces it
   $("status").className = "busy";
   $("status").textContent = "Starting …";
   const started = performance.now();
@@ -147,6 +150,7 @@ function render(r) {
     layers.appendChild(card);
   });
   $("result").style.display = "block";
+  $("result").classList.remove("stale");
   $("result").dataset.state = "done";
 }
 
