@@ -209,6 +209,27 @@ def _chromium():
         pytest.skip(f"Chromium is installed but did not start: {error.msg}")
 
 
+def test_the_browser_test_skips_with_its_reason_when_a_piece_is_missing(monkeypatch):
+    """Debian's chromium without Selenium (the README's test command on such a machine), or
+    Selenium without a browser: a skip that says what to install, never an error."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "selenium", None)  # import selenium raises ImportError
+    with pytest.raises(pytest.skip.Exception, match="Selenium is not installed"):
+        _chromium()
+    selenium = types.ModuleType("selenium")
+    common = types.ModuleType("selenium.common")
+    exceptions = types.ModuleType("selenium.common.exceptions")
+    exceptions.WebDriverException = Exception  # type: ignore[attr-defined]
+    selenium.webdriver = types.ModuleType("selenium.webdriver")  # type: ignore[attr-defined]
+    for module in (selenium, common, exceptions, selenium.webdriver):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium browser or chromedriver"):
+        _chromium()
+
+
 @pytest.mark.slow
 def test_page_in_a_real_browser(server):
     # a skip that says why, before the imports below fail (Chromium may be there without Selenium)
@@ -273,6 +294,12 @@ def test_page_in_a_real_browser(server):
             lambda b: b.find_element(By.ID, "result").get_attribute("data-state") == "error"
         )
         assert "unknown model 'no_such_net'" in browser.find_element(By.ID, "error").text
+        # the cat's result is not left on show as if it answered this request
+        assert not browser.find_element(By.ID, "result").is_displayed()
+        # the page ran under its Content-Security-Policy without a violation, and has its icon
+        console = [entry["message"] for entry in browser.get_log("browser")]
+        assert not [line for line in console if "Content Security Policy" in line], console
+        assert not [line for line in console if "favicon" in line], console
     finally:
         browser.quit()
 

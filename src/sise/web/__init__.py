@@ -23,12 +23,13 @@ plain JavaScript (``sise/web/static/``), a JSON API and PNG images.
 The modules: :mod:`~sise.web.request` (the request body, checked), :mod:`~sise.web.explorer`
 (runs the explanations, keeps models loaded), :mod:`~sise.web.pictures` (the PNGs),
 :mod:`~sise.web.page` (the page and its options), :mod:`~sise.web.server` (HTTP, and
-:func:`serve`). The ``sise app`` command itself is :mod:`sise.cli.app`.
+:func:`serve`), :mod:`~sise.web.guard` (headers, ``Origin``, a page that has gone, draining a
+refused upload). The ``sise app`` command itself is :mod:`sise.cli.app`.
 
-HTTP API (all errors come back as JSON ``{"error": message}`` with status 4xx, or 500 with the
-exception's message for a bug; never an HTML traceback):
+HTTP API (all errors come back as JSON ``{"error": message}`` with status 4xx, 503 "busy" with
+``Retry-After``, or 500 with the exception's message for a bug; never an HTML traceback):
 
-- ``GET /``: the page.
+- ``GET /``: the page; ``GET /favicon.svg`` (and ``/favicon.ico``): its icon.
 - ``GET /api/options``: methods, sample photos, input sizes and defaults.
 - ``GET /api/sample/NAME``: a bundled photo (JPEG).
 - ``POST /api/explain``: a JSON object with ``image`` (the file's bytes, base64) or ``sample``
