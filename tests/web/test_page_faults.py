@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import re
+import select
 import socket
 import subprocess
 import threading
@@ -282,6 +283,20 @@ def test_a_stalled_upload_frees_its_connection(fresh):
     connection = raw_request(fresh.server_address[1], 1000, b'{"sample": ')
     connection.settimeout(5)
     status, message = read_answer(connection)  # today: no answer, ever
+    assert status == 408 and "stopped arriving" in message
+
+
+def test_a_trickled_upload_is_cut_off_at_its_deadline(fresh, monkeypatch):
+    """A byte every 0.2 s keeps each wait under the socket timeout; the whole body has its own."""
+    fresh.socket_timeout = 1.0
+    monkeypatch.setattr("sise.web.server.BODY_SECONDS", 0.6)
+    connection = raw_request(fresh.server_address[1], 1000, b"")
+    connection.settimeout(5)
+    for _ in range(10):  # until the answer comes (sending on would meet a closed socket)
+        if select.select([connection], [], [], 0.2)[0]:
+            break
+        connection.send(b" ")
+    status, message = read_answer(connection)
     assert status == 408 and "stopped arriving" in message
 
 

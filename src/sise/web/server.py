@@ -28,6 +28,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from http import HTTPStatus
@@ -54,6 +55,8 @@ SOCKET_TIMEOUT_SECONDS = 30.0
 #: An over-limit upload's bytes read and discarded after its 413, at most (and for how long).
 DRAIN_BYTES = 4 * MAX_BODY_BYTES
 DRAIN_SECONDS = 10.0
+#: Seconds a request body may take to arrive in all (40 MiB over a slow Wi-Fi takes under 60 s).
+BODY_SECONDS = 120.0
 
 _BUSY_ANSWER = json.dumps(
     {"error": f"the page is busy: {MAX_CONNECTIONS} connections are open; try again shortly"}
@@ -258,9 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             # connection and lose the answer
             drain(self.rfile, int(length), DRAIN_BYTES, DRAIN_SECONDS)
             return
-        body = self.rfile.read(int(length))
-        if len(body) < int(length):
-            raise TimeoutError("the body ended early")
+        body = self._body(int(length))
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -271,6 +272,25 @@ class _Handler(BaseHTTPRequestHandler):
             ) from error
         request = parse_request(payload)
         self._json(self.server.explorer.explain(request, lambda: client_gone(self.connection)))
+
+    def _body(self, length: int) -> bytes:
+        """The request body, read within :data:`BODY_SECONDS` in all (the socket timeout bounds
+        each wait, this the whole: a client sending a byte now and then cannot hold a thread).
+
+        Raises:
+            TimeoutError: the body did not arrive in full in time, or the client stopped.
+        """
+        deadline = time.monotonic() + BODY_SECONDS
+        parts, left = [], length
+        while left > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the body took too long")
+            chunk = self.rfile.read1(min(left, 1 << 20))
+            if not chunk:
+                raise TimeoutError("the body ended early")
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
 
     def _json(
         self,
