@@ -246,11 +246,19 @@ def raw_request(port: int, length: int, body: bytes) -> socket.socket:
 
 
 def read_answer(connection: socket.socket) -> tuple[int, str]:
+    """(status, error message) of the answer on a raw connection, read to its Content-Length
+    (the server may keep the connection open a while after it, draining an unread body)."""
     data = b""
-    while chunk := connection.recv(65536):
+    while True:
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"Content-Length: (\d+)", head) if _ else None
+        if length is not None and len(body) >= int(length.group(1)):
+            break
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
         data += chunk
     connection.close()
-    head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body).get("error", "")
 
 
@@ -339,6 +347,16 @@ def test_many_explanations_at_once_all_get_an_answer(fresh, monkeypatch):
     assert set(statuses) == {200, 503}, answers
     assert 1 + 3 <= statuses.count(200) < 20
     assert all(after == "10" for status, after in answers if status == 503)
+
+
+def test_a_full_queue_answers_before_the_upload_is_read(fresh, monkeypatch):
+    """With no room to wait, an upload is refused from its headers: the server holds no body."""
+    fresh.explorer.max_waiting = 0
+    fresh.socket_timeout = 3.0
+    connection = raw_request(fresh.server_address[1], 2**20, b"")  # headers only, no body yet
+    connection.settimeout(2)
+    status, message = read_answer(connection)  # late check: no answer until the body comes
+    assert status == 503 and "busy" in message
 
 
 def test_queued_work_for_a_closed_page_is_dropped(fresh, monkeypatch):

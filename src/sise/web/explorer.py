@@ -135,12 +135,7 @@ class Explorer:
             Cancelled: ``gone()`` said the asker has left.
         """
         with self._state_lock:
-            if self._waiting >= self.max_waiting:
-                raise Busy(
-                    f"the page is busy: one explanation is running and {self._waiting} are "
-                    "waiting; try again when they are done",
-                    retry_after=10,
-                )
+            self._check_room()
             self._waiting += 1
         try:
             self._run_lock.acquire()
@@ -160,6 +155,19 @@ class Explorer:
         finally:
             self._progress = _Progress()
             self._run_lock.release()
+
+    def check_room(self) -> None:
+        """Raise :class:`Busy` if a request now would find :attr:`max_waiting` waiting already."""
+        with self._state_lock:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        if self._waiting >= self.max_waiting:
+            raise Busy(
+                f"the page is busy: one explanation is running and {self._waiting} are "
+                "waiting; try again when they are done",
+                retry_after=10,
+            )
 
     def _model(self, name: str, size: int) -> _ModelEntry:
         key = (name, size)

@@ -41,7 +41,7 @@ from sise.web.explorer import Busy, Explorer
 from sise.web.guard import client_gone, drain, origin_allowed, security_headers
 from sise.web.main_thread import Cancelled, MainThreadCalls
 from sise.web.page import favicon_svg, options, page_html
-from sise.web.request import parse_request
+from sise.web.request import ExplainRequest, parse_request
 
 DEFAULT_PORT = 8765
 #: Largest request body (an uploaded photo, base64-encoded) the server reads.
@@ -252,26 +252,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": "send the request with a Content-Length"}, 411)
             return
         if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._json(
-                {"error": f"the photo is too large: at most {MAX_BODY_BYTES // 2**20} MiB"}, 413
-            )
-            self.wfile.flush()
-            # read what the browser is still sending, so that closing does not reset the
-            # connection and lose the answer
-            drain(self.rfile, int(length), DRAIN_BYTES, DRAIN_SECONDS)
+            message = f"the photo is too large: at most {MAX_BODY_BYTES // 2**20} MiB"
+            self._refuse_unread(int(length), {"error": message}, 413)
             return
-        body = self._body(int(length))
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise SiseError(f"the request body is not valid JSON: {error}") from error
-        except RecursionError as error:
-            raise SiseError(
-                "the request body is nested too deeply: send a flat JSON object"
-            ) from error
-        request = parse_request(payload)
+            # before the body is read: an upload the queue has no room for is not held
+            self.server.explorer.check_room()
+        except Busy as error:
+            headers = {"Retry-After": str(error.retry_after)}
+            self._refuse_unread(int(length), {"error": str(error)}, 503, headers)
+            return
+        request = _parsed(self._body(int(length)))  # the body and its JSON freed once parsed
         self._json(self.server.explorer.explain(request, lambda: client_gone(self.connection)))
+
+    def _refuse_unread(
+        self, length: int, answer: object, status: int, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer a request without reading its body, then read what the browser is still
+        sending, so that closing does not reset the connection and lose the answer."""
+        self.close_connection = True
+        self._json(answer, status, headers)
+        self.wfile.flush()
+        drain(self.rfile, length, DRAIN_BYTES, DRAIN_SECONDS)
 
     def _body(self, length: int) -> bytes:
         """The request body, read within :data:`BODY_SECONDS` in all (the socket timeout bounds
@@ -315,6 +317,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _parsed(body: bytes) -> ExplainRequest:
+    """The checked request in a JSON body.
+
+    Raises:
+        SiseError: the body is not JSON, is nested too deeply, or is not a valid request.
+    """
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SiseError(f"the request body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise SiseError("the request body is nested too deeply: send a flat JSON object") from error
+    return parse_request(payload)
 
 
 def make_server(port: int = DEFAULT_PORT, device: str = "cpu", quiet: bool = False) -> AppServer:
