@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +174,153 @@ def test_a_torn_last_line_does_not_swallow_the_next(tiny_cli, tmp_path, capsys, 
     assert ("removed its last line" in captured.err) == (cut == "half")
     assert main(argv) == 0
     assert "3 image(s): 0 explained, 3 already done" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# sise benchmark: the results database
+
+BENCHMARK = [
+    "benchmark",
+    "--model",
+    "synthetic-vgg",
+    "--methods",
+    "gradcam",
+    "--steps",
+    "8",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def bench_root() -> Iterator[Path]:
+    """A folder every user may read (the read-only cases run as another user when the tests
+    run as root, whom no permission stops): a tiny synthetic dataset and the database of a
+    finished run over it (4 pairs)."""
+    from sise.eval.data.synthetic import make_synthetic_voc
+
+    root = Path(tempfile.mkdtemp(prefix="sise-faults-"))
+    root.chmod(0o755)
+    try:
+        make_synthetic_voc(root / "data", 4, image_size=64, seed=8, test_fraction=0.5)
+        done = root / "done.sqlite"
+        args = [*BENCHMARK, "--dataset", f"synthetic:{root / 'data'}", "--db", str(done)]
+        assert main(args) == 0
+        assert main([*args, "--report-only"]) == 0  # every module the report needs is loaded
+        yield root
+    finally:
+        for folder, _, _ in os.walk(root):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(root)
+
+
+@contextmanager
+def _without_write_access() -> Iterator[None]:
+    """Run as a user the read-only files and folders stop: yourself, or, for root, ``nobody``
+    (its effective ids only, given back after; the cases' files are then nobody's)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def _damaged(folder: Path, done: Path) -> Path:
+    data = bytearray(done.read_bytes())
+    data[4096:] = bytes((7 * i) % 256 for i in range(4096, len(data)))  # all but the header page
+    (folder / "r.sqlite").write_bytes(bytes(data))
+    return folder / "r.sqlite"
+
+
+def _not_sqlite(folder: Path, done: Path) -> Path:
+    (folder / "r.sqlite").write_text("results: see the spreadsheet")
+    return folder / "r.sqlite"
+
+
+def _mistyped(folder: Path, done: Path) -> Path:
+    return folder / "resluts.sqlite"
+
+
+def _read_only_file(folder: Path, done: Path) -> Path:
+    shutil.copy(done, folder / "r.sqlite")
+    (folder / "r.sqlite").chmod(0o444)
+    return folder / "r.sqlite"
+
+
+def _new_in_read_only_folder(folder: Path, done: Path) -> Path:
+    folder.chmod(0o555)
+    return folder / "r.sqlite"
+
+
+def _writable_file_in_read_only_folder(folder: Path, done: Path) -> Path:
+    """A run stopped after 2 of its 4 pairs: a run has work to do, and writes."""
+    shutil.copy(done, folder / "r.sqlite")
+    with sqlite3.connect(folder / "r.sqlite") as conn:
+        kept = conn.execute("SELECT DISTINCT image_id, class_index FROM results LIMIT 2").fetchall()
+        conn.execute(
+            "DELETE FROM results WHERE (image_id, class_index) NOT IN (VALUES (?, ?), (?, ?))",
+            [v for pair in kept for v in pair],
+        )
+    conn.close()
+    folder.chmod(0o555)
+    return folder / "r.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("make_db", "report_only", "code", "message"),
+    [
+        (_damaged, False, 2, "is damaged or not a SQLite database (malformed"),
+        (_damaged, True, 2, "is damaged or not a SQLite database (malformed"),
+        (_not_sqlite, False, 2, "is damaged or not a SQLite database (file is not a database)"),
+        (_not_sqlite, True, 2, "is damaged or not a SQLite database (file is not a database)"),
+        (_mistyped, True, 2, "no results database '{db}': --report-only reads the database of"),
+        (_read_only_file, False, 2, "the results database '{db}' is read-only"),
+        (_read_only_file, True, 0, "| Pairs | 4 |"),
+        (_new_in_read_only_folder, False, 2, "the folder '{folder}' is not writable"),
+        (_writable_file_in_read_only_folder, False, 2, "the folder '{folder}' is not writable"),
+        (_writable_file_in_read_only_folder, True, 0, "aggregated over the 2 of 4 pairs"),
+    ],
+)
+def test_bad_benchmark_databases(
+    bench_root, monkeypatch, capsys, make_db, report_only, code, message
+):
+    """Refused before the dataset or the model is loaded, nothing created or changed; with
+    --report-only a database that can be read gives its table and is not written."""
+    from sise.eval.benchmark import run as running
+
+    folder = bench_root / f"{make_db.__name__.strip('_')}-{'report' if report_only else 'run'}"
+    folder.mkdir(mode=0o755)
+    db = make_db(folder, bench_root / "done.sqlite")
+    if os.geteuid() == 0:  # the case's files are the user's (nobody's, see _without_write_access)
+        for path in [folder, *folder.iterdir()]:
+            os.chown(path, 65534, 65534)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    loaded = []
+    real_load = running._load
+    monkeypatch.setattr(running, "_load", lambda *a: loaded.append(1) or real_load(*a))
+    argv = [*BENCHMARK, "--dataset", f"synthetic:{bench_root / 'data'}", "--db", str(db)]
+    with _without_write_access():
+        assert main([*argv, "--report-only"] if report_only else argv) == code
+    captured = capsys.readouterr()
+    if code == 2:
+        assert captured.err.startswith("sise: error: ") and captured.err.count("\n") == 1
+        assert message.format(db=db, folder=folder) in captured.err
+        assert not loaded  # before any work
+    else:
+        assert message in captured.out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_metrics_help_says_which_are_the_default(capsys):
+    from sise.eval.benchmark.scoring import METRICS
+
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "(default: all)" not in printed  # two of the metrics are left out by default
+    default = [m for m in METRICS if m not in ("pointing_all", "pointing_difficult")]
+    assert f"(default: {', '.join(default)}; pointing_all and pointing_difficult only" in printed
