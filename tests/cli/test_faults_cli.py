@@ -270,6 +270,34 @@ def _writable_file_in_read_only_folder(folder: Path, done: Path) -> Path:
     return folder / "r.sqlite"
 
 
+def _hot_journal(folder: Path, done: Path) -> Path:
+    """The files a run leaves when it is killed inside a transaction: the database with some
+    uncommitted pages written, and the journal (``-journal``) that can undo them."""
+    shutil.copy(done, folder / "live.sqlite")
+    conn = sqlite3.connect(folder / "live.sqlite", isolation_level=None)
+    conn.execute("PRAGMA cache_size=1")  # uncommitted pages go to the file early
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM results")
+    conn.executemany(
+        "INSERT INTO results VALUES (?, ?, 0, 'c', 'm', 'x', 1.0, 1.0, 1.0)",
+        [("cfg", f"image {i}") for i in range(3000)],
+    )
+    for name in ("live.sqlite", "live.sqlite-journal"):
+        shutil.copy(folder / name, folder / name.replace("live", "r"))  # the state at a kill
+    conn.execute("ROLLBACK")
+    conn.close()
+    (folder / "live.sqlite").unlink()
+    assert (folder / "r.sqlite-journal").stat().st_size > 0
+    return folder / "r.sqlite"
+
+
+def _hot_journal_read_only(folder: Path, done: Path) -> Path:
+    db = _hot_journal(folder, done)
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    return db
+
+
 @pytest.mark.parametrize(
     ("make_db", "report_only", "code", "message"),
     [
@@ -283,6 +311,7 @@ def _writable_file_in_read_only_folder(folder: Path, done: Path) -> Path:
         (_new_in_read_only_folder, False, 2, "the folder '{folder}' is not writable"),
         (_writable_file_in_read_only_folder, False, 2, "the folder '{folder}' is not writable"),
         (_writable_file_in_read_only_folder, True, 0, "aggregated over the 2 of 4 pairs"),
+        (_hot_journal_read_only, True, 2, "holds an unfinished write of a stopped run"),
     ],
 )
 def test_bad_benchmark_databases(
@@ -324,3 +353,16 @@ def test_metrics_help_says_which_are_the_default(capsys):
     assert "(default: all)" not in printed  # two of the metrics are left out by default
     default = [m for m in METRICS if m not in ("pointing_all", "pointing_difficult")]
     assert f"(default: {', '.join(default)}; pointing_all and pointing_difficult only" in printed
+
+
+def test_report_only_rolls_back_what_a_killed_run_left_unfinished(bench_root, capsys):
+    """The one write --report-only makes: SQLite's own roll-back of a transaction a killed run
+    left, without which nothing can read the file (the next run would make it too)."""
+    folder = bench_root / "hot-journal"
+    folder.mkdir()
+    db = _hot_journal(folder, bench_root / "done.sqlite")
+    argv = [*BENCHMARK, "--dataset", f"synthetic:{bench_root / 'data'}", "--db", str(db)]
+    assert main([*argv, "--report-only"]) == 0
+    captured = capsys.readouterr()
+    assert "rolled back the unfinished write" in captured.err and "| Pairs | 4 |" in captured.out
+    assert sorted(p.name for p in folder.iterdir()) == ["r.sqlite"]

@@ -23,9 +23,13 @@ never written by two processes at once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -151,8 +155,7 @@ class ResultStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if read_only:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._conn = sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
+                self._conn = _connect_read_only(self.path, timeout)
             else:
                 self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
                 self._conn.execute("PRAGMA synchronous=FULL")
@@ -359,11 +362,51 @@ class ResultStore:
         return int(count)
 
 
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``). A run killed inside a transaction leaves a hot
+    journal (``<db>-journal``) that SQLite must roll back before anyone reads the file, which a
+    read-only connection cannot do: then the file is opened for writing once to roll it back
+    (back to the state the run had committed, as the next run would), where it may be."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
+    journal = path.with_name(f"{path.name}-journal")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError as error:
+        conn.close()
+        if "readonly" not in str(error).lower() or not journal.is_file():
+            raise
+    try:
+        check_writable(path)
+    except SiseError:
+        raise SiseError(
+            f"the results database {str(path)!r} holds an unfinished write of a stopped run "
+            f"({journal.name}); SQLite must roll it back before the file can be read, which "
+            "needs the file and its folder writable: make them writable and run again"
+        ) from None
+    with contextlib.closing(sqlite3.connect(path, timeout=timeout)) as writer:
+        writer.execute("SELECT count(*) FROM sqlite_master").fetchall()  # rolls back
+    print(
+        f"sise: note: rolled back the unfinished write a stopped run left in {str(path)!r}",
+        file=sys.stderr,
+    )
+    return sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
+
+
 def check_writable(path: Path) -> None:
     """Refuse, before any work, a database SQLite could not write: a read-only file, or a
     folder where its journal (``<db>-journal``, made beside it at every write) cannot be
     created. Both are tried for real (``os.access`` is wrong for root, ACLs and read-only
     mounts); nothing is left behind."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SiseError(
+                f"--db {str(path)!r} goes through a loop of symbolic links: fix the link or "
+                "give another --db"
+            ) from None
     if path.exists():
         try:
             with path.open("r+b"):
