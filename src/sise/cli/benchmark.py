@@ -14,7 +14,9 @@ from sise.models.loading import DEMO_MODEL
 
 def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     """Add ``sise benchmark`` to the command line's sub-commands."""
-    from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings
+    # scoring's ALL_METRICS are the metrics computed by default, not all of them
+    from sise.eval.benchmark.scoring import ALL_METRICS as DEFAULT_METRICS
+    from sise.eval.benchmark.scoring import METRICS, MetricSettings
 
     bench = commands.add_parser(
         "benchmark",
@@ -38,8 +40,12 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--checkpoint", help="weights for a torchvision / timm model")
     bench.add_argument("--methods", help="comma-separated (default: all registered methods)")
+    optional = [m for m in METRICS if m not in DEFAULT_METRICS]
     bench.add_argument(
-        "--metrics", default=",".join(ALL_METRICS), help="comma-separated (default: all)"
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help=f"comma-separated (default: {', '.join(DEFAULT_METRICS)}; "
+        f"{' and '.join(optional)} only when named)",
     )
     bench.add_argument("--limit", type=int, help="first N images of the split")
     bench.add_argument("--split", help="dataset split (default test; val2014 for COCO)")

@@ -11,7 +11,7 @@ import numpy as np
 from sise.cli.arguments import add_model_arguments, positive_int, selection_threshold
 from sise.cli.inputs import load_model_from_args, print_predictions
 from sise.cli.method_options import apply_flags, build_explainer, given_flags, method_options
-from sise.cli.outputs import check_outputs
+from sise.cli.outputs import check_out_dir, check_outputs, picture_file
 from sise.errors import SiseError
 from sise.images import load_image, sample_image_path
 from sise.methods.registry import DISPLAY_NAMES, METHODS, canonical_name
@@ -131,8 +131,7 @@ def command_explain(args: argparse.Namespace) -> int:
             "--out names the picture of one image: for several images, a folder or --save-maps "
             "give the output folder with --out-dir"
         )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SiseError(f"--out-dir {str(out_dir)!r} is a file: give a folder")
+    check_out_dir(out_dir)
     images = expand_inputs(specs, out_dir if many else None, METHODS)
     if many:
         plans = plan_outputs(
@@ -141,7 +140,7 @@ def command_explain(args: argparse.Namespace) -> int:
         outputs = [path for plan in plans for path in plan.paths()] + [out_dir / RESULTS_FILE]
         suffixes: tuple[str, ...] | None = (".png", ".npz", ".jsonl")
     else:
-        out = Path(args.out or f"{images[0].stem}_{method}.png")
+        out = picture_file(args.out) if args.out else Path(f"{images[0].stem}_{method}.png")
         panel = out.with_name(out.stem + "_layers" + out.suffix)
         plans = [ImageOutputs(out, panel if method == "sise" else None)]
         outputs, suffixes = plans[0].paths(), None

@@ -26,7 +26,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,19 +163,69 @@ def _jsonable(value: object) -> object:
 
 
 class ResultsLog:
-    """``results.jsonl``: one JSON object per explained image, appended as images finish."""
+    """``results.jsonl``: one JSON object per explained image, appended as images finish.
+
+    One run at a time writes into a folder: :meth:`locked` holds an exclusive lock on
+    ``.results.jsonl.lock`` beside it for the whole run (the system frees it when the run ends,
+    even by ``kill -9``, so a killed run never blocks the next).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: list[dict] = []
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        self._read()
+
+    def _read(self) -> None:
+        self.records = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a crash: that image is done again
                 if isinstance(record, dict):
                     self.records.append(record)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock (or refuse at once: another run holds it), mend a last line
+        cut short by a killed run and read the records again (another run may have added some
+        before the lock was taken)."""
+        from sise.cli.folder_lock import folder_lock
+
+        with folder_lock(self.path.with_name(f".{self.path.name}.lock"), self.path.parent):
+            self._mend_tail()
+            self._read()
+            yield
+
+    def _mend_tail(self) -> None:
+        """A last line without its newline (a run killed while writing it) would swallow the
+        next record appended to it: cut it off, or end it where it is whole JSON."""
+        try:
+            with self.path.open("rb+") as handle:
+                data = handle.read()
+                if not data or data.endswith(b"\n"):
+                    return
+                cut = data.rfind(b"\n") + 1
+                try:
+                    whole = isinstance(json.loads(data[cut:]), dict)
+                except ValueError:
+                    whole = False
+                if whole:
+                    handle.write(b"\n")
+                else:
+                    handle.truncate(cut)
+                    print(
+                        f"sise: {self.path}: removed its last line, cut short by a run that was "
+                        "stopped while writing it; that image is explained again",
+                        file=sys.stderr,
+                    )
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise SiseError(f"could not repair {str(self.path)!r}: {error}") from error
 
     def is_done(self, image: Path, settings: object, outputs: ImageOutputs) -> bool:
         """Whether ``image`` was explained with these settings and its files are all there."""
@@ -258,7 +309,9 @@ def explain_images(
     progress: bool = True,
     write_pictures: Callable[[Path, np.ndarray, Explanation, int, ImageOutputs], None],
 ) -> RunSummary:
-    """Explain every image that is not done yet, ``pack`` images per method call.
+    """Explain every image that is not done yet, ``pack`` images per method call, holding the
+    output folder's lock (:meth:`ResultsLog.locked`): a second run into the same folder at the
+    same time is refused, not left to explain every image again.
 
     A file that cannot be read, an explanation that fails with a :class:`SiseError` and an
     output that cannot be written are reported on stderr, one line each, and the run goes on.
@@ -275,6 +328,35 @@ def explain_images(
         progress: draw one progress bar over the images.
         write_pictures: writes an image's pictures (overlay, panel).
     """
+    with log.locked():
+        return _explain_images(
+            explainer,
+            loaded,
+            images,
+            plans,
+            target=target,
+            log=log,
+            settings=settings,
+            pack=pack,
+            progress=progress,
+            write_pictures=write_pictures,
+        )
+
+
+def _explain_images(
+    explainer: Explainer,
+    loaded: LoadedModel,
+    images: Sequence[Path],
+    plans: Sequence[ImageOutputs],
+    *,
+    target: int | None,
+    log: ResultsLog,
+    settings: dict[str, object],
+    pack: int = 1,
+    progress: bool = True,
+    write_pictures: Callable[[Path, np.ndarray, Explanation, int, ImageOutputs], None],
+) -> RunSummary:
+    """The work of :func:`explain_images`, under the output folder's lock."""
     from tqdm.auto import tqdm
 
     summary = RunSummary()

@@ -29,6 +29,7 @@ Protocol (SPEC sections 2 and 3):
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,14 @@ import torch
 from sise.errors import SiseError
 from sise.eval.benchmark.aggregation import aggregate
 from sise.eval.benchmark.config import BenchmarkConfig, configuration, method_options
-from sise.eval.benchmark.distributed import Ranks, merge_shards, my_share, shard_path, spawn_local
+from sise.eval.benchmark.distributed import (
+    Ranks,
+    glob_escape,
+    merge_shards,
+    my_share,
+    shard_path,
+    spawn_local,
+)
 from sise.eval.benchmark.distributed import distributed as spread_over_ranks
 from sise.eval.benchmark.explaining import evaluate_pack
 from sise.eval.benchmark.loader import pair_loader, resolve_pack
@@ -54,7 +62,7 @@ from sise.eval.benchmark.report import (
     save_outputs,
 )
 from sise.eval.benchmark.scoring import check_metrics, required_metrics
-from sise.eval.benchmark.store import ResultStore, config_id
+from sise.eval.benchmark.store import ResultStore, check_writable, config_id
 from sise.eval.data.datasets import NEEDS_MODEL, Dataset, dataset_kind, load_dataset, select_pairs
 from sise.eval.data.difficult_subset import read_difficult_subset
 from sise.eval.data.pairs import EvalPair
@@ -64,7 +72,7 @@ from sise.models.loading import LoadedModel, load_model
 from sise.options import OptionValue, result_options
 from sise.runtime import retained_freed_memory
 
-__all__ = ["BenchmarkResult", "run_benchmark", "run_benchmark_local"]
+__all__ = ["BenchmarkResult", "check_database", "run_benchmark", "run_benchmark_local"]
 
 
 @dataclass
@@ -154,6 +162,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
     methods = config.method_keys()
     metrics = check_metrics(config.metrics, config.score)
     db = Path(config.db)
+    check_database(db, read_only=config.report_only)  # before any work
 
     with spread_over_ranks(config.device, distributed) as ranks:
         out = _prepare_out(config.out) if ranks.rank == 0 else None
@@ -166,17 +175,18 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
         config_ids = {m: config_id(c) for m, c in configs.items()}
         required = {(p.image_id, p.class_index): required_metrics(p, metrics) for p in pairs}
 
-        # Rank 0 folds in whatever a previous (possibly killed) distributed run left behind.
-        if ranks.rank == 0:
+        # Rank 0 folds in whatever a previous (possibly killed) distributed run left behind;
+        # --report-only writes nothing
+        if ranks.rank == 0 and not config.report_only:
             with ResultStore(db) as store:
                 for c in configs.values():
                     store.register_config(c)
                 merge_shards(store, db)
         ranks.barrier()
-        with ResultStore(db) as store:
-            done = store.completed(config_ids, required)
 
         if not config.report_only:
+            with ResultStore(db) as store:
+                done = store.completed(config_ids, required)
             todo = [
                 (p, [m for m in methods if (p.image_id, p.class_index, m) not in done])
                 for p in my_share(pairs, ranks)
@@ -188,8 +198,9 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
         ranks.barrier()
         if ranks.rank != 0:
             return None
-        with ResultStore(db) as store:
-            merge_shards(store, db)
+        with ResultStore(db, read_only=config.report_only) as store:
+            if not config.report_only:
+                merge_shards(store, db)
             rows = store.rows(config_ids)
             stored_maps = store.maps(config_ids)
         summary = aggregate(rows, pairs, methods, metrics, common_only=config.common_only)
@@ -255,6 +266,26 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             setting,
             paper,
         )
+
+
+def check_database(db: Path, *, read_only: bool = False) -> None:
+    """Refuse, before anything is loaded or computed, a results database the run could not use:
+    damaged, read-only, in a read-only folder, or (``read_only``: ``--report-only``) missing.
+    Nothing is created: a new database is made by the run itself."""
+    if not read_only and not db.exists():
+        check_writable(db)
+        return
+    with ResultStore(db, read_only=read_only) as store:
+        store.check()
+    if read_only:
+        shards = sorted(db.parent.glob(f"{glob_escape(db.name)}.rank*"))
+        if shards:
+            print(
+                f"sise: note: {len(shards)} file(s) {db.name}.rank* of an unfinished "
+                "distributed run are not in the table: --report-only writes nothing; a run "
+                "without it folds them into the database",
+                file=sys.stderr,
+            )
 
 
 def _mark_difficult(
@@ -349,4 +380,5 @@ def run_benchmark_local(config: BenchmarkConfig, nproc: int) -> None:
     --nproc_per_node``); rank 0 prints the table. Settings are checked here first, so a mistake
     is reported once, not by every process."""
     config.validate()
+    check_database(Path(config.db), read_only=config.report_only)
     spawn_local(nproc, _run_rank, config)

@@ -23,19 +23,22 @@ never written by two processes at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from sise.errors import SiseError
+from sise.eval.benchmark.store_files import check_writable, connect_read_only, trouble
 from sise.eval.digest import digest
 
-__all__ = ["MapRow", "ResultRow", "ResultStore", "config_id"]
+__all__ = ["MapRow", "ResultRow", "ResultStore", "check_writable", "config_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS configs (
@@ -105,27 +108,79 @@ class MapRow:
     seconds: float
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: _Method) -> _Method:
+    """SQLite's errors in a :class:`ResultStore` method as a :class:`SiseError` that names the
+    file and says what to do (a damaged page can be met at any query, not only at opening)."""
+
+    @functools.wraps(method)
+    def wrapped(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as error:
+            raise SiseError(trouble(self.path, error)) from error
+
+    return cast(_Method, wrapped)
+
+
 class ResultStore:
     """A benchmark results database (see the module docstring).
 
     Args:
-        path: the SQLite file; created with its folder if absent.
+        path: the SQLite file; created with its folder if absent (not when ``read_only``).
         timeout: seconds to wait for a lock held by another connection.
+        read_only: open it for reading only (``--report-only``): nothing is created or written,
+            and a file that does not exist is an error.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         if self.path.is_dir():
             raise SiseError(f"--db {str(self.path)!r} is a folder: give a file name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            if not self.path.is_file():
+                raise SiseError(
+                    f"no results database {str(self.path)!r}: --report-only reads the database "
+                    "of an earlier run; check --db (nothing was created)"
+                )
+        else:
+            check_writable(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
+            if read_only:
+                self._conn = connect_read_only(self.path, timeout)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.executescript(_SCHEMA)
+            tables = {
+                name
+                for (name,) in self._conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
         except sqlite3.DatabaseError as error:
+            raise SiseError(trouble(self.path, error)) from error
+        if read_only and not {"configs", "results", "maps"} <= tables:
+            self._conn.close()
             raise SiseError(
-                f"{str(self.path)!r} is not a usable SQLite database: {error}"
-            ) from error
+                f"{str(self.path)!r} holds no benchmark results: check --db, or run the "
+                "benchmark without --report-only first"
+            )
+
+    def check(self) -> None:
+        """Read every page of the file (SQLite's ``quick_check``): a damaged database is
+        reported before any work, not after hours of it."""
+        try:
+            found = [row[0] for row in self._conn.execute("PRAGMA quick_check(1)")]
+        except sqlite3.DatabaseError as error:
+            raise SiseError(trouble(self.path, error)) from error
+        if found != ["ok"]:
+            first = " ".join(found[0].replace("*** in database main ***", "").split())
+            raise SiseError(trouble(self.path, sqlite3.DatabaseError(f"malformed: {first}")))
 
     def close(self) -> None:
         self._conn.close()
@@ -143,6 +198,7 @@ class ResultStore:
     def _commit(self, ok: bool) -> None:
         self._conn.execute("COMMIT" if ok else "ROLLBACK")
 
+    @_sqlite_errors
     def register_config(self, config: dict[str, object]) -> str:
         """Store a configuration, return its id."""
         cid = config_id(config)
@@ -152,6 +208,7 @@ class ResultStore:
         )
         return cid
 
+    @_sqlite_errors
     def write_pair(
         self,
         rows: Sequence[ResultRow],
@@ -205,6 +262,7 @@ class ResultStore:
         finally:
             self._commit(ok)
 
+    @_sqlite_errors
     def completed(
         self,
         config_ids: dict[str, str],
@@ -233,6 +291,7 @@ class ResultStore:
         wanted = set(metrics)
         return {key for key, have in found.items() if wanted <= have}
 
+    @_sqlite_errors
     def rows(self, config_ids: dict[str, str]) -> list[ResultRow]:
         """Every result row of the given configurations (method → config id)."""
         out: list[ResultRow] = []
@@ -249,6 +308,7 @@ class ResultStore:
             )
         return out
 
+    @_sqlite_errors
     def maps(
         self, config_ids: dict[str, str]
     ) -> dict[tuple[str, int, str], tuple[np.ndarray, float]]:
@@ -265,6 +325,7 @@ class ResultStore:
                 out[(image_id, int(class_index), method)] = (array, float(seconds))
         return out
 
+    @_sqlite_errors
     def merge_from(self, other: str | Path) -> int:
         """Copy every configuration, result and map of another store into this one (one
         transaction; later rows replace equal keys). Returns the number of result rows copied."""
