@@ -190,3 +190,13 @@ def test_equal_to_pytorch_grad_cam_on_the_real_lite0(demo, photos_and_maps):
     # the cat and the cup lose their class when most of the relevant pixels go
     assert float(morf.mean_difference.max()) < -0.2
     assert bool((lerf.mean_difference > morf.mean_difference).all())
+
+
+def test_without_scipy_the_extra_is_named(monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "scipy"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    with pytest.raises(SiseError, match=r'ROAD.*pip install "sise\[bench\]"'):
+        noisy_linear_imputation(IMAGE, _kept(REMOVED))
