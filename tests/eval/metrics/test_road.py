@@ -10,7 +10,7 @@ from torch import nn
 
 from sise.errors import SiseError
 from sise.eval.metrics import noisy_linear_imputation, road, road_combined, road_curves
-from sise.eval.metrics.road import road_kept_pixels
+from sise.eval.metrics.remove_and_debias import road_kept_pixels
 
 # A 4×4 one-channel image: 12 at (1, 0), (2, 3) and (3, 2), 0 elsewhere.
 IMAGE = torch.zeros(1, 4, 4)

@@ -1,8 +1,8 @@
 """The model-truth metrics the field reports now, as benchmark rows: ROAD (Rong et al., ICML 2022),
 ADCC (Poppi et al., CVPR-W 2021) and the model-parameter randomisation check (Adebayo et al.,
-NeurIPS 2018). The metrics themselves are :mod:`sise.eval.metrics.road`,
-:mod:`sise.eval.metrics.adcc` and :mod:`sise.eval.metrics.sanity`; here they become
-:class:`~sise.eval.benchmark.metric_base.Metric` entries (:data:`FIELD_METRICS`), which
+NeurIPS 2018). The metrics themselves are :mod:`sise.eval.metrics.remove_and_debias`,
+:mod:`sise.eval.metrics.coherency_complexity` and :mod:`sise.eval.metrics.sanity`; here they
+become :class:`~sise.eval.benchmark.metric_base.Metric` entries (:data:`FIELD_METRICS`), which
 :data:`sise.eval.benchmark.scoring.METRICS` lists after the others.
 
 All are **opt-in** (``--metrics ...,road,adcc,randomisation``; not in

@@ -20,23 +20,25 @@ Model-truth metrics (all masked forward passes go through :func:`sise.runtime.en
 * :func:`drop_and_increase` (Chattopadhay et al. 2018, Grad-CAM++),
 * :func:`insertion_deletion_auc` (Petsiuk et al. 2018, RISE),
 * :func:`road_curves` / :func:`road` / :func:`road_combined` (Rong et al. 2022, ROAD: removal
-  with noisy linear imputation, as pytorch-grad-cam computes it; :mod:`~sise.eval.metrics.road`),
+  with noisy linear imputation, as pytorch-grad-cam computes it;
+  :mod:`~sise.eval.metrics.remove_and_debias`),
 * :func:`adcc` with :func:`coherency` and :func:`complexity` (Poppi et al. 2021;
-  :mod:`~sise.eval.metrics.adcc`),
+  :mod:`~sise.eval.metrics.coherency_complexity`),
 * :func:`sanity_check` (Adebayo et al. 2018, cascading model-parameter randomisation), its last
   step per sample (:func:`randomised_model`, :func:`model_randomisation`).
 
 How far a table's number may be from the one more pairs would give: :func:`standard_error`.
 
 The modules: :mod:`~sise.eval.metrics.ground_truth`, :mod:`~sise.eval.metrics.model_truth`,
-:mod:`~sise.eval.metrics.road`, :mod:`~sise.eval.metrics.adcc`,
+:mod:`~sise.eval.metrics.remove_and_debias`,
+:mod:`~sise.eval.metrics.coherency_complexity`,
 :mod:`~sise.eval.metrics.sanity`, :mod:`~sise.eval.metrics.statistics`, and the input checks
 they share (:mod:`~sise.eval.metrics.checks`).
 
 Every percentage is returned in [0, 100].
 """
 
-from sise.eval.metrics.adcc import adcc, coherency, complexity, pearson
+from sise.eval.metrics.coherency_complexity import adcc, coherency, complexity, pearson
 from sise.eval.metrics.ground_truth import (
     bbox_score,
     distractor_energy,
@@ -58,7 +60,7 @@ from sise.eval.metrics.model_truth import (
     increase_in_confidence,
     insertion_deletion_auc,
 )
-from sise.eval.metrics.road import (
+from sise.eval.metrics.remove_and_debias import (
     ROAD_NOISE,
     ROAD_PERCENTILES,
     RoadCurves,
