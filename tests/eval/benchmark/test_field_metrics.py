@@ -174,3 +174,24 @@ def test_a_run_stores_and_prints_the_new_rows(tiny_data: Path, tmp_path: Path) -
     rho = result.values["randomisation"]["gradcam"]
     assert rho is not None and -1 <= rho < 0.9  # Grad-CAM's maps depend on the weights
     assert 0 < (result.values["adcc"]["gradcam"] or 0) <= 100
+
+
+def test_the_randomised_explainer_works_on_a_copy_made_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sise.eval.benchmark.explaining import _randomised_explainer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    model = nn.Sequential(model, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = SimpleNamespace(model=model, input_size=(16, 16))
+    config = BenchmarkConfig(dataset="synthetic", model="m", db=tmp_path / "r.sqlite", seed=5)
+    x = torch.randn(2, 3, 16, 16)
+    first = _randomised_explainer(loaded, "gradcam", config, x)  # type: ignore[arg-type]
+    again = _randomised_explainer(loaded, "gradcam", config, x)  # type: ignore[arg-type]
+    assert first is again
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert first.model is not model and not model.training
+    changed = [k for k, v in first.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == len(before)  # every layer's weights and biases were redrawn
