@@ -5,8 +5,9 @@ Reads ``sise benchmark`` SQLite databases (any number; runs of SISE with ``--opt
 sise.smoothing=s`` may share a database with the default run, each is its own configuration)
 with the metrics ``ebpg``, ``distractor``, ``road`` (ROAD combined) and ``adcc``. Each
 (dataset, model) in them is one *model*; each configuration one *setting*: SISE by its
-``smoothing`` (0, the paper's fusion, when not given), the other methods by name (the
-*rivals*: RISE, Score-CAM, Grad-CAM, Extremal Perturbation and whatever else was run).
+``smoothing`` (0, the paper's fusion, when not given), the other methods by name. The *rivals*
+are RISE, Score-CAM, Grad-CAM and Extremal Perturbation (``--rivals``: others), those that were
+run.
 
 A SISE setting **passes** on a set of pairs when, on the pairs every setting compared has:
 
@@ -45,6 +46,8 @@ from sise.eval.benchmark.aggregation import NEAR_BEST
 from sise.eval.metrics import standard_error
 from sise.methods.registry import DISPLAY_NAMES
 
+#: The methods SISE is ranked against (the issue's), those of them a database holds.
+RIVALS = ("RISE", "Score-CAM", "Grad-CAM", "Extremal Perturbation")
 #: metric → higher is better
 CRITERIA = {"ebpg": True, "distractor": False, "road": True, "adcc": True}
 Pair = tuple[str, int]
@@ -150,14 +153,25 @@ def subsets(rows: dict[str, dict[Pair, dict[str, float]]]) -> dict[str, list[Pai
     }
 
 
-def report(data: Data, sigmas: dict[str, dict[str, float]], choosing: str) -> str:
+def _rivals(rows: dict[str, object], sise: dict[str, float], wanted: tuple[str, ...]) -> list[str]:
+    return [s for s in rows if s not in sise and s in wanted]
+
+
+def report(
+    data: Data,
+    sigmas: dict[str, dict[str, float]],
+    choosing: str,
+    wanted: tuple[str, ...] = RIVALS,
+) -> str:
     if choosing not in data:
         raise SystemExit(f"no model {choosing!r} in the databases: {', '.join(data)}")
     rows = data[choosing]
     settings = sorted(sigmas[choosing], key=lambda s: sigmas[choosing][s])
     if not settings:
         raise SystemExit(f"no SISE run for {choosing}")
-    rivals = [s for s in rows if s not in sigmas[choosing]]
+    rivals = _rivals(rows, sigmas[choosing], wanted)
+    if not rivals:
+        raise SystemExit(f"none of the rivals {', '.join(wanted)} was run for {choosing}")
     choose_on = subsets(rows)["half 0"]
     chosen = next(
         (s for s in settings if all(c.passed for c in checks(rows, s, rivals, choose_on).values())),
@@ -190,7 +204,7 @@ def report(data: Data, sigmas: dict[str, dict[str, float]], choosing: str) -> st
             if setting not in model_rows:
                 lines.append(f"| {setting} | {model} | – | – | not run | | | |")
                 continue
-            model_rivals = [s for s in model_rows if s not in sigmas[model]]
+            model_rivals = _rivals(model_rows, sigmas[model], wanted)
             for label, pairs in subsets(model_rows).items():
                 if model == choosing and label == "all":
                     continue
@@ -217,6 +231,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--choose", default=None, help="the model to choose on (default: the first one found)"
     )
+    parser.add_argument(
+        "--rivals",
+        default=",".join(RIVALS),
+        help="comma-separated methods, as the tables name them (default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     data, sigmas = load(args.db)
@@ -226,7 +245,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.choose and " on " not in choosing:
         found = [m for m in data if m.startswith(f"{choosing} on ")]
         choosing = found[0] if found else choosing
-    text = report(data, sigmas, choosing)
+    wanted = tuple(r.strip() for r in args.rivals.split(",") if r.strip())
+    text = report(data, sigmas, choosing, wanted)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -113,3 +113,13 @@ def test_a_criterion_fails_beyond_two_standard_errors(confirm):
     }
     near = confirm.checks(rows, "SISE", ["RISE"], pairs)["road"]
     assert near.passed and near.text.startswith("-0.02 ± 0.03")
+
+
+def test_only_the_named_rivals_count(confirm, tmp_path):
+    db = _database(tmp_path / "one.sqlite", "efficientnet_lite0")
+    data, sigmas = confirm.load([db])
+    model = next(iter(data))
+    text = confirm.report(data, sigmas, model, ("RISE",))
+    assert "Rivals: RISE." in text and "vs Score-CAM" not in text
+    with pytest.raises(SystemExit, match="none of the rivals"):
+        confirm.report(data, sigmas, model, ("FullGrad",))
