@@ -32,6 +32,7 @@ OPTIONAL = {
     "captum": "ig",
     "skimage": "bench",
     "sklearn": "bench",
+    "scipy": "bench",
     "torchcam": "bench",
     "pytorch_grad_cam": "bench",
 }

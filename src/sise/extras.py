@@ -22,6 +22,7 @@ EXTRAS: dict[str, str] = {
     "captum": "ig",
     "skimage": "bench",
     "sklearn": "bench",
+    "scipy": "bench",
     "torchcam": "bench",
     "pytorch_grad_cam": "bench",
 }

@@ -4,22 +4,26 @@ every metric on its maps (:mod:`sise.eval.benchmark.scoring`), the rows to store
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sise.errors import SiseError
-from sise.eval.benchmark.config import BenchmarkConfig
+from sise.eval.benchmark.config import BenchmarkConfig, method_options
 from sise.eval.benchmark.scoring import ScoringBatch, score_batch
 from sise.eval.benchmark.store import MapRow, ResultRow
 from sise.eval.data.pairs import EvalPair, gt_mask
 from sise.eval.digest import digest
+from sise.eval.metrics import randomised_model
 from sise.images import load_image
 from sise.methods.base import Explainer
+from sise.methods.registry import make_explainer
 from sise.models.loading import LoadedModel
 
 __all__ = ["PairResults", "evaluate_pack", "evaluate_pair"]
@@ -29,6 +33,50 @@ def _pair_seed(seed: int, pair: EvalPair, method: str) -> int:
     """The seed of ``method`` on ``pair``: the same in every run, whatever ran before it."""
     text = f"{seed}/{pair.image_id}/{pair.class_index}/{method}"
     return int(digest([text.encode()], "crc32"), 16)
+
+
+#: model → seed → its randomised copy, and (seed, method) → the method's explainer on it: made
+#: once per run for the randomisation row (a weak key: gone with the model).
+_RANDOMISED: weakref.WeakKeyDictionary[nn.Module, dict[object, object]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _randomised_explainer(
+    loaded: LoadedModel, method: str, config: BenchmarkConfig, example: Tensor
+) -> Explainer:
+    """``method`` built as the run builds it, on a copy of the model with every layer
+    randomised (:func:`sise.eval.metrics.randomised_model`, seeded by the run's seed); the
+    user's model is never touched."""
+    cache = _RANDOMISED.setdefault(loaded.model, {})
+    if config.seed not in cache:
+        cache[config.seed] = randomised_model(loaded.model, example[:1], seed=config.seed)
+    key = (config.seed, method)
+    if key not in cache:
+        options = method_options(config, method, loaded.input_size)
+        model = cache[config.seed]
+        assert isinstance(model, nn.Module)
+        cache[key] = make_explainer(
+            method, model, runtime=config.runtime(), **{"score": config.score, **options}
+        )
+    explainer = cache[key]
+    assert isinstance(explainer, Explainer)
+    return explainer
+
+
+def _explain(
+    explainer: Explainer | Callable[[], Explainer], seed: int
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The method on other inputs, as the benchmark scores maps: seeded, finite, in [0, 1]
+    (NaN, e.g. from a randomised model, becomes 0)."""
+
+    def explain(inputs: Tensor, targets: Tensor) -> Tensor:
+        method = explainer if isinstance(explainer, Explainer) else explainer()
+        torch.manual_seed(seed)
+        maps = method(inputs, targets).maps.detach().float()
+        return torch.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)
+
+    return explain
 
 
 @dataclass
@@ -106,6 +154,7 @@ def evaluate_pack(
         if not bool(torch.isfinite(maps).all()):
             raise SiseError(f"{method} returned a map with NaN on image {group[0].image_id}")
         maps = maps.clamp(0, 1)
+        seed = _pair_seed(config.seed, group[0], method)
         batch = ScoringBatch(
             loaded.model,
             group,
@@ -116,6 +165,12 @@ def evaluate_pack(
             settings,
             config.score,  # type: ignore[arg-type]
             config.batch_size,
+            # ADCC explains x ⊙ E again; the randomisation row explains on a randomised model
+            explain=_explain(explainer, seed),
+            explain_randomised=_explain(
+                functools.partial(_randomised_explainer, loaded, method, config, x), seed
+            ),
+            seed=config.seed,
         )
         values = score_batch(batch, metrics)
         cid = config_ids[method]

@@ -12,9 +12,13 @@ from typing import Any
 
 from sise.errors import SiseError
 
-__all__ = ["MetricSettings"]
+__all__ = ["LATER_DEFAULTS", "MetricSettings"]
 
 _CANVASES = ("zero", "blur")
+#: The settings added after runs had been stored, with their defaults: at the default a setting
+#: is left out of the identity, so the runs stored before it existed still resume (a setting's
+#: metrics were opt-in and not computed then, so no stored value depends on it).
+LATER_DEFAULTS: dict[str, object] = {"road_noise": 0.01}
 
 
 def _setting(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -38,6 +42,9 @@ class MetricSettings:
             :mod:`sise.eval.data.difficult_subset`). Not part of the identity: it decides which
             pairs ``pointing_difficult`` covers, not their values, and the rows of pairs outside
             it are left out of the table.
+        road_noise: σ of the noise ROAD adds to its imputed pixels, in the model's input space
+            (ROAD's and pytorch-grad-cam's 0.01; 0: none). Left out of the identity at its
+            default (:data:`LATER_DEFAULTS`).
 
     Each field's metadata holds its command-line help (``sise benchmark --miou-fraction`` ...),
     so the command line lists exactly these settings.
@@ -68,6 +75,10 @@ class MetricSettings:
         ),
     )
 
+    road_noise: float = field(
+        default=0.01, metadata=_setting("ROAD: noise of the imputed pixels (sigma, input space)")
+    )
+
     def validate(self) -> None:
         """Refuse a setting out of range with a :class:`SiseError` naming its flag."""
         for item in fields(self):
@@ -93,6 +104,9 @@ class MetricSettings:
             math.isfinite(tolerance) and tolerance >= 0
         ):
             raise SiseError(f"--pointing-tolerance must be a finite number >= 0, got {tolerance!r}")
+        noise = self.road_noise
+        if not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
+            raise SiseError(f"--road-noise must be a finite number >= 0, got {noise!r}")
         flags = self.pointing_difficult_flags
         if flags is not None and not Path(flags).is_file():
             raise SiseError(f"--pointing-difficult-flags {flags!r} is not a file")
@@ -103,7 +117,11 @@ class MetricSettings:
 
     def identity(self, input_hw: tuple[int, int]) -> dict[str, object]:
         """The settings as they enter a run's configuration (defaults resolved; the
-        difficult-subset file left out, see the class docstring)."""
+        difficult-subset file left out, see the class docstring; the settings added later left
+        out at their defaults, :data:`LATER_DEFAULTS`)."""
         identity = {**asdict(self), "steps": self.resolved_steps(input_hw)}
         del identity["pointing_difficult_flags"]
+        for name, default in LATER_DEFAULTS.items():
+            if identity[name] == default:
+                del identity[name]
         return identity

@@ -5,9 +5,11 @@ whether higher is better, how to compute its value for each explained pair, whic
 applies to, how per-pair values become the table's number, and the line it adds to the table's
 settings. :data:`METRICS` lists them in the table's row order: the paper's rows (EBPG, mIoU,
 Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
-AUC, this project's distractor energy, and TorchRay's pointing-game protocol (``pointing_all``,
+AUC, this project's distractor energy, TorchRay's pointing-game protocol (``pointing_all``,
 ``pointing_difficult``: the numbers TorchRay publishes, computed on the original image; asked
-for by name, see :data:`ALL_METRICS`).
+for by name, see :data:`ALL_METRICS`), and the model-truth metrics the field reports now (ROAD,
+ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`, asked for
+by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
 
 **Adding a metric** is one entry in :data:`METRICS` (and, if it has a setting, one field of
 :class:`~sise.eval.benchmark.metric_settings.MetricSettings`): the runner computes and stores
@@ -23,23 +25,20 @@ their hash decides what a rerun may reuse.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from sise.core.scores import ScoreKind
 from sise.errors import SiseError
+from sise.eval.benchmark.field_metrics import FIELD_METRICS, drop_increase
+from sise.eval.benchmark.metric_base import Metric, ScoringBatch, percent_flags
 from sise.eval.benchmark.metric_settings import MetricSettings
 from sise.eval.data.pairs import EvalPair, distractor_mask, pointing_region
 from sise.eval.metrics import (
     average_drop,
     bbox_score,
-    blur,
     distractor_energy,
-    drop_and_increase,
     energy_pointing_game,
     increase_in_confidence,
     insertion_deletion_auc,
@@ -48,9 +47,7 @@ from sise.eval.metrics import (
     pointing_game_hits,
     pointing_game_hits_original,
     scaled_tolerance,
-    standard_error,
 )
-from sise.runtime import BatchSize
 
 __all__ = [
     "ALL_METRICS",
@@ -63,120 +60,8 @@ __all__ = [
     "score_batch",
 ]
 
-_T = TypeVar("_T")
-
-
-@dataclass
-class ScoringBatch:
-    """What a metric may look at: ``n`` pairs explained by one method, on the model's device.
-
-    Attributes:
-        model: the classifier (for the model-truth metrics).
-        pairs: the ``n`` pairs.
-        inputs: (n, C, H, W) model-ready images.
-        targets: (n,) explained classes.
-        maps: (n, H, W) explanation maps in [0, 1].
-        ground_truth: (n, H, W) bool region ``G`` of each pair's class.
-        settings: the metric settings.
-        score: the explained score.
-        batch_size: masked inputs per forward pass.
-    """
-
-    model: nn.Module
-    pairs: Sequence[EvalPair]
-    inputs: Tensor
-    targets: Tensor
-    maps: Tensor
-    ground_truth: Tensor
-    settings: MetricSettings
-    score: ScoreKind
-    batch_size: BatchSize
-    _shared: dict[Callable[..., object], object] = field(default_factory=dict, repr=False)
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return (int(self.maps.shape[1]), int(self.maps.shape[2]))
-
-    def shared(self, compute: Callable[[ScoringBatch], _T]) -> _T:
-        """``compute(self)``, computed once per batch for all the metrics that use it."""
-        if compute not in self._shared:
-            self._shared[compute] = compute(self)
-        return self._shared[compute]  # type: ignore[return-value]
-
-
-def _mean(values: Tensor, class_indices: Tensor) -> float:
-    return float(values.double().mean())
-
-
-def _always(pair: EvalPair) -> bool:
-    return True
-
-
-def _same(values: Tensor) -> Tensor:
-    return values
-
-
-def _percent_flags(values: Tensor) -> Tensor:
-    return 100.0 * (values > 0.5).double()
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One benchmark metric.
-
-    Attributes:
-        name: the key in the results database and on the command line.
-        label: the table's row label, with its direction arrow.
-        higher_is_better: the table bolds the highest (else the lowest) value of the row.
-        compute: (n,) float64 values of a :class:`ScoringBatch`, one per pair (any value for a
-            pair it does not apply to).
-        aggregate: the table's number from the (P,) per-pair values and the pairs' (P,) class
-            indices (default: the mean).
-        terms: the (P,) per-pair terms whose mean (with ``by_class``: the mean over classes of
-            each class's mean) ``aggregate`` is; the standard errors are computed from them
-            (default: the values themselves).
-        by_class: ``aggregate`` averages per class first (the pointing game).
-        applies: whether the metric has a value for a pair (default: every pair); the others are
-            left out, and the table says over how many pairs the row is.
-        needs_positive_score: a relative change of the score: not with ``--score logit``.
-        describe: the settings line it adds under the table's title (None: nothing to say).
-        default: computed when no metrics are named (:data:`ALL_METRICS`).
-    """
-
-    name: str
-    label: str
-    higher_is_better: bool
-    compute: Callable[[ScoringBatch], Tensor]
-    aggregate: Callable[[Tensor, Tensor], float] = _mean
-    terms: Callable[[Tensor], Tensor] = _same
-    by_class: bool = False
-    applies: Callable[[EvalPair], bool] = _always
-    needs_positive_score: bool = False
-    describe: Callable[[MetricSettings, tuple[int, int]], str] | None = None
-    default: bool = True
-
-    def standard_error(self, values: Tensor, class_indices: Tensor) -> float:
-        """The standard error of ``aggregate(values, class_indices)``, or of the difference of
-        two methods' numbers when ``values`` are their per-pair differences of :attr:`terms`
-        (:func:`sise.eval.metrics.standard_error`)."""
-        return standard_error(values, class_indices if self.by_class else None)
-
-
 # --------------------------------------------------------------------------------------------
 # per-pair computations (each runs once per batch, whatever metrics use it)
-
-
-def _drop_increase(batch: ScoringBatch) -> tuple[Tensor, Tensor]:
-    baseline = blur(batch.inputs) if batch.settings.drop_baseline == "blur" else None
-    return drop_and_increase(
-        batch.model,
-        batch.inputs,
-        batch.targets,
-        batch.maps,
-        score=batch.score,
-        baseline=baseline,
-        batch_size=batch.batch_size,
-    )
 
 
 def _insertion_deletion(batch: ScoringBatch) -> tuple[Tensor, Tensor]:
@@ -274,7 +159,7 @@ METRICS: dict[str, Metric] = {
             "drop",
             "Drop% ↓",
             False,
-            lambda b: b.shared(_drop_increase)[0].double(),
+            lambda b: b.shared(drop_increase)[0].double(),
             aggregate=lambda values, classes: average_drop(values),
             needs_positive_score=True,
             describe=_describe_drop,
@@ -283,9 +168,9 @@ METRICS: dict[str, Metric] = {
             "increase",
             "Increase% ↑",
             True,
-            lambda b: b.shared(_drop_increase)[1].double(),
+            lambda b: b.shared(drop_increase)[1].double(),
             aggregate=lambda values, classes: increase_in_confidence(values > 0.5),
-            terms=_percent_flags,
+            terms=percent_flags,
             needs_positive_score=True,
             describe=_describe_drop,
         ),
@@ -295,7 +180,7 @@ METRICS: dict[str, Metric] = {
             True,
             _pointing_hits,
             aggregate=_pointing_accuracy,
-            terms=_percent_flags,
+            terms=percent_flags,
             by_class=True,
             describe=lambda s, hw: (
                 f"pointing game: {s.pointing_tolerance:g} px tolerance on the original image, "
@@ -333,7 +218,7 @@ METRICS: dict[str, Metric] = {
             True,
             lambda b: b.shared(_original_hits),
             aggregate=_pointing_accuracy,
-            terms=_percent_flags,
+            terms=percent_flags,
             by_class=True,
             describe=_describe_original,
             default=False,
@@ -344,18 +229,21 @@ METRICS: dict[str, Metric] = {
             True,
             lambda b: b.shared(_original_hits),
             aggregate=_pointing_accuracy,
-            terms=_percent_flags,
+            terms=percent_flags,
             by_class=True,
             applies=lambda pair: pair.in_difficult_subset is True,
             describe=_describe_original,
             default=False,
         ),
+        *FIELD_METRICS,
     )
 }
 #: The metrics a run computes when none are named: all but TorchRay's pointing-game protocol,
 #: which is asked for by name (``--metrics ...,pointing_all,pointing_difficult``): it decodes each
 #: pair's region at the original size, its difficult subset needs TorchRay's file, and adding a
-#: metric to the default would have every earlier run compute all its pairs again.
+#: metric to the default would have every earlier run compute all its pairs again; and but ROAD,
+#: ADCC and the randomisation row, which cost far more than the others
+#: (:mod:`~sise.eval.benchmark.field_metrics`).
 ALL_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
 
 

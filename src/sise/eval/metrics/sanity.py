@@ -1,4 +1,6 @@
-"""The sanity check: does the explanation depend on the model at all?"""
+"""The sanity check: does the explanation depend on the model at all? The cascading
+randomisation (:func:`sanity_check`), the fully randomised copy of a model
+(:func:`randomised_model`) and the benchmark's per-pair row (:func:`model_randomisation`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sise.errors import SiseError
 from sise.eval.metrics.checks import check_maps, check_model_inputs
 from sise.eval.metrics.statistics import spearman
 
-__all__ = ["sanity_check"]
+__all__ = ["model_randomisation", "randomised_model", "sanity_check"]
 
 
 def _layers_in_call_order(model: nn.Module, inputs: Tensor) -> list[str]:
@@ -59,6 +61,55 @@ def _randomise(module: nn.Module, generator: torch.Generator) -> None:
         param.copy_(fresh.to(param))
 
 
+def _randomisation_order(
+    work: nn.Module, inputs: Tensor, layers: Sequence[str] | None
+) -> list[str]:
+    """The layers to randomise, top first (see :func:`sanity_check`'s ``layers``)."""
+    modules = dict(work.named_modules())
+    if layers is None:
+        order = list(reversed(_layers_in_call_order(work, inputs)))
+    else:
+        unknown = [name for name in layers if name not in modules]
+        if unknown:
+            raise SiseError(
+                f"unknown layer name(s) {unknown}: use names from model.named_modules()"
+            )
+        order = list(layers)
+    if not order:
+        raise SiseError("the model has no layer with parameters to randomise")
+    return order
+
+
+def randomised_model(
+    model: nn.Module, example: Tensor, *, layers: Sequence[str] | None = None, seed: int = 0
+) -> nn.Module:
+    """A deep copy of ``model`` with every layer randomised: the model of :func:`sanity_check`'s
+    last step (the same layers, order and seed give the same weights). ``model`` is untouched.
+
+    Args:
+        model: the trained classifier.
+        example: (N, C, H, W) model-ready inputs (one forward pass finds the layers' order).
+        layers: as for :func:`sanity_check`.
+        seed: the re-initialisation's seed.
+    """
+    work = copy.deepcopy(model)
+    modules = dict(work.named_modules())
+    generator = torch.Generator().manual_seed(seed)
+    for name in _randomisation_order(work, example, layers):
+        _randomise(modules[name], generator)
+    return work
+
+
+def model_randomisation(maps: Tensor, randomised_maps: Tensor) -> Tensor:
+    """(N,) the Spearman ρ between each trained model's map and the fully randomised model's
+    map of the same input and class (the last step of :func:`sanity_check`, per sample; lower is
+    better: a map that does not change when the weights are destroyed does not explain the
+    model). Quantus's MPRT reports the same kind of similarity per layer."""
+    check_maps(maps)
+    check_maps(randomised_maps, "randomised_maps")
+    return spearman(maps, randomised_maps)
+
+
 def sanity_check(
     explain: Callable[[nn.Module, Tensor, Tensor], Tensor],
     model: nn.Module,
@@ -98,17 +149,7 @@ def sanity_check(
     check_model_inputs(inputs, targets)
     work = copy.deepcopy(model)
     modules = dict(work.named_modules())
-    if layers is None:
-        order = list(reversed(_layers_in_call_order(work, inputs)))
-    else:
-        unknown = [name for name in layers if name not in modules]
-        if unknown:
-            raise SiseError(
-                f"unknown layer name(s) {unknown}: use names from model.named_modules()"
-            )
-        order = list(layers)
-    if not order:
-        raise SiseError("the model has no layer with parameters to randomise")
+    order = _randomisation_order(work, inputs, layers)
     original = explain(work, inputs, targets).detach()
     check_maps(original, "the maps returned by explain")
     generator = torch.Generator().manual_seed(seed)

@@ -1,0 +1,125 @@
+"""benchmarks/faithfulness_confirm.py: a SISE setting chosen on half of one model's pairs of a
+benchmark database, confirmed on the other half and the other model."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from sise.eval.benchmark.store import ResultRow, ResultStore, config_id
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "faithfulness_confirm.py"
+
+
+@pytest.fixture(scope="module")
+def confirm():
+    spec = importlib.util.spec_from_file_location("faithfulness_confirm", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["faithfulness_confirm"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# per setting: (EBPG, distractor, ROAD combined, ADCC)
+SETTINGS = {
+    ("sise", ()): (
+        95,
+        0.1,
+        10,
+        40,
+    ),  # the paper's fusion: first on ground truth, far behind on ROAD
+    ("sise", (("smoothing", 0.1),)): (90, 0.3, 19.8, 61),  # first, and within noise on ROAD/ADCC
+    ("sise", (("smoothing", 0.3),)): (60, 5.0, 21, 62),  # loses EBPG
+    ("rise", ()): (55, 4.0, 20, 60),
+    ("scorecam", ()): (70, 4.5, 15, 55),
+}
+
+
+def _database(path: Path, model: str, n: int = 24, shift: float = 0.0) -> Path:
+    with ResultStore(path) as store:
+        for k, ((method, options), values) in enumerate(SETTINGS.items()):
+            config = {
+                "dataset": {"kind": "photos"},
+                "model": {"spec": model},
+                "method": method,
+                "options": dict(options),
+            }
+            cid = store.register_config(config)
+            assert cid == config_id(config)
+            rows = []
+            for i in range(n):
+                wobble = (i % 3 - 1) * 1.0  # the same for every setting: pairs differ, not noise
+                jitter = ((i * 7) % 5 - 2) * 0.2  # per-setting noise: paired SEs > 0
+                for metric, value in zip(
+                    ("ebpg", "distractor", "road", "adcc"), values, strict=True
+                ):
+                    rows.append(
+                        ResultRow(
+                            cid,
+                            f"{i:06d}",
+                            1,
+                            "cat",
+                            method,
+                            metric,
+                            value + shift + wobble + jitter * k,
+                            1.0,
+                        )
+                    )
+            store.write_pair(rows)
+    return path
+
+
+def test_chooses_the_smallest_passing_sigma_and_confirms_it(confirm, tmp_path):
+    first = _database(tmp_path / "lite0.sqlite", "efficientnet_lite0")
+    second = _database(tmp_path / "lite2.sqlite", "efficientnet_lite2", shift=0.5)
+    text = confirm.main([str(first), str(second), "--out", str(tmp_path / "out.md")])
+    assert "Chosen on half 0 of efficientnet_lite0 on photos" in text
+    assert "**SISE smoothing=0.1**" in text
+    lines = [line for line in text.splitlines() if line.startswith("| SISE smoothing=0.1 |")]
+    # both halves of the choosing model (chosen on, confirmed on), then all pairs and both
+    # halves of the other
+    assert len(lines) == 5
+    assert all(line.count("yes (") == 4 for line in lines)
+    assert (tmp_path / "out.md").read_text() == text
+
+
+def test_says_so_when_no_setting_passes(confirm, tmp_path):
+    db = _database(tmp_path / "one.sqlite", "efficientnet_lite0")
+    data, sigmas = confirm.load([db])
+    # without the σ = 0.1 run nothing passes: the paper's fusion is far behind on ROAD/ADCC
+    model = next(iter(data))
+    del data[model]["SISE smoothing=0.1"], sigmas[model]["SISE smoothing=0.1"]
+    text = confirm.report(data, sigmas, model)
+    assert "No SISE setting passes every criterion" in text
+    paper = [line for line in text.splitlines() if line.startswith("| SISE |")]
+    assert paper and all("NO (" in line for line in paper)
+    assert all(line.split(" | ")[4].startswith("yes") for line in paper)  # still first on EBPG
+
+
+def test_a_criterion_fails_beyond_two_standard_errors(confirm):
+    rows = {
+        "SISE": {(f"{i}", 1): {"road": 10.0 + (i % 2)} for i in range(10)},
+        "RISE": {(f"{i}", 1): {"road": 12.0 + (i % 2) + 0.1 * (i % 3)} for i in range(10)},
+    }
+    pairs = list(rows["SISE"])
+    result = confirm.checks(rows, "SISE", ["RISE"], pairs)
+    assert not result["road"].passed and result["ebpg"].text == "no pairs"
+    # RISE ahead by 0.02 on average, pair by pair ±0.1: within 2 paired SEs (0.033 each)
+    rows["RISE"] = {
+        (f"{i}", 1): {"road": 10.0 + (i % 2) + 0.02 + 0.1 * (-1) ** i} for i in range(10)
+    }
+    near = confirm.checks(rows, "SISE", ["RISE"], pairs)["road"]
+    assert near.passed and near.text.startswith("-0.02 ± 0.03")
+
+
+def test_only_the_named_rivals_count(confirm, tmp_path):
+    db = _database(tmp_path / "one.sqlite", "efficientnet_lite0")
+    data, sigmas = confirm.load([db])
+    model = next(iter(data))
+    text = confirm.report(data, sigmas, model, ("RISE",))
+    assert "Rivals: RISE." in text and "vs Score-CAM" not in text
+    with pytest.raises(SystemExit, match="none of the rivals"):
+        confirm.report(data, sigmas, model, ("FullGrad",))
