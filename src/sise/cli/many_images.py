@@ -272,7 +272,8 @@ def explain_images(
         log: ``results.jsonl``: what is done, and where each finished image is recorded.
         settings: what makes two runs the same (model, method, options, target, ...).
         pack: images per method call.
-        progress: draw one progress bar over the images.
+        progress: draw one progress bar over the images (the explainer's own bars, over its
+            masks or iterations, show under it).
         write_pictures: writes an image's pictures (overlay, panel).
     """
     from tqdm.auto import tqdm
@@ -284,6 +285,9 @@ def explain_images(
         if not log.is_done(image, settings, plan)
     ]
     summary.skipped = len(images) - len(todo)
+    if not todo:  # one line, and no empty bar
+        print(f"all {len(images)} image(s) already done in {log.path}: nothing to explain")
+        return summary
     if summary.skipped:
         print(f"{summary.skipped} image(s) already done in {log.path}: skipped")
     with tqdm(total=len(todo), unit="image", desc="sise explain", disable=not progress) as bar:

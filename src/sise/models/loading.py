@@ -49,6 +49,7 @@ from sise.models.torchray import (
     torchray_architecture,
     torchray_layout,
 )
+from sise.targets.resolve import close_class_names
 
 DEMO_MODEL = "efficientnet_lite0"
 OFFLINE_MODELS: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
@@ -85,6 +86,12 @@ class LoadedModel:
     name: str
     resize: Resize = "stretch"
 
+    def __post_init__(self) -> None:
+        from sise.targets import set_class_names
+
+        # the model's explanations then take class names: explainer(x, "tabby")
+        set_class_names(self.model, self.class_names, self.name)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -118,10 +125,8 @@ class LoadedModel:
         lowered = [name.lower() for name in self.class_names]
         if wanted in lowered:
             return lowered.index(wanted)
-        close = difflib.get_close_matches(wanted, lowered, n=5, cutoff=0.6)
-        hint = (
-            f"; close names: {', '.join(repr(self.class_names[lowered.index(c)]) for c in close)}"
-        )
+        close = close_class_names(wanted, self.class_names)
+        hint = f"; close names: {', '.join(repr(name) for name in close)}"
         raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
 
 

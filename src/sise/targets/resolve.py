@@ -1,8 +1,10 @@
 """What a user passes as ``targets``, made into a :class:`~sise.targets.target.Target`: class
-indices, a callable, or one callable per input."""
+indices, a callable, or one callable per input; and the suggestions for a misspelt class name."""
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
 
@@ -159,3 +161,43 @@ def resolve_target(output: object, targets: TargetSpec, score: ScoreKind, n: int
         return ClassScore(classes, score)
     target.check(output, n)
     return target
+
+
+def close_class_names(
+    wanted: str, names: Sequence[str], n: int = 5, cutoff: float = 0.6
+) -> list[str]:
+    """The class names closest to a misspelt one, best first: the one suggester behind every
+    "no class named ..." message (the command line's, the page's and the Python API's).
+
+    A name scores the best :class:`difflib.SequenceMatcher` ratio, ``2·M / (|a| + |b|)`` with
+    ``M`` the matched characters, between the wanted text (lower case) and either the whole
+    name (also with its spaces and hyphens removed) or any one of its words. Comparing words finds
+    ``"catt"`` in ``'tiger cat'`` and ``'Persian cat'`` (ratio 6/7 with ``cat``), where the whole
+    names alone prefer ``'crate'`` and ``'cassette'`` (2/3). Ties go to the closer whole name, then
+    to the class order. Names scoring below ``cutoff`` are left out.
+
+    Args:
+        wanted: the name the user typed.
+        names: the model's class names, in class order.
+        n: at most this many suggestions.
+        cutoff: the lowest score suggested, in [0, 1].
+    """
+    text = wanted.strip().lower()
+    if not text:
+        return []
+    matcher = difflib.SequenceMatcher(b=text)
+
+    def ratio(candidate: str) -> float:
+        matcher.set_seq1(candidate)
+        return matcher.ratio()
+
+    scored = []
+    for index, name in enumerate(names):
+        lowered = name.lower()
+        whole = max(ratio(lowered), ratio(re.sub(r"[\s_-]+", "", lowered)))
+        # words of three letters or more: "go" and "tie" would match any short typo
+        words = [word for word in re.split(r"[^0-9a-z]+", lowered) if len(word) >= 3]
+        best = max([whole, *(ratio(word) for word in words)])
+        if best >= cutoff:
+            scored.append((-best, -whole, index, name))
+    return [name for *_, name in sorted(scored)[:n]]
