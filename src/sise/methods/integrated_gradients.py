@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, get_args
 
 import torch
@@ -100,28 +101,32 @@ class IntegratedGradients(Explainer):
         if baseline is None:
             baseline = torch.zeros_like(inputs)
 
-        progress = self.model_runtime.progress_bar(self.n_steps * n, "Integrated Gradients")
-        with progress as advance:
+        # a bar over the path points (closed below; on an error, when it is collected)
+        bar = contextlib.ExitStack()
+        advance = bar.enter_context(
+            self.model_runtime.progress_bar(self.n_steps * n, "Integrated Gradients")
+        )
 
-            def forward(x: Tensor, owners: Tensor) -> Tensor:
-                # Captum repeats ``owners`` along with the inputs, so each path point's row knows
-                # its image, whatever Captum's internal batching.
-                advance(x.shape[0])  # path points, of all images, whose gradient this pass takes
-                return checked_scores(target.rows(owners), self.model(x), x.shape[0])
+        def forward(x: Tensor, owners: Tensor) -> Tensor:
+            # Captum repeats ``owners`` along with the inputs, so each path point's row knows
+            # its image, whatever Captum's internal batching.
+            advance(x.shape[0])
+            return checked_scores(target.rows(owners), self.model(x), x.shape[0])
 
-            attributions = CaptumIG(forward).attribute(
-                inputs.detach(),
-                baselines=baseline.detach(),
-                additional_forward_args=(torch.arange(n, device=inputs.device),),
-                n_steps=self.n_steps,
-                method=self.method,
-                # Captum needs room for at least one path point of every image (``batch_size``
-                # never returns fewer than the images).
-                internal_batch_size=self.model_runtime.batch_size(
-                    inputs, default=None, memory_fraction=0.2
-                ),
-            )
+        attributions = CaptumIG(forward).attribute(
+            inputs.detach(),
+            baselines=baseline.detach(),
+            additional_forward_args=(torch.arange(n, device=inputs.device),),
+            n_steps=self.n_steps,
+            method=self.method,
+            # Captum needs room for at least one path point of every image (``batch_size``
+            # never returns fewer than the images).
+            internal_batch_size=self.model_runtime.batch_size(
+                inputs, default=None, memory_fraction=0.2
+            ),
+        )
         attributions = attributions.detach()
+        bar.close()
         with torch.no_grad():
             baseline_scores = checked_scores(target, self.model(baseline), n)
         delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)
