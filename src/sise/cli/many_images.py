@@ -272,8 +272,7 @@ def explain_images(
         log: ``results.jsonl``: what is done, and where each finished image is recorded.
         settings: what makes two runs the same (model, method, options, target, ...).
         pack: images per method call.
-        progress: draw one progress bar over the images (the explainer's own bars, over its
-            masks or iterations, show under it).
+        progress: draw one progress bar over the images.
         write_pictures: writes an image's pictures (overlay, panel).
     """
     from tqdm.auto import tqdm

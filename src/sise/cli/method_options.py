@@ -135,7 +135,7 @@ def _value_text(value: object) -> str:
     if isinstance(value, tuple | list):
         return ",".join(_value_text(v) for v in value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return str(value)
 
 
