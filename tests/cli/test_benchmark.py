@@ -27,3 +27,9 @@ def test_benchmark_writes_its_tables_next_to_the_database_by_default(tmp_path, c
     assert len(written) == 3 and {p.rsplit(".", 1)[1] for p in written} == {"md", "csv", "png"}
     for name in written:
         assert f"wrote {db.parent / name}" in printed
+    # --report-only writes nothing unless --out says where, and says so
+    for name in written:
+        (db.parent / name).unlink()
+    assert main([*argv, "--no-progress", "--report-only"]) == 0
+    assert "--report-only writes no file: add --out FOLDER" in capsys.readouterr().out
+    assert sorted(p.name for p in db.parent.iterdir()) == ["r.sqlite"]

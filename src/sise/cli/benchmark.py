@@ -48,7 +48,8 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--db", default="results.sqlite", help="SQLite results file")
     bench.add_argument(
         "--out",
-        help="folder for the Markdown/CSV tables and the figure (default: the --db file's folder)",
+        help="folder for the Markdown/CSV tables and the figure (default: the --db file's "
+        "folder; with --report-only, none)",
     )
     bench.add_argument("--name", help="file-name stem of the outputs")
     bench.add_argument("--size", type=int, help="input size (default: the model's own)")
@@ -156,8 +157,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
         methods=methods,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
         db=args.db,
-        # the tables and the figure go beside the database unless --out says where
-        out=args.out if args.out is not None else str(Path(args.db).parent),
+        out=_out_folder(args),
         limit=args.limit,
         split=args.split,
         checkpoint=args.checkpoint,
@@ -189,4 +189,14 @@ def command_benchmark(args: argparse.Namespace) -> int:
         print(result.markdown)
         for path in result.files:
             print(f"wrote {path}")
+        if config.out is None:
+            print("--report-only writes no file: add --out FOLDER for the Markdown, CSV and figure")
     return 0
+
+
+def _out_folder(args: argparse.Namespace) -> str | None:
+    """Where the tables and the figure go: ``--out``, else beside the database; nowhere with
+    ``--report-only`` and no ``--out`` (it writes nothing, also in a read-only folder)."""
+    if args.out is not None:
+        return str(args.out)
+    return None if args.report_only else str(Path(args.db).parent)
