@@ -125,8 +125,8 @@ def test_many_images_show_each_method_s_progress_and_one_line_when_all_done(
     # a full rerun: one line, no empty bar
     assert main([*argv, "--option", "rise.n_masks=16", "--batch-size", "4"]) == 0
     captured = capsys.readouterr()
-    assert (
-        captured.out
-        == f"all 2 image(s) already done in {out / 'results.jsonl'}: nothing to explain\n"
+    assert captured.out == (
+        f"2 image(s): 0 explained, 2 already done: all are in {out / 'results.jsonl'}, "
+        "nothing to explain\n"
     )
     assert "image" not in captured.err

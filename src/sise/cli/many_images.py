@@ -285,7 +285,10 @@ def explain_images(
     ]
     summary.skipped = len(images) - len(todo)
     if not todo:  # one line, and no empty bar
-        print(f"all {len(images)} image(s) already done in {log.path}: nothing to explain")
+        print(
+            f"{len(images)} image(s): 0 explained, {len(images)} already done: all are in "
+            f"{log.path}, nothing to explain"
+        )
         return summary
     if summary.skipped:
         print(f"{summary.skipped} image(s) already done in {log.path}: skipped")
