@@ -16,7 +16,7 @@ def test_the_words():
     assert duration_text(210) == "about 3.5 min"
     assert Estimate(1001, 0, 9.0).describe() == "1,001 forward passes, about 9 s"
     assert Estimate(40, 1, 2.0, at_most=True).describe() == (
-        "at most 40 forward passes and 1 forward+backward pass, about 2 s"
+        "at most 40 forward passes and 1 forward+backward pass, up to 2 s"
     )
 
 
