@@ -144,3 +144,13 @@ def test_a_fresh_core_install(tmp_path):
     )
     assert explained.returncode == 2
     assert 'pip install "sise[demo]"' in explained.stderr
+
+
+def test_a_missing_extra_says_which_package_and_extra(core_only):
+    """``sise compare`` skips a method on this error: it carries the package and its extra."""
+    from sise.extras import MissingExtra, require
+
+    with pytest.raises(MissingExtra) as missing:
+        require("captum.attr", "Integrated Gradients")
+    assert isinstance(missing.value, SiseError)
+    assert (missing.value.package, missing.value.extra) == ("captum", "ig")

@@ -28,13 +28,31 @@ EXTRAS: dict[str, str] = {
 }
 
 
+class MissingExtra(SiseError):
+    """An optional package is not installed: the error says which extra installs it.
+
+    A front end that runs several features (``sise compare``) catches it to skip the one feature
+    and go on with the others.
+
+    Attributes:
+        package: the missing package (as imported, e.g. ``"captum"``).
+        extra: the extra of ``sise`` that installs it (e.g. ``"ig"``).
+    """
+
+    def __init__(self, message: str, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.package = package
+        self.extra = extra
+
+
 def install_hint(extra: str) -> str:
     """The command that installs an extra, e.g. ``pip install "sise[demo]"``."""
     return f'pip install "sise[{extra}]"'
 
 
 def require(module: str, feature: str) -> ModuleType:
-    """Import ``module`` for ``feature``, or raise a :class:`SiseError` that names the extra.
+    """Import ``module`` for ``feature``, or raise a :class:`MissingExtra` (a
+    :class:`~sise.errors.SiseError`) that names the extra.
 
     Args:
         module: the module to import (``"timm"``, ``"captum.attr"``, ...).
@@ -52,7 +70,9 @@ def require(module: str, feature: str) -> ModuleType:
         if top not in EXTRAS or (error.name is not None and error.name.split(".")[0] != top):
             raise  # not one of ours, or a broken install of it: the real error says more
         extra = EXTRAS[top]
-        raise SiseError(
+        raise MissingExtra(
             f"{feature} needs the package {top!r}, which is not installed: {install_hint(extra)} "
-            f'(or "sise[all]" for every optional feature)'
+            f'(or "sise[all]" for every optional feature)',
+            top,
+            extra,
         ) from error

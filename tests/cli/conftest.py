@@ -10,7 +10,6 @@ def tiny_cli(monkeypatch, small_cnn):
     """The commands with a small CNN instead of the demo model; records each explainer built."""
     import torch
 
-    import sise.cli.explain
     import sise.cli.inputs
     import sise.cli.method_options
     from sise.models.loading import LoadedModel
@@ -27,9 +26,8 @@ def tiny_cli(monkeypatch, small_cnn):
         built[explainer.name] = explainer
         return explainer
 
-    # explain imports the loader; compare reaches it inside sise.cli.inputs
-    for module in (sise.cli.explain, sise.cli.inputs):
-        monkeypatch.setattr(module, "load_model_from_args", lambda args: loaded)
+    # the commands import the loader from sise.cli.inputs when they run
+    monkeypatch.setattr(sise.cli.inputs, "load_model_from_args", lambda args: loaded)
     monkeypatch.setattr(sise.cli.method_options, "make_explainer", recording)
     torch.manual_seed(0)
     return built

@@ -8,7 +8,7 @@ from sise.cli import main
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    import sise.cli.explain as cli
+    import sise.cli.inputs as cli
 
     def interrupted(args):
         raise KeyboardInterrupt

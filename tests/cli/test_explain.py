@@ -50,3 +50,32 @@ def test_explain_batch_size_defaults_to_auto(tiny_cli, tmp_path):
         == 0
     )
     assert tiny_cli["rise"].runtime.batch_size == "auto"
+
+
+def test_explain_adaptive_has_its_own_file_and_label(tiny_cli, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "--no-progress"]) == 0
+    assert main(["explain", "--adaptive", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    # plain SISE's files are not overwritten by Ada-SISE's
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chelsea_ada-sise.png",
+        "chelsea_ada-sise_layers.png",
+        "chelsea_sise.png",
+        "chelsea_sise_layers.png",
+    ]
+    assert "\nAda-SISE: " in printed and "\nSISE: " in printed
+    assert tiny_cli["sise"].selection == "adaptive"
+
+
+def test_explain_says_one_forward_pass_and_the_estimate(tiny_cli, tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    assert main(["explain", "--method", "gradcam", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    # before: the passes and how long; after: "1 forward pass", not "1 forward passes"
+    assert "Grad-CAM: 1 forward+backward pass, under a second\n" in printed
+    assert ", 1 forward pass\n" in printed and "1 forward passes" not in printed
+    assert main(["explain", "--method", "rise", "--out", out, "--option", "rise.n_masks=8"]) == 0
+    printed = capsys.readouterr().out
+    assert "RISE: 9 forward passes, under a second\n" in printed
+    assert ", 9 forward passes\n" in printed

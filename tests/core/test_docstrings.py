@@ -20,6 +20,8 @@ MODULES = [
     "sise.methods.integrated_gradients",
     "sise.methods.fullgrad",
     "sise.targets.ready_made",
+    "sise.targets.class_names",
+    "sise.methods.registry",
     "sise.models.loading",
     "sise.extras",
     "sise.runtime.settings",

@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sise.runtime",),
     ("sise.methods", "sise.models", "sise.options"),
     ("sise.eval",),
-    ("sise.cli", "sise.web"),  # the front ends
+    ("sise.cli", "sise.web", "sise.__main__"),  # the front ends (python -m sise)
 )
 
 

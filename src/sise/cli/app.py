@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from sise.cli.arguments import default_device
-from sise.web.server import DEFAULT_PORT, serve
+from sise.cli.arguments import resolve_device
+
+#: The page's port (:data:`sise.web.server.DEFAULT_PORT`, checked equal by a test), written out
+#: here so that ``sise --help`` does not import the page's server, and through it torch.
+DEFAULT_PORT = 8765
 
 
 def add_app_command(commands: argparse._SubParsersAction) -> None:
@@ -24,12 +27,19 @@ def add_app_command(commands: argparse._SubParsersAction) -> None:
     app.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: free)"
     )
-    app.add_argument("--device", default=default_device())
+    app.add_argument(
+        "--device",
+        help="where the models run: cpu, cuda, cuda:N or mps (default: cuda when torch sees a "
+        "GPU, else cpu)",
+    )
     app.add_argument("--open", action="store_true", help="open the page in the default browser")
     app.set_defaults(handler=command_app)
 
 
 def command_app(args: argparse.Namespace) -> int:
     """``sise app``: serve the page."""
+    from sise.web.server import serve
+
+    resolve_device(args)
     serve(args.port, args.device, args.open)
     return 0

@@ -6,10 +6,31 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-import torch
+# Nothing here imports torch at module level: ``sise --help`` builds this parser, and should not
+# wait for torch (about 10 s on a cold start); the checks that need torch import it when run.
 
-from sise.models.loading import DEMO_MODEL
-from sise.runtime import default_device
+#: The offline demo model (:data:`sise.models.loading.DEMO_MODEL`, checked equal by a test),
+#: written out here so that the help text does not import the model loader.
+DEMO_MODEL = "efficientnet_lite0"
+#: The methods, in the paper's column order (:data:`sise.methods.registry.DISPLAY_NAMES`'
+#: keys, checked equal by a test), for the help text.
+METHOD_NAMES: tuple[str, ...] = (
+    "gradcam", "gradcampp", "extremal", "rise", "scorecam", "ig", "fullgrad", "sise",
+)  # fmt: skip
+#: The scores a class index can be explained with (:data:`sise.core.scores.ScoreKind`).
+SCORES: tuple[str, ...] = ("softmax", "sigmoid", "logit")
+#: The named budgets (:data:`sise.methods.registry.BUDGETS`, checked equal by a test).
+BUDGET_NAMES: tuple[str, ...] = ("quick", "paper")
+
+
+def resolve_device(args: argparse.Namespace) -> None:
+    """Put the default device into ``args.device`` where ``--device`` was not given (imports
+    torch, so it is done by a command, not by the parser)."""
+    if getattr(args, "device", None) is None:
+        from sise.runtime import default_device
+
+        args.device = default_device()
+
 
 #: ``--size`` bounds: below, no CNN keeps a feature map; above, one image fills gigabytes.
 MIN_SIZE, MAX_SIZE = 8, 4096
@@ -68,6 +89,8 @@ def selection_threshold(text: str) -> float:
 
 def device(text: str) -> str:
     """argparse type of ``--device``: a device torch knows and this machine has."""
+    import torch
+
     try:
         parsed = torch.device(text)
     except (RuntimeError, ValueError):
@@ -121,7 +144,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, many: bool = False) -> 
     parser.add_argument("--num-classes", type=int, help="output size of the checkpoint's head")
     parser.add_argument("--classes", help="text file with one class name per line")
     parser.add_argument("--target", help="class to explain, as an index or a name (default: top-1)")
-    parser.add_argument("--device", type=device, default=default_device())
+    parser.add_argument(
+        "--device",
+        type=device,
+        default=None,
+        help="where the model runs: cpu, cuda, cuda:N or mps (default: cuda when torch sees a "
+        "GPU, else cpu)",
+    )
     parser.add_argument(
         "--size", type=image_size, default=224, help="input size in pixels (square)"
     )
@@ -134,12 +163,27 @@ def add_model_arguments(parser: argparse.ArgumentParser, many: bool = False) -> 
     )
     parser.add_argument(
         "--score",
-        choices=["softmax", "sigmoid", "logit"],
-        help="the explained score (default: each method's own: the logit for Grad-CAM, "
-        "Grad-CAM++, FullGrad and Integrated Gradients, the softmax probability for the others); "
-        "sigmoid also makes the printed top-5 sigmoid scores",
+        choices=SCORES,
+        help="the score of the class that is explained: softmax (the class probability among "
+        "all classes, for single-label models), sigmoid (the class's own probability, for "
+        "multi-label models) or logit (the raw output). Default: each method's own: the logit "
+        "for Grad-CAM, Grad-CAM++, FullGrad and Integrated Gradients, the softmax probability "
+        "for the others; sigmoid also makes the printed top-5 sigmoid scores",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--budget",
+        choices=BUDGET_NAMES,
+        help="how much work the slow methods do: paper (the published settings: RISE 4,000 "
+        "masks, 8,000 for VGG; Extremal Perturbation 800 iterations on 4 areas; Integrated "
+        "Gradients 50 steps) or quick (RISE 1,000 masks, Extremal Perturbation 300 iterations "
+        "on one area, Integrated Gradients 20 steps: seconds per method on a CPU). Default: "
+        "paper on a CUDA GPU, quick elsewhere; --option values win over it",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bars and the time estimates",
+    )
     parser.add_argument(
         "--option",
         action="append",

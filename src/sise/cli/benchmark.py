@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
-from sise.cli.arguments import batch_size, default_device
+from sise.cli.arguments import DEMO_MODEL, batch_size, resolve_device
 from sise.errors import SiseError
-from sise.methods.registry import DISPLAY_NAMES, METHODS
-from sise.models.loading import DEMO_MODEL
+
+#: The command's line in ``sise --help``.
+BENCHMARK_HELP = "the paper's benchmark: every (image, class) pair, every method, every metric"
 
 
 def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
 
     bench = commands.add_parser(
         "benchmark",
-        help="the paper's benchmark: every (image, class) pair, every method, every metric",
+        help=BENCHMARK_HELP,
         description="Explain every ground-truth class of every image with each method, score "
         "the maps with the paper's metrics, store the per-pair results in SQLite (resumable) and "
         "print the paper's table. Scale out with torchrun --nproc_per_node=K -m sise.cli "
@@ -50,10 +52,18 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--limit", type=int, help="first N images of the split")
     bench.add_argument("--split", help="dataset split (default test; val2014 for COCO)")
     bench.add_argument("--db", default="results.sqlite", help="SQLite results file")
-    bench.add_argument("--out", help="folder for the Markdown/CSV tables and the figure")
+    bench.add_argument(
+        "--out",
+        help="folder for the Markdown/CSV tables and the figure (default: the --db file's "
+        "folder; with --report-only, none)",
+    )
     bench.add_argument("--name", help="file-name stem of the outputs")
     bench.add_argument("--size", type=int, help="input size (default: the model's own)")
-    bench.add_argument("--device", default=default_device())
+    bench.add_argument(
+        "--device",
+        help="where the model runs: cpu, cuda, cuda:N or mps (default: cuda when torch sees a "
+        "GPU, else cpu)",
+    )
     bench.add_argument(
         "--score",
         choices=["softmax", "sigmoid", "logit"],
@@ -136,8 +146,10 @@ def _default_benchmark_score(dataset: str) -> str:
 def command_benchmark(args: argparse.Namespace) -> int:
     from sise.eval.benchmark.run import BenchmarkConfig, run_benchmark, run_benchmark_local
     from sise.eval.benchmark.scoring import MetricSettings
+    from sise.methods.registry import DISPLAY_NAMES, METHODS
     from sise.options import parse_method_options
 
+    resolve_device(args)
     methods = (
         [m.strip() for m in args.methods.split(",") if m.strip()]
         if args.methods is not None
@@ -151,7 +163,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
         methods=methods,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
         db=args.db,
-        out=args.out,
+        out=_out_folder(args),
         limit=args.limit,
         split=args.split,
         checkpoint=args.checkpoint,
@@ -183,4 +195,14 @@ def command_benchmark(args: argparse.Namespace) -> int:
         print(result.markdown)
         for path in result.files:
             print(f"wrote {path}")
+        if config.out is None:
+            print("--report-only writes no file: add --out FOLDER for the Markdown, CSV and figure")
     return 0
+
+
+def _out_folder(args: argparse.Namespace) -> str | None:
+    """Where the tables and the figure go: ``--out``, else beside the database; nowhere with
+    ``--report-only`` and no ``--out`` (it writes nothing, also in a read-only folder)."""
+    if args.out is not None:
+        return str(args.out)
+    return None if args.report_only else str(Path(args.db).parent)

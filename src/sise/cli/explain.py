@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from sise.cli.arguments import add_model_arguments, positive_int, selection_threshold
-from sise.cli.inputs import load_model_from_args, print_predictions
-from sise.cli.method_options import apply_flags, build_explainer, given_flags, method_options
-from sise.cli.outputs import check_out_dir, check_outputs, picture_file
+from sise.cli.arguments import (
+    METHOD_NAMES,
+    add_model_arguments,
+    positive_int,
+    resolve_device,
+    selection_threshold,
+)
 from sise.errors import SiseError
-from sise.images import load_image, sample_image_path
-from sise.methods.registry import DISPLAY_NAMES, METHODS, canonical_name
-from sise.models.loading import LoadedModel
+
+# torch and the methods are imported by the command itself, not here: ``sise --help`` builds
+# this command's parser and should not wait for them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sise.models.loading import LoadedModel
 
 
 def add_explain_command(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +36,7 @@ def add_explain_command(commands: argparse._SubParsersAction) -> None:
         "reported and the run goes on; the exit status is then 1.",
     )
     add_model_arguments(explain, many=True)
-    explain.add_argument("--method", default="sise", help=f"one of: {', '.join(DISPLAY_NAMES)}")
+    explain.add_argument("--method", default="sise", help=f"one of: {', '.join(METHOD_NAMES)}")
     explain.add_argument(
         "--out",
         help="one image: the heat-map overlay to write (.png, .jpg, ...; never one of the "
@@ -89,7 +95,7 @@ def _explain_settings(
     }
 
 
-def _write_pictures(loaded: LoadedModel, method: str):
+def _write_pictures(loaded: LoadedModel):
     """The writer of one image's overlay (and SISE's layer panel)."""
     from sise.methods.sise import SISEExplanation
     from sise.viz import save_layer_panel, save_overlay
@@ -112,6 +118,8 @@ def _write_pictures(loaded: LoadedModel, method: str):
 
 
 def command_explain(args: argparse.Namespace) -> int:
+    from sise.cli.estimate import PassCost, estimate, passes_text
+    from sise.cli.inputs import load_model_from_args, print_predictions
     from sise.cli.many_images import (
         RESULTS_FILE,
         ImageOutputs,
@@ -121,8 +129,27 @@ def command_explain(args: argparse.Namespace) -> int:
         names_many,
         plan_outputs,
     )
+    from sise.cli.method_options import (
+        apply_budget,
+        apply_flags,
+        build_explainer,
+        choose_budget,
+        display_name,
+        file_name,
+        given_flags,
+        method_options,
+        print_budget_note,
+    )
+    from sise.cli.outputs import check_out_dir, check_outputs, picture_file
+    from sise.images import load_image, sample_image_path
+    from sise.methods.registry import METHODS, canonical_name
 
+    resolve_device(args)
     method = canonical_name(args.method)
+    given = given_flags(args)
+    options = {method: method_options(args, method)}
+    apply_flags([method], options, given)
+    name = file_name(method, options[method])  # "sise", or "ada-sise": not plain SISE's files
     specs = list(args.images) or [str(sample_image_path("chelsea"))]
     many = names_many(specs) or args.out_dir is not None or args.save_maps
     out_dir = Path(args.out_dir) if args.out_dir is not None else Path(".")
@@ -132,28 +159,26 @@ def command_explain(args: argparse.Namespace) -> int:
             "give the output folder with --out-dir"
         )
     check_out_dir(out_dir)
-    images = expand_inputs(specs, out_dir if many else None, METHODS)
+    images = expand_inputs(specs, out_dir if many else None, [*METHODS, "ada-sise"])
     if many:
         plans = plan_outputs(
-            images, out_dir, method, panel=method == "sise", save_maps=args.save_maps
+            images, out_dir, name, panel=method == "sise", save_maps=args.save_maps
         )
         outputs = [path for plan in plans for path in plan.paths()] + [out_dir / RESULTS_FILE]
         suffixes: tuple[str, ...] | None = (".png", ".npz", ".jsonl")
     else:
-        out = picture_file(args.out) if args.out else Path(f"{images[0].stem}_{method}.png")
+        out = picture_file(args.out) if args.out else Path(f"{images[0].stem}_{name}.png")
         panel = out.with_name(out.stem + "_layers" + out.suffix)
         plans = [ImageOutputs(out, panel if method == "sise" else None)]
         outputs, suffixes = plans[0].paths(), None
     check_outputs(outputs, args, images, suffixes)
-    given = given_flags(args)
-    options = {method: method_options(args, method)}
-    apply_flags([method], options, given)
-    if many and "progress" in options[method]:
-        options[method]["progress"] = False  # one bar for the whole run, over the images
     loaded = load_model_from_args(args)
+    budget = choose_budget(args.budget, loaded.device)
+    print_budget_note(budget, args.budget, apply_budget([method], options, budget, loaded.model))
     target = loaded.class_index(args.target) if args.target is not None else None
     explainer = build_explainer(method, loaded.model, options[method])
-    write = _write_pictures(loaded, method)
+    label = display_name(method, options[method])
+    write = _write_pictures(loaded)
     if many:
         # several images per call fill a GPU; a CPU gains little and holds them all in memory
         default_pack = 8 if loaded.device.type == "cuda" else 1
@@ -167,9 +192,12 @@ def command_explain(args: argparse.Namespace) -> int:
             log=ResultsLog(out_dir / RESULTS_FILE),
             settings=_explain_settings(args, method, options[method], loaded.name, explainer.score),
             pack=pack,
+            # the method's own bars (masks, iterations) show under the bar over the images
             progress=not args.no_progress,
             write_pictures=write,
         )
+        if summary.skipped == len(images):
+            return 0  # explain_images said, in one line, that every image was already done
         print(
             f"{len(images)} image(s): {summary.explained} explained, {summary.skipped} already "
             f"done, {summary.failed} failed; results in {out_dir / RESULTS_FILE}"
@@ -179,6 +207,9 @@ def command_explain(args: argparse.Namespace) -> int:
     rgb = load_image(images[0])
     inputs = loaded.preprocess(rgb)
     print_predictions(loaded, inputs, args.score)
+    if not args.no_progress:
+        expected = estimate(explainer, inputs, PassCost.measure(loaded.model, inputs))
+        print(f"{label}: {expected.describe()}", flush=True)
     start = time.perf_counter()
     explanation = explainer(inputs, target)
     seconds = time.perf_counter() - start
@@ -187,10 +218,7 @@ def command_explain(args: argparse.Namespace) -> int:
         f"explained class: {loaded.class_names[cls]} (class {cls}, "
         f"{explainer.score} {float(explanation.scores[0]):.3f})"
     )
-    print(
-        f"{DISPLAY_NAMES.get(method, method)}: {seconds:.1f} s, "
-        f"{int(explanation.forward_passes[0])} forward passes"
-    )
+    print(f"{label}: {seconds:.1f} s, {passes_text(int(explanation.forward_passes[0]))}")
     write(images[0], rgb, explanation, 0, plans[0])
     for path in plans[0].paths():
         if path.exists():

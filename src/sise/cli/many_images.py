@@ -366,6 +366,12 @@ def _explain_images(
         if not log.is_done(image, settings, plan)
     ]
     summary.skipped = len(images) - len(todo)
+    if not todo:  # one line, and no empty bar
+        print(
+            f"{len(images)} image(s): 0 explained, {len(images)} already done: all are in "
+            f"{log.path}, nothing to explain"
+        )
+        return summary
     if summary.skipped:
         print(f"{summary.skipped} image(s) already done in {log.path}: skipped")
     with tqdm(total=len(todo), unit="image", desc="sise explain", disable=not progress) as bar:

@@ -8,12 +8,20 @@ import argparse
 import inspect
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from sise.cli.arguments import DEFAULT_BATCH_SIZE
 from sise.errors import SiseError
 from sise.methods.base import Explainer
-from sise.methods.registry import DISPLAY_NAMES, METHODS, make_explainer
+from sise.methods.registry import (
+    BUDGETS,
+    DISPLAY_NAMES,
+    METHODS,
+    Budget,
+    budget_options,
+    make_explainer,
+)
 from sise.options import method_key, parse_option
 
 #: The method flags of ``sise explain``: attribute -> (flag, constructor parameter, default).
@@ -34,13 +42,15 @@ def method_options(args: argparse.Namespace, method: str) -> dict[str, object]:
     options: dict[str, object] = {} if args.score is None else {"score": args.score}
     if method in ("sise", "scorecam", "rise"):
         options["batch_size"] = args.batch_size
+    if "progress" in METHODS[method].runtime_settings:
+        # a bar over each method's masks or iterations, not only SISE's
+        options["progress"] = not args.no_progress
     if method == "sise":
         options.update(
             mu=args.mu,
             selection="adaptive" if args.adaptive else "fixed",
             baseline=args.baseline,
             gate=args.gate,
-            progress=not args.no_progress,
         )
     # every --option is checked, also those for methods this command does not run
     for text in args.option or []:
@@ -95,6 +105,73 @@ def apply_flags(
             raise SiseError(f"{flag} does not apply to {names}: it is an option of {users}")
         for method in takers:
             options[method][parameter] = value
+
+
+def display_name(method: str, options: dict[str, object]) -> str:
+    """The method's name in figures and messages: ``"Ada-SISE"`` for SISE with the adaptive
+    selection (``--adaptive`` or ``--option sise.selection=adaptive``)."""
+    if method == "sise" and options.get("selection") == "adaptive":
+        return "Ada-SISE"
+    return DISPLAY_NAMES.get(method, method)
+
+
+def file_name(method: str, options: dict[str, object]) -> str:
+    """The method's part of an output file name (``cat_sise.png``, ``cat_ada-sise.png``)."""
+    return "ada-sise" if display_name(method, options) == "Ada-SISE" else method
+
+
+def choose_budget(budget: str | None, device: torch.device) -> Budget:
+    """``--budget``, or where it is not given the budget that suits the device: the published
+    settings on a CUDA GPU, the quick ones elsewhere (a CPU takes minutes per method on the
+    published ones)."""
+    if budget is not None:
+        if budget not in BUDGETS:
+            raise SiseError(f"unknown --budget {budget!r}: use {' or '.join(BUDGETS)}")
+        return budget  # type: ignore[return-value]
+    return "paper" if device.type == "cuda" else "quick"
+
+
+def _value_text(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(_value_text(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def apply_budget(
+    methods: Sequence[str],
+    options: dict[str, dict[str, object]],
+    budget: Budget,
+    model: nn.Module,
+) -> list[str]:
+    """Put the budget's options under each method's own (an ``--option`` wins); return, for a
+    reduced budget, one line per method saying what it changed and the published value."""
+    reduced = []
+    for method in methods:
+        chosen = budget_options(method, budget, model)
+        published = budget_options(method, "paper", model)
+        changes = [
+            f"{key}={_value_text(value)} (paper: {_value_text(published[key])})"
+            for key, value in chosen.items()
+            if key not in options[method] and value != published[key]
+        ]
+        options[method] = {**chosen, **options[method]}
+        if changes:
+            reduced.append(f"{display_name(method, options[method])} {', '.join(changes)}")
+    return reduced
+
+
+def print_budget_note(budget: Budget, chosen: str | None, reduced: Sequence[str]) -> None:
+    """Say what the quick budget reduced, and how to get the paper's settings."""
+    if not reduced:
+        return
+    why = "" if chosen is not None else " (the default without a CUDA GPU)"
+    print(f"budget {budget}{why}: " + "; ".join(reduced))
+    print(
+        "  for the paper's settings: --budget paper (minutes per method on a CPU); to change "
+        "one: --option METHOD.KEY=VALUE"
+    )
 
 
 def build_explainer(method: str, model: nn.Module, options: dict[str, object]) -> Explainer:

@@ -16,7 +16,7 @@ from sise.core.masks import BaselineSpec
 from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
 from sise.runtime import ModelRuntime, Runtime
-from sise.targets import TargetSpec
+from sise.targets import TargetSpec, names_to_indices
 
 #: What every method's ``targets`` argument takes (see :mod:`sise.targets`).
 Targets = TargetSpec
@@ -185,12 +185,14 @@ class Explainer(ABC):
         ``targets``: ``None`` (the predicted class), a class index for every sample, one per
         sample, or a callable ``target(output) -> (N,)`` score (:mod:`sise.targets`: the
         contract, and ready-made targets such as :class:`~sise.targets.Margin` and
-        :class:`~sise.targets.SegmentationRegion`). Turn a class name into an index with
-        :meth:`sise.models.loading.LoadedModel.class_index`. A call inside ``torch.inference_mode()``
+        :class:`~sise.targets.SegmentationRegion`). A class name (``"tabby"``, or
+        :class:`~sise.targets.ClassName`) is looked up in the model's class list (see
+        :mod:`sise.targets.class_names`). A call inside ``torch.inference_mode()``
         works: the methods need autograd, so they run with inference mode switched off, on a
         normal copy of inputs made in inference mode. The runtime wraps the call
         (:meth:`sise.runtime.ModelRuntime.call`: on a CPU, freed memory is reused).
         """
+        targets = names_to_indices(self.model, targets)  # type: ignore[assignment]
         with torch.inference_mode(False):
             if isinstance(inputs, Tensor) and inputs.is_inference():
                 inputs = inputs.clone()

@@ -427,7 +427,8 @@ class ExtremalPerturbation(Explainer):
         )
         weight = self.area_weight
         full = masks = torch.empty(0)
-        with self.model_runtime.progress_bar(self.iterations, "Extremal Perturbation") as advance:
+        bar = self.model_runtime.progress_bar(self.iterations, "Extremal Perturbation", "it")
+        with bar as advance:
             for iteration in range(self.iterations):
                 with torch.enable_grad():
                     full, masks = generator(lattice)

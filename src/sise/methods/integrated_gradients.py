@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, get_args
 
 import torch
@@ -72,7 +73,7 @@ class IntegratedGradients(Explainer):
     name = "ig"
     default_score = "logit"
 
-    runtime_settings = frozenset({"batch_size"})
+    runtime_settings = frozenset({"batch_size", "progress"})
 
     def __init__(
         self,
@@ -100,9 +101,16 @@ class IntegratedGradients(Explainer):
         if baseline is None:
             baseline = torch.zeros_like(inputs)
 
+        # a bar over the path points (closed below; on an error, when it is collected)
+        bar = contextlib.ExitStack()
+        advance = bar.enter_context(
+            self.model_runtime.progress_bar(self.n_steps * n, "Integrated Gradients")
+        )
+
         def forward(x: Tensor, owners: Tensor) -> Tensor:
             # Captum repeats ``owners`` along with the inputs, so each path point's row knows
             # its image, whatever Captum's internal batching.
+            advance(x.shape[0])
             return checked_scores(target.rows(owners), self.model(x), x.shape[0])
 
         attributions = CaptumIG(forward).attribute(
@@ -118,6 +126,7 @@ class IntegratedGradients(Explainer):
             ),
         )
         attributions = attributions.detach()
+        bar.close()
         with torch.no_grad():
             baseline_scores = checked_scores(target, self.model(baseline), n)
         delta = attributions.flatten(1).sum(dim=1).float() - (scores - baseline_scores)

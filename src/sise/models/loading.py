@@ -86,6 +86,12 @@ class LoadedModel:
     name: str
     resize: Resize = "stretch"
 
+    def __post_init__(self) -> None:
+        from sise.targets import set_class_names
+
+        # the model's explanations then take class names: explainer(x, "tabby")
+        set_class_names(self.model, self.class_names, self.name)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

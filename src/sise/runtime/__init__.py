@@ -11,6 +11,7 @@ from sise.runtime.allocator import retained_freed_memory
 from sise.runtime.device import BatchSize, Compile, Precision, device_name, fidelity, synchronize
 from sise.runtime.engine import score_masked
 from sise.runtime.model_runtime import ModelRuntime
+from sise.runtime.progress import progress_bar
 from sise.runtime.settings import FIELDS, Runtime, default_device
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "default_device",
     "device_name",
     "fidelity",
+    "progress_bar",
     "retained_freed_memory",
     "score_masked",
     "synchronize",

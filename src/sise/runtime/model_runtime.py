@@ -112,9 +112,12 @@ class ModelRuntime:
             inputs.shape[0], auto_batch_size(self.model, inputs, memory_fraction=memory_fraction)
         )
 
-    def progress_bar(self, total: int, label: str) -> contextlib.AbstractContextManager:
-        """``advance(n)`` over ``total`` steps, drawn when the runtime asks for progress."""
-        return progress_bar(total, label, self.settings.progress)
+    def progress_bar(
+        self, total: int, label: str, unit: str = "fwd"
+    ) -> contextlib.AbstractContextManager:
+        """``advance(n)`` over ``total`` steps of ``unit``, drawn when the runtime asks for
+        progress (:func:`sise.runtime.progress.progress_bar`)."""
+        return progress_bar(total, label, self.settings.progress, unit)
 
     @property
     def compile_seconds(self) -> float:

@@ -6,6 +6,9 @@ Every method takes its target through the same ``targets`` argument. It can be
 * class indices: an ``int`` (the same class for every input), a sequence of ints or an integer
   tensor (one class per input), explained with the method's ``score=`` (``"softmax"``,
   ``"sigmoid"`` or ``"logit"``);
+* class names: a string (``"tabby"``), a list of them, or :class:`ClassName`, looked up in the
+  model's class list (models from :func:`sise.models.loading.load_model` have one; give another
+  model its names with :func:`set_class_names`) and then explained as class indices;
 * a **callable** ``target(output) -> (N,)``: any score of the model's output (a
   :class:`Target` below, or your own function);
 * a sequence of callables, one per input (as pytorch-grad-cam's lists of target objects).
@@ -43,6 +46,7 @@ it is. The explanation's ``targets`` field holds each input's class for class ta
 for a callable that explains no single class.
 """
 
+from sise.targets.class_names import ClassName, class_names_of, names_to_indices, set_class_names
 from sise.targets.ready_made import ClassScore, Margin, SegmentationRegion
 from sise.targets.resolve import (
     FunctionTarget,
@@ -54,6 +58,7 @@ from sise.targets.resolve import (
 from sise.targets.target import Target, checked_scores, first_rows, target_scores
 
 __all__ = [
+    "ClassName",
     "ClassScore",
     "FunctionTarget",
     "Margin",
@@ -62,8 +67,11 @@ __all__ = [
     "Target",
     "TargetSpec",
     "checked_scores",
+    "class_names_of",
     "first_rows",
+    "names_to_indices",
     "resolve_target",
     "resolve_targets",
+    "set_class_names",
     "target_scores",
 ]

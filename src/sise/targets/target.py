@@ -52,8 +52,9 @@ def refuse_names(targets: object, what: str = "targets") -> None:
     for item in items:
         if isinstance(item, str):
             raise SiseError(
-                f"{what} are class indices, got the name {item!r}: turn a name into its index "
-                "with sise.models.loading.LoadedModel.class_index (e.g. loaded.class_index('tabby'))"
+                f"{what} are class indices, got the name {item!r}: give the name as the "
+                "method's target (explainer(x, 'tabby'), looked up in the model's class list), or "
+                "its index (loaded.class_index('tabby'))"
             )
         if isinstance(item, bool | np.bool_):
             raise SiseError(

@@ -295,3 +295,15 @@ def test_offline_models_are_named_and_a_missing_package_is_explained(monkeypatch
         models.load_model("efficientnet_lite2")
     with pytest.raises(SiseError, match="efficientnet_lite2"):
         models.load_model("efficientnet_lite3")
+
+
+def test_generating_the_set_says_so_and_shows_its_images(tmp_path, capsys):
+    spec = PhotoSetSpec(n_images=3)
+    folder = photo_set(tmp_path, spec)
+    err = capsys.readouterr().err
+    assert f"generating the photo set (3 images), once: it is kept in {folder}" in err
+    assert "3/3" in err or "generating the photo set:" in err  # the bar over its images
+    assert photo_set(tmp_path, spec) == folder
+    assert capsys.readouterr().err == ""  # reused: nothing to say
+    photo_set(tmp_path / "quiet", spec, progress=False)
+    assert capsys.readouterr().err == ""

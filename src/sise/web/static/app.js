@@ -50,6 +50,11 @@ $("photo-file").addEventListener("change", () => {
   reader.readAsDataURL(file);
 });
 
+// "1 forward pass", "1,093 forward passes" (as the command line says it)
+function passesText(count) {
+  return count.toLocaleString("en-US") + (count === 1 ? " forward pass" : " forward passes");
+}
+
 function showError(message) {
   $("error").textContent = message;
   $("error").style.display = "block";
@@ -96,7 +101,7 @@ async function explain() {
     } else {
       render(answer);
       $("status").textContent = answer.method_name + " on " + answer.model + " (" + answer.device +
-        "): " + answer.seconds.toFixed(1) + " s, " + answer.forward_passes + " forward passes.";
+        "): " + answer.seconds.toFixed(1) + " s, " + passesText(answer.forward_passes) + ".";
     }
   } catch (e) {
     showError("no answer from the server: is `sise app` still running? (" + e + ")");

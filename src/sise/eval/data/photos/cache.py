@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -53,7 +54,9 @@ def _default_root() -> Path:
     return default_cache_dir() / "photos"
 
 
-def photo_set(root: str | Path | None = None, spec: PhotoSetSpec = PHOTO_SET) -> Path:
+def photo_set(
+    root: str | Path | None = None, spec: PhotoSetSpec = PHOTO_SET, progress: bool = True
+) -> Path:
     """The folder of the generated photo set (it holds ``VOC2007/``), generated if absent.
 
     The set lives in ``root/photos-<key>`` where ``key`` digests the generator's code, ``spec`` and
@@ -66,6 +69,8 @@ def photo_set(root: str | Path | None = None, spec: PhotoSetSpec = PHOTO_SET) ->
     Args:
         root: where to keep sets (default: ``$SISE_CACHE/photos`` or ``~/.cache/sise/photos``).
         spec: the generator's settings.
+        progress: when the set is generated, say so on stderr and draw a bar over its images
+            (about a minute on a CPU, once).
     """
     parent = Path(root) if root is not None else _default_root()
     key = _generator_key(spec)
@@ -84,7 +89,13 @@ def photo_set(root: str | Path | None = None, spec: PhotoSetSpec = PHOTO_SET) ->
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=parent))
     try:
-        make_photo_voc(staging, spec)
+        if progress:
+            print(
+                f"generating the photo set ({spec.n_images} images), once: it is kept in {folder}",
+                file=sys.stderr,
+                flush=True,
+            )
+        make_photo_voc(staging, spec, progress=progress)
         content = _content_digest(staging / "VOC2007")
         (staging / _MANIFEST).write_text(
             json.dumps({"key": key, "content": content, "spec": dataclasses.asdict(spec)}) + "\n"
