@@ -345,14 +345,16 @@ def test_bad_benchmark_databases(
 
 
 def test_metrics_help_says_which_are_the_default(capsys):
-    from sise.eval.benchmark.scoring import METRICS
+    from sise.eval.benchmark.scoring import DEFAULT_METRICS, METRICS
 
     with pytest.raises(SystemExit):
         main(["benchmark", "--help"])
     printed = " ".join(capsys.readouterr().out.split())
-    assert "(default: all)" not in printed  # two of the metrics are left out by default
-    default = [m for m in METRICS if m not in ("pointing_all", "pointing_difficult")]
-    assert f"(default: {', '.join(default)}; pointing_all and pointing_difficult only" in printed
+    assert "(default: all)" not in printed  # the opt-in metrics are left out by default
+    optional = [m for m in METRICS if m not in DEFAULT_METRICS]
+    assert {"pointing_all", "pointing_difficult", "road", "adcc"} <= set(optional)
+    assert f"(default: {', '.join(DEFAULT_METRICS)}; opt-in, computed only when named: " in printed
+    assert f"{', '.join(optional)})" in printed
 
 
 def test_report_only_rolls_back_what_a_killed_run_left_unfinished(bench_root, capsys):

@@ -16,9 +16,7 @@ BENCHMARK_HELP = "the paper's benchmark: every (image, class) pair, every method
 
 def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     """Add ``sise benchmark`` to the command line's sub-commands."""
-    # scoring's ALL_METRICS are the metrics computed by default, not all of them
-    from sise.eval.benchmark.scoring import ALL_METRICS as DEFAULT_METRICS
-    from sise.eval.benchmark.scoring import METRICS, MetricSettings
+    from sise.eval.benchmark.scoring import DEFAULT_METRICS, METRICS, MetricSettings
 
     bench = commands.add_parser(
         "benchmark",
@@ -47,7 +45,7 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
         "--metrics",
         default=",".join(DEFAULT_METRICS),
         help=f"comma-separated (default: {', '.join(DEFAULT_METRICS)}; "
-        f"{' and '.join(optional)} only when named)",
+        f"opt-in, computed only when named: {', '.join(optional)})",
     )
     bench.add_argument("--limit", type=int, help="first N images of the split")
     bench.add_argument("--split", help="dataset split (default test; val2014 for COCO)")

@@ -20,7 +20,7 @@ from sise.cli import main
 from sise.errors import SiseError
 from sise.eval.benchmark import BenchmarkConfig, run_benchmark
 from sise.eval.benchmark import run as running
-from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings, required_metrics
+from sise.eval.benchmark.scoring import DEFAULT_METRICS, MetricSettings, required_metrics
 from sise.eval.data import EvalImage, EvalPair, VOCDetection2007, load_dataset
 from sise.eval.data.synthetic import make_synthetic_voc
 from sise.methods.registry import METHODS
@@ -95,7 +95,7 @@ def test_clean_run_stores_every_pair(clean_run: tuple[Path, object], tiny_data: 
     rows = _rows(db)
     # every metric of every pair, but distractor energy only where the image holds another class
     dataset = VOCDetection2007(tiny_data, "test")
-    per_pair = [len(required_metrics(p, ALL_METRICS)) for p in dataset]
+    per_pair = [len(required_metrics(p, DEFAULT_METRICS)) for p in dataset]
     assert len(per_pair) == pairs and min(per_pair) < max(per_pair)  # both kinds of pair here
     assert len(rows) == sum(per_pair) * len(METHODS_UNDER_TEST)
     assert result.counts == dict.fromkeys(METHODS_UNDER_TEST, pairs)  # type: ignore[attr-defined]
@@ -112,9 +112,9 @@ def test_clean_run_stores_every_pair(clean_run: tuple[Path, object], tiny_data: 
     assert "top 20% of pixels" in markdown and "masking baseline `zero`" in markdown
     # the table's standard errors and near-best marks are the result's too
     errors = result.errors  # type: ignore[attr-defined]
-    assert set(errors) == set(ALL_METRICS) and errors["ebpg"].keys() == result.counts.keys()  # type: ignore[attr-defined]
+    assert set(errors) == set(DEFAULT_METRICS) and errors["ebpg"].keys() == result.counts.keys()  # type: ignore[attr-defined]
     assert f"± {errors['ebpg']['sise']:.2f}" in markdown
-    assert set(result.near_best) == set(ALL_METRICS)  # type: ignore[attr-defined]
+    assert set(result.near_best) == set(DEFAULT_METRICS)  # type: ignore[attr-defined]
 
 
 def test_rerun_computes_nothing(

@@ -10,7 +10,7 @@ import torch
 
 from sise.errors import SiseError
 from sise.eval.benchmark.scoring import (
-    ALL_METRICS,
+    DEFAULT_METRICS,
     METRICS,
     MetricSettings,
     ScoringBatch,
@@ -52,7 +52,7 @@ def test_distractor_metric_from_the_pairs_boxes() -> None:
 
 
 def test_one_definition_per_metric() -> None:
-    assert ALL_METRICS[:5] == ("ebpg", "miou", "bbox", "drop", "increase")  # the paper's rows
+    assert DEFAULT_METRICS[:5] == ("ebpg", "miou", "bbox", "drop", "increase")  # the paper's rows
     for name, metric in METRICS.items():
         assert metric.name == name
         assert metric.label.endswith("↑" if metric.higher_is_better else "↓")
@@ -87,10 +87,10 @@ def test_settings_are_checked(changes: dict, message: str) -> None:
 def test_torchrays_pointing_game_is_asked_for_by_name(tmp_path: Path) -> None:
     """Not among the default metrics (an earlier run must not recompute every pair), accepted
     by name; its subset file is checked at once and stays out of the run's identity."""
-    assert "pointing_all" not in ALL_METRICS and "pointing_difficult" not in ALL_METRICS
+    assert "pointing_all" not in DEFAULT_METRICS and "pointing_difficult" not in DEFAULT_METRICS
     opt_in = {name for name, metric in METRICS.items() if not metric.default}
     assert {"pointing_all", "pointing_difficult"} <= opt_in
-    assert set(METRICS) == {*ALL_METRICS, *opt_in}
+    assert set(METRICS) == {*DEFAULT_METRICS, *opt_in}
     assert check_metrics(["pointing_difficult", "ebpg"], "logit") == ["ebpg", "pointing_difficult"]
     flags = tmp_path / "flags.txt"
     flags.write_text("000001\t1\n")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sise.errors import SiseError
-from sise.eval.benchmark.scoring import ALL_METRICS, MetricSettings, check_metrics
+from sise.eval.benchmark.scoring import DEFAULT_METRICS, MetricSettings, check_metrics
 from sise.eval.digest import digest, tensor_bytes
 from sise.methods.registry import DISPLAY_NAMES, METHODS
 from sise.models.loading import LoadedModel
@@ -88,7 +88,7 @@ class BenchmarkConfig:
     dataset: str
     model: str
     methods: Sequence[str] = tuple(DISPLAY_NAMES)
-    metrics: Sequence[str] = ALL_METRICS
+    metrics: Sequence[str] = DEFAULT_METRICS
     db: str | Path = "results.sqlite"
     out: str | Path | None = None
     limit: int | None = None

@@ -6,7 +6,7 @@ become :class:`~sise.eval.benchmark.metric_base.Metric` entries (:data:`FIELD_ME
 :data:`sise.eval.benchmark.scoring.METRICS` lists after the others.
 
 All are **opt-in** (``--metrics ...,road,adcc,randomisation``; not in
-:data:`~sise.eval.benchmark.scoring.ALL_METRICS`): ROAD solves 18 sparse systems (9 percentiles ×
+:data:`~sise.eval.benchmark.scoring.DEFAULT_METRICS`): ROAD solves 18 sparse systems (9 percentiles ×
 2 orders) and runs 20 forward passes per pair and method; ADCC explains every pair a second time
 (the explanation map ``x ⊙ E``), which doubles the cost of RISE or Extremal Perturbation; the
 randomisation row explains its pairs once more on a randomised copy of the model; and a new

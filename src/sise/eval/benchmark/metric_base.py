@@ -106,7 +106,7 @@ class Metric:
             left out, and the table says over how many pairs the row is.
         needs_positive_score: a relative change of the score: not with ``--score logit``.
         describe: the settings line it adds under the table's title (None: nothing to say).
-        default: computed when no metrics are named (:data:`ALL_METRICS`).
+        default: computed when no metrics are named (:data:`DEFAULT_METRICS`).
     """
 
     name: str

@@ -7,7 +7,7 @@ settings. :data:`METRICS` lists them in the table's row order: the paper's rows 
 Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
 AUC, this project's distractor energy, TorchRay's pointing-game protocol (``pointing_all``,
 ``pointing_difficult``: the numbers TorchRay publishes, computed on the original image; asked
-for by name, see :data:`ALL_METRICS`), and the model-truth metrics the field reports now (ROAD,
+for by name, see :data:`DEFAULT_METRICS`), and the model-truth metrics the field reports now (ROAD,
 ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`, asked for
 by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
 
@@ -50,7 +50,7 @@ from sise.eval.metrics import (
 )
 
 __all__ = [
-    "ALL_METRICS",
+    "DEFAULT_METRICS",
     "METRICS",
     "Metric",
     "MetricSettings",
@@ -244,7 +244,7 @@ METRICS: dict[str, Metric] = {
 #: metric to the default would have every earlier run compute all its pairs again; and but ROAD,
 #: ADCC and the randomisation row, which cost far more than the others
 #: (:mod:`~sise.eval.benchmark.field_metrics`).
-ALL_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
+DEFAULT_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
 
 
 def check_metrics(metrics: Sequence[str], score: str) -> list[str]:
