@@ -1,0 +1,152 @@
+"""Issue 22's fault cases on the Python API, as a table: each bad input gets a :class:`SiseError`
+or a warning whose message says what went wrong and what to do (case -> message fragment), and
+the cases with a right answer (an upright phone photo, a JPEG decoded at the size needed) give it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from sise import SiseError
+from sise.images import decode_image, load_image, sample_image_path
+
+#: EXIF tag of the orientation; 6: the stored picture must turn 90° clockwise to be upright.
+ORIENTATION = 0x0112
+
+
+def _sideways_photo(path: Path) -> np.ndarray:
+    """Save the cat photo as a phone stores a portrait shot (pixels on their side, EXIF
+    orientation 6) and return the upright photo."""
+    upright = load_image(sample_image_path("chelsea"))
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    # orientation 6 = the viewer rotates the stored pixels 90° clockwise; so store them 90° CCW
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    return upright
+
+
+def _huge_png(path: Path) -> Path:
+    """A 12000 x 12000 black PNG: about 140 kB on disk, 432 MB as RGB."""
+    Image.new("L", (12000, 12000)).save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------ the cases
+
+
+def huge_png_file(tmp: Path, model: nn.Module) -> object:
+    return load_image(_huge_png(tmp / "huge.png"))
+
+
+def huge_png_upload(tmp: Path, model: nn.Module) -> object:
+    return decode_image(_huge_png(tmp / "huge.png").read_bytes())
+
+
+def over_a_lowered_budget(tmp: Path, model: nn.Module) -> object:
+    path = tmp / "small.png"
+    Image.new("RGB", (100, 100)).save(path)
+    return load_image(path, max_pixels=9999)
+
+
+def bad_budget_variable(tmp: Path, model: nn.Module) -> object:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SISE_MAX_PIXELS", "lots")
+        return load_image(sample_image_path("chelsea"))
+
+
+#: (case, expected SiseError message fragment)
+ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
+    # bad outcome 4: refused before decoding, naming the limit and both ways to raise it
+    (huge_png_file, r"12000 × 12000 = 144.0 Mpx, more than the limit of 50,000,000 pixels"),
+    (huge_png_file, r"SISE_MAX_PIXELS=144000000 \(in Python: max_pixels=144000000\)"),
+    (huge_png_upload, r"the uploaded image has 12000 × 12000 .* SISE_MAX_PIXELS="),
+    (over_a_lowered_budget, r"100 × 100 = 0.0 Mpx, more than the limit of 9,999 pixels"),
+    (bad_budget_variable, r"SISE_MAX_PIXELS='lots' is not a positive whole number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"), ERRORS, ids=[f"{case.__name__}-{i}" for i, (case, _) in enumerate(ERRORS)]
+)
+def test_refused_with_a_message(case, message, tmp_path, small_cnn):
+    with pytest.raises(SiseError, match=message):
+        case(tmp_path, small_cnn)
+
+
+# ----------------------------------------------------------------- cases with a right answer
+
+
+def test_a_phone_photo_stored_sideways_is_read_upright(tmp_path):
+    """Bad outcome 3: the EXIF orientation is applied, for files and uploads."""
+    path = tmp_path / "portrait.jpg"
+    upright = _sideways_photo(path)
+    with Image.open(path) as stored:
+        assert stored.size == (upright.shape[0], upright.shape[1])  # on its side in the file
+    for rgb in (load_image(path), decode_image(path.read_bytes())):
+        assert rgb.shape == upright.shape
+        # JPEG re-encoding moves pixels by a few levels; a wrong turn moves them by ~60
+        assert np.abs(rgb.astype(int) - upright).mean() < 3
+
+
+def test_a_jpeg_is_decoded_no_larger_than_needed(tmp_path):
+    """Bad outcome 4: with ``min_size``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft
+    mode), the smallest that keeps both sides at least that big."""
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (200, 100, 50)).save(path)
+    assert load_image(path).shape == (2000, 3000, 3)
+    assert load_image(path, min_size=224).shape == (250, 375, 3)  # 1/8: 250 >= 224
+    assert load_image(path, min_size=(300, 500)).shape == (500, 750, 3)  # 1/4: 250 < 300
+    assert decode_image(path.read_bytes(), min_size=1000).shape == (1000, 1500, 3)  # 1/2
+    # the budget counts the pixels decoded: 6 Mpx is refused at full size, not at 1/8
+    with pytest.raises(SiseError, match="more than the limit of 1,000,000 pixels"):
+        load_image(path, max_pixels=1_000_000)
+    assert load_image(path, max_pixels=1_000_000, min_size=224).shape == (250, 375, 3)
+    # a photo stored on its side: min_size is the upright image's (height, width)
+    portrait = tmp_path / "portrait.jpg"
+    Image.new("RGB", (1600, 800)).save(portrait, exif=_orientation(6))
+    assert load_image(portrait, min_size=(400, 200)).shape == (400, 200, 3)  # 1/4 scale
+
+
+def _orientation(value: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[ORIENTATION] = value
+    return exif
+
+
+def test_the_budget_comes_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "small.png"
+    Image.new("RGB", (100, 100)).save(path)
+    monkeypatch.setenv("SISE_MAX_PIXELS", "9_999")
+    with pytest.raises(SiseError, match="limit of 9,999 pixels"):
+        load_image(path)
+    monkeypatch.setenv("SISE_MAX_PIXELS", "10000")
+    assert load_image(path).shape == (100, 100, 3)
+
+
+@pytest.mark.slow
+def test_a_sideways_photo_is_explained_upright_by_the_real_model(tmp_path, demo):
+    """On the pretrained EfficientNet-Lite0: the tagged sideways photo gives the upright photo's
+    prediction (a tabby cat) and a map of the upright photo's shape."""
+    from sise import GradCAM
+
+    path = tmp_path / "portrait.jpg"
+    upright = _sideways_photo(path)
+    read = load_image(path)
+    with torch.no_grad():
+        top_upright = int(demo.model(demo.preprocess(upright)).argmax())
+        top_read = int(demo.model(demo.preprocess(read)).argmax())
+    assert demo.class_names[top_read] == demo.class_names[top_upright]
+    assert "cat" in demo.class_names[top_read]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about on an upright photo
+        maps = GradCAM(demo.model)(torch.cat([demo.preprocess(read), demo.preprocess(upright)]))
+    # the same map as the upright photo's (a photo explained on its side gives another one)
+    assert float((maps.maps[0] - maps.maps[1]).abs().mean()) < 0.02
