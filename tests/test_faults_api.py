@@ -62,6 +62,30 @@ def bad_budget_variable(tmp: Path, model: nn.Module) -> object:
         return load_image(sample_image_path("chelsea"))
 
 
+def photo_as_checkpoint(tmp: Path, model: nn.Module) -> object:
+    from sise.models.checkpoints import read_checkpoint
+
+    return read_checkpoint(sample_image_path("chelsea"))
+
+
+def checkpoint_with_objects(tmp: Path, model: nn.Module) -> object:
+    from argparse import Namespace
+
+    from sise.models.checkpoints import read_checkpoint
+
+    path = tmp / "training_state.pt"
+    torch.save({"args": Namespace(lr=0.1), "state_dict": {"w": torch.ones(2)}}, path)
+    return read_checkpoint(path)
+
+
+def random_bytes_as_checkpoint(tmp: Path, model: nn.Module) -> object:
+    from sise.models.checkpoints import read_checkpoint
+
+    path = tmp / "weights.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    return read_checkpoint(path)
+
+
 #: (case, expected SiseError message fragment)
 ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     # bad outcome 4: refused before decoding, naming the limit and both ways to raise it
@@ -70,6 +94,13 @@ ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     (huge_png_upload, r"the uploaded image has 12000 × 12000 .* SISE_MAX_PIXELS="),
     (over_a_lowered_budget, r"100 × 100 = 0.0 Mpx, more than the limit of 9,999 pixels"),
     (bad_budget_variable, r"SISE_MAX_PIXELS='lots' is not a positive whole number"),
+    # raw error 9: what the file is, never torch's advice to load it with weights_only=False
+    (photo_as_checkpoint, r"chelsea.jpg' is not a PyTorch checkpoint: it is a JPEG image"),
+    (checkpoint_with_objects, r"not a safe checkpoint: .* objects \(such as argparse.Namespace\)"),
+    (
+        random_bytes_as_checkpoint,
+        r"it is not a PyTorch checkpoint \(torch cannot read it as saved tensors",
+    ),
 ]
 
 
@@ -77,8 +108,10 @@ ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     ("case", "message"), ERRORS, ids=[f"{case.__name__}-{i}" for i, (case, _) in enumerate(ERRORS)]
 )
 def test_refused_with_a_message(case, message, tmp_path, small_cnn):
-    with pytest.raises(SiseError, match=message):
+    with pytest.raises(SiseError, match=message) as caught:
         case(tmp_path, small_cnn)
+    # one line, in the package's words: no advice to run code from an untrusted file
+    assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 # ----------------------------------------------------------------- cases with a right answer
