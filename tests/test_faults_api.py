@@ -86,6 +86,37 @@ def random_bytes_as_checkpoint(tmp: Path, model: nn.Module) -> object:
     return read_checkpoint(path)
 
 
+def grayscale_inputs(tmp: Path, model: nn.Module) -> object:
+    from sise import SISE
+
+    return SISE(model)(torch.randn(1, 1, 64, 64))
+
+
+def rgba_inputs(tmp: Path, model: nn.Module) -> object:
+    from sise import SISE
+
+    return SISE(model)(torch.randn(1, 4, 64, 64))
+
+
+def tiny_inputs(tmp: Path, model: nn.Module) -> object:
+    from sise import GradCAM
+
+    return GradCAM(model)(torch.randn(1, 3, 3, 3))
+
+
+def tiny_inputs_masked(tmp: Path, model: nn.Module) -> object:
+    from sise import RISE
+
+    return RISE(model, n_masks=8)(torch.randn(2, 3, 3, 3))
+
+
+def a_trillion_rise_masks(tmp: Path, model: nn.Module) -> object:
+    from sise import RISE
+
+    # 10^12 masks: refused before any allocation (today: torch's raw allocation error)
+    return RISE(model, n_masks=10**12)(torch.randn(1, 3, 16, 16))
+
+
 #: (case, expected SiseError message fragment)
 ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     # bad outcome 4: refused before decoding, naming the limit and both ways to raise it
@@ -94,6 +125,14 @@ ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     (huge_png_upload, r"the uploaded image has 12000 × 12000 .* SISE_MAX_PIXELS="),
     (over_a_lowered_budget, r"100 × 100 = 0.0 Mpx, more than the limit of 9,999 pixels"),
     (bad_budget_variable, r"SISE_MAX_PIXELS='lots' is not a positive whole number"),
+    # raw errors 1-3: the model's own refusal, in the package's words
+    (grayscale_inputs, r"takes 3-channel images but the inputs have 1 channel .*expand\(-1, 3"),
+    (rgba_inputs, r"takes 3-channel images but the inputs have 4 channels .*inputs\[:, :3\]"),
+    (tiny_inputs, r"inputs of 3x3 px are too small .* needs at least 4x4 px"),
+    (tiny_inputs_masked, r"inputs of 3x3 px are too small .* needs at least 4x4 px"),
+    # bad outcome 8: memory needs checked before allocating
+    (a_trillion_rise_masks, r"RISE's 1,000,000,000,000 random grids .* need 481.0 TB, more "),
+    (a_trillion_rise_masks, r"available on cpu: lower n_masks"),
     # raw error 9: what the file is, never torch's advice to load it with weights_only=False
     (photo_as_checkpoint, r"chelsea.jpg' is not a PyTorch checkpoint: it is a JPEG image"),
     (checkpoint_with_objects, r"not a safe checkpoint: .* objects \(such as argparse.Namespace\)"),
@@ -183,3 +222,129 @@ def test_a_sideways_photo_is_explained_upright_by_the_real_model(tmp_path, demo)
         maps = GradCAM(demo.model)(torch.cat([demo.preprocess(read), demo.preprocess(upright)]))
     # the same map as the upright photo's (a photo explained on its side gives another one)
     assert float((maps.maps[0] - maps.maps[1]).abs().mean()) < 0.02
+
+
+# ------------------------------------------------------------------------- the warned cases
+
+
+class Saturated(nn.Module):
+    """A small CNN whose logits are multiplied by 1000: its softmax rounds to exactly 1."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1000 * self.model(x)
+
+
+class Blind(nn.Module):
+    """A classifier whose output does not depend on its input (a dead first layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-1.0)  # ReLU(−1) = 0 everywhere
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def saturated_grad_cam(tmp: Path, model: nn.Module) -> object:
+    from sise import GradCAM
+
+    return GradCAM(Saturated(model), score="softmax")(torch.randn(1, 3, 32, 32))
+
+
+def saturated_grad_cam_plus_plus(tmp: Path, model: nn.Module) -> object:
+    from sise import GradCAMPlusPlus
+
+    return GradCAMPlusPlus(Saturated(model), score="softmax")(torch.randn(1, 3, 32, 32))
+
+
+def blind_model(tmp: Path, model: nn.Module) -> object:
+    from sise import GradCAM
+
+    return GradCAM(Blind().eval())(torch.randn(2, 3, 16, 16))
+
+
+def extremal_on_24_px(tmp: Path, model: nn.Module) -> object:
+    from sise import ExtremalPerturbation
+
+    return ExtremalPerturbation(model, iterations=2)(torch.randn(1, 3, 24, 24))
+
+
+#: (case, expected warning message fragment)
+WARNINGS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
+    # bad outcome 1: an all-zero map from a saturated softmax names the saturation and the fix
+    (saturated_grad_cam, r"GradCAM: the map of input 0 is all zero .* softmax .* saturated"),
+    (saturated_grad_cam, r"score='logit' \(command line: --score logit\)"),
+    (saturated_grad_cam_plus_plus, r"GradCAMPlusPlus: the map of input 0 is all zero"),
+    # any all-zero map says so, with the reason
+    (blind_model, r"GradCAM: the map of inputs \[0, 1\] is all zero .* did not respond"),
+    # bad outcome 2: images too small for the masks' pixel sizes
+    (extremal_on_24_px, r"24x24 px images are too small for sigma=21 px"),
+    (extremal_on_24_px, r"step=1, sigma=2.25, blur_sigma=2.14"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    WARNINGS,
+    ids=[f"{case.__name__}-{i}" for i, (case, _) in enumerate(WARNINGS)],
+)
+def test_warned_with_the_reason(case, message, tmp_path, small_cnn):
+    with pytest.warns(UserWarning, match=message):
+        case(tmp_path, small_cnn)
+
+
+def test_the_warning_points_at_the_caller(small_cnn):
+    from sise import SISE, GradCAM
+
+    for method in (GradCAM(Blind().eval()), SISE(Blind().eval(), layers=["conv"])):
+        with pytest.warns(UserWarning, match="all zero") as caught:
+            method(torch.randn(1, 3, 16, 16))
+        assert caught[-1].filename == __file__
+
+
+def test_the_logit_of_a_saturated_softmax_is_explained(small_cnn):
+    """Grad-CAM's default score is the logit, which does not saturate: a map, no warning."""
+    from sise import GradCAM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        maps = GradCAM(Saturated(small_cnn))(torch.randn(1, 3, 32, 32)).maps
+    assert float(maps.max()) == 1.0
+
+
+# ------------------------------------------------------- errors that are the model's own
+
+
+class Broken(nn.Module):
+    """A model with bugs of its own: a channel mismatch deep inside, or any other error."""
+
+    def __init__(self, bug: str) -> None:
+        super().__init__()
+        self.bug = bug
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.wrong = nn.Conv2d(4, 8, 3, padding=1)  # takes 4 channels, gets 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bug == "other":
+            raise RuntimeError("the model's own failure")
+        return self.wrong(self.conv(x)).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize(
+    ("bug", "message"),
+    [("channels", r"expected input\[1, 8, 16, 16\] to have 4 channels"), ("other", "own failure")],
+)
+def test_errors_inside_the_model_are_left_as_they_are(bug, message):
+    from sise import GradCAM
+
+    with pytest.raises(RuntimeError, match=message) as caught:
+        GradCAM(Broken(bug).eval(), layer="conv")(torch.randn(1, 3, 16, 16))
+    assert not isinstance(caught.value, SiseError)

@@ -9,6 +9,7 @@ from that description, not copied (TorchRay is CC-BY-NC).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -407,8 +408,34 @@ class ExtremalPerturbation(Explainer):
         """The mask generator for images of ``size`` (H, W)."""
         return SmoothMaskGenerator(size, self.step, self.sigma, self.temperature, device)
 
+    def check_image_size(self, height: int, width: int) -> None:
+        """Warn when the images are too small for the masks' pixel sizes.
+
+        A mask's smallest plateau is a disc of diameter σ (:func:`flat_top_kernel` is flat out to
+        σ/2), so no mask can be much smaller than π(σ/2)². When that is more than the largest
+        area asked for, no mask can meet its area: the regulariser drives them down and the map
+        shows little or nothing (all zero on 24-px images with the 224-px defaults).
+        """
+        plateau = math.pi * (self.sigma / 2) ** 2
+        largest = max(self.areas) * height * width
+        if plateau <= largest:
+            return
+        scale = min(height, width) / 224
+        warnings.warn(
+            f"ExtremalPerturbation: {height}x{width} px images are too small for sigma="
+            f"{self.sigma:g} px: a mask's smallest plateau covers about {plateau:.0f} px, more "
+            f"than the largest area asked for ({max(self.areas):g} of the image = "
+            f"{largest:.0f} px), so the masks cannot meet their areas and the map shows little or "
+            f"nothing. Scale the pixel sizes to the image (here about step="
+            f"{max(1, round(7 * scale))}, sigma={21 * scale:.3g}, blur_sigma={20 * scale:.3g}: "
+            "the defaults x size/224; command line: --option extremal.sigma=...) or explain "
+            "larger images",
+            stacklevel=4,
+        )
+
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
+        self.check_image_size(height, width)
         target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         n_areas = len(self.areas)
         device = inputs.device

@@ -20,7 +20,7 @@ from sise.core.scores import ScoreKind
 from sise.errors import check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.methods.masked import MaskedScoring
-from sise.runtime import Runtime
+from sise.runtime import Runtime, check_fits
 
 
 def _check_grid(n_masks: object, grid_size: object, p: object) -> tuple[int, int, float]:
@@ -67,6 +67,16 @@ class RandomGridMasks:
     ) -> None:
         n_masks, grid_size, p = _check_grid(n_masks, grid_size, p)
         device = torch.device(device)
+        # Before drawing: per mask, its grid is drawn as float32 (4 B a cell) and kept as a bool
+        # test (1 B) and a float32 copy (4 B); its two offsets (int64) are drawn and stacked
+        # (32 B); its owner is one int64 per image. (A billion masks of 7×7: ~250 GB.)
+        check_fits(
+            n_masks * (9 * grid_size * grid_size + 32 + 8 * n_images),
+            device,
+            f"RISE's {n_masks:,} random grids of {grid_size}x{grid_size} cells",
+            "lower n_masks (the paper uses 4000 at 224 px; command line: --option "
+            "rise.n_masks=4000) or grid_size",
+        )
         generator = torch.Generator()
         generator.manual_seed(seed)
         height, width = size
