@@ -117,6 +117,36 @@ def a_trillion_rise_masks(tmp: Path, model: nn.Module) -> object:
     return RISE(model, n_masks=10**12)(torch.randn(1, 3, 16, 16))
 
 
+def a_billion_ig_steps(tmp: Path, model: nn.Module) -> object:
+    from sise import IntegratedGradients
+
+    return IntegratedGradients(model, n_steps=10**9)(torch.randn(1, 3, 64, 64))
+
+
+def a_billion_blur_levels(tmp: Path, model: nn.Module) -> object:
+    from sise import ExtremalPerturbation
+
+    return ExtremalPerturbation(model, levels=10**9, iterations=1)(torch.randn(1, 3, 64, 64))
+
+
+def sise_layers_not_a_list(tmp: Path, model: nn.Module) -> object:
+    from sise import SISE
+
+    return SISE(model, layers=2.5)  # type: ignore[arg-type]
+
+
+def rise_seed_below_zero(tmp: Path, model: nn.Module) -> object:
+    from sise import RISE
+
+    return RISE(model, seed=-1)
+
+
+def rise_seed_above_64_bits(tmp: Path, model: nn.Module) -> object:
+    from sise import RISE
+
+    return RISE(model, seed=2**64)
+
+
 #: (case, expected SiseError message fragment)
 ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     # bad outcome 4: refused before decoding, naming the limit and both ways to raise it
@@ -133,6 +163,12 @@ ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     # bad outcome 8: memory needs checked before allocating
     (a_trillion_rise_masks, r"RISE's 1,000,000,000,000 random grids .* need 481.0 TB, more "),
     (a_trillion_rise_masks, r"available on cpu: lower n_masks"),
+    (a_billion_ig_steps, r"Integrated Gradients' 1,000,000,000 path points .* lower n_steps"),
+    (a_billion_blur_levels, r"blur pyramid of 1,000,000,000 levels need .* lower levels"),
+    # raw errors 4-8 (see also test_every_numeric_option_is_checked)
+    (sise_layers_not_a_list, r"layers must be a list of layer names or modules, .* got 2.5"),
+    (rise_seed_below_zero, r"seed must be >= 0, got -1"),
+    (rise_seed_above_64_bits, r"seed must be <= 18446744073709551615"),
     # raw error 9: what the file is, never torch's advice to load it with weights_only=False
     (photo_as_checkpoint, r"chelsea.jpg' is not a PyTorch checkpoint: it is a JPEG image"),
     (checkpoint_with_objects, r"not a safe checkpoint: .* objects \(such as argparse.Namespace\)"),
@@ -308,6 +344,9 @@ def test_the_warning_points_at_the_caller(small_cnn):
         with pytest.warns(UserWarning, match="all zero") as caught:
             method(torch.randn(1, 3, 16, 16))
         assert caught[-1].filename == __file__
+    with pytest.warns(UserWarning, match="too small for sigma") as caught:
+        extremal_on_24_px(Path(), small_cnn)
+    assert [w.filename for w in caught if "sigma" in str(w.message)] == [__file__]
 
 
 def test_the_logit_of_a_saturated_softmax_is_explained(small_cnn):
@@ -348,3 +387,37 @@ def test_errors_inside_the_model_are_left_as_they_are(bug, message):
     with pytest.raises(RuntimeError, match=message) as caught:
         GradCAM(Broken(bug).eval(), layer="conv")(torch.randn(1, 3, 16, 16))
     assert not isinstance(caught.value, SiseError)
+
+
+# ------------------------------------------------------- every method's numeric options
+
+#: Values no numeric option takes: NaN, infinities, text, a bool, a list, and 2.5 for a count.
+NOT_NUMBERS = [float("nan"), float("inf"), -float("inf"), "100", "abc", True, [1]]
+
+
+def _numeric_options() -> list[tuple[str, str, object]]:
+    """(method, option, bad value) for every option of every registered method whose default
+    is a number (the options a user types as numbers: ``--option rise.n_masks=...``)."""
+    import inspect
+
+    from sise.methods.registry import METHODS
+
+    cases = []
+    for name, factory in METHODS.items():
+        for option in inspect.signature(factory.__init__).parameters.values():
+            default = option.default
+            if isinstance(default, bool) or not isinstance(default, int | float):
+                continue
+            values = [*NOT_NUMBERS, *([2.5] if isinstance(default, int) else [])]
+            cases += [(name, option.name, value) for value in values]
+    return cases
+
+
+@pytest.mark.parametrize(("method", "option", "value"), _numeric_options())
+def test_every_numeric_option_is_checked(method, option, value, small_cnn):
+    """Raw errors 4-8, for the options of all eight methods: one shared check
+    (:func:`sise.errors.check_number`, :func:`sise.errors.check_integer`) names the option."""
+    from sise.methods.registry import make_explainer
+
+    with pytest.raises(SiseError, match=rf"^{option} must be"):
+        make_explainer(method, small_cnn, **{option: value})

@@ -8,6 +8,7 @@ layer says its output would be empty), and a map that is all zero is seen once i
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -154,5 +155,31 @@ def warn_blank_maps(
         )
     warnings.warn(
         f"{method}: the map of {which} is all zero and shows nothing: {reason}",
+        stacklevel=stacklevel + 1,
+    )
+
+
+def warn_small_for_masks(
+    height: int, width: int, sigma: float, areas: list[float], stacklevel: int
+) -> None:
+    """Warn when Extremal Perturbation's masks cannot be as small as the areas asked for.
+
+    A mask's smallest plateau is a disc of diameter σ (its flat-top kernel is flat out to σ/2),
+    about π(σ/2)² px. When that is more than the largest area asked for, no mask can meet its
+    area: the regulariser drives the masks down and the map shows little or nothing (all zero
+    on 24-px images with the defaults, which are sized for 224 px).
+    """
+    plateau, largest = math.pi * (sigma / 2) ** 2, max(areas) * height * width
+    if plateau <= largest:
+        return
+    scale = min(height, width) / 224
+    warnings.warn(
+        f"ExtremalPerturbation: {height}x{width} px images are too small for sigma={sigma:g} "
+        f"px: a mask's smallest plateau covers about {plateau:.0f} px, more than the largest "
+        f"area asked for ({max(areas):g} of the image = {largest:.0f} px), so the masks cannot "
+        "meet their areas and the map shows little or nothing. Scale the pixel sizes to the "
+        f"image (here about step={max(1, round(7 * scale))}, sigma={21 * scale:.3g}, "
+        f"blur_sigma={20 * scale:.3g}: the defaults x size/224; command line: --option "
+        "extremal.sigma=...) or explain larger images",
         stacklevel=stacklevel + 1,
     )

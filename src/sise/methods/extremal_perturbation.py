@@ -9,7 +9,6 @@ from that description, not copied (TorchRay is CC-BY-NC).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,8 @@ from sise.core.postprocess import gaussian_blur, minmax_normalize
 from sise.core.scores import SCORE_KINDS, ScoreKind, check_score_kind
 from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.runtime import Runtime
+from sise.methods.diagnosis import warn_small_for_masks
+from sise.runtime import Runtime, check_fits
 from sise.targets import checked_scores
 
 #: TorchRay's ``imsmooth``: zero padding, taps out to ``±⌈4σ⌉``.
@@ -408,34 +408,22 @@ class ExtremalPerturbation(Explainer):
         """The mask generator for images of ``size`` (H, W)."""
         return SmoothMaskGenerator(size, self.step, self.sigma, self.temperature, device)
 
-    def check_image_size(self, height: int, width: int) -> None:
-        """Warn when the images are too small for the masks' pixel sizes.
-
-        A mask's smallest plateau is a disc of diameter σ (:func:`flat_top_kernel` is flat out to
-        σ/2), so no mask can be much smaller than π(σ/2)². When that is more than the largest
-        area asked for, no mask can meet its area: the regulariser drives them down and the map
-        shows little or nothing (all zero on 24-px images with the 224-px defaults).
-        """
-        plateau = math.pi * (self.sigma / 2) ** 2
-        largest = max(self.areas) * height * width
-        if plateau <= largest:
-            return
-        scale = min(height, width) / 224
-        warnings.warn(
-            f"ExtremalPerturbation: {height}x{width} px images are too small for sigma="
-            f"{self.sigma:g} px: a mask's smallest plateau covers about {plateau:.0f} px, more "
-            f"than the largest area asked for ({max(self.areas):g} of the image = "
-            f"{largest:.0f} px), so the masks cannot meet their areas and the map shows little or "
-            f"nothing. Scale the pixel sizes to the image (here about step="
-            f"{max(1, round(7 * scale))}, sigma={21 * scale:.3g}, blur_sigma={20 * scale:.3g}: "
-            "the defaults x size/224; command line: --option extremal.sigma=...) or explain "
-            "larger images",
-            stacklevel=4,
+    def check_sizes(self, inputs: Tensor) -> None:
+        """Warn when the images are too small for ``sigma``
+        (:func:`~sise.methods.diagnosis.warn_small_for_masks`); refuse a blur pyramid (two
+        copies of ``levels`` images per row) that does not fit in memory."""
+        n, _, height, width = inputs.shape
+        warn_small_for_masks(height, width, self.sigma, self.areas, stacklevel=4)
+        check_fits(
+            2 * self.levels * n * len(self.areas) * inputs[0].numel() * inputs.element_size(),
+            inputs.device,
+            f"Extremal Perturbation's blur pyramid of {self.levels:,} levels",
+            "lower levels (8 is the paper's) or the number of areas",
         )
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
-        self.check_image_size(height, width)
+        self.check_sizes(inputs)
         target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         n_areas = len(self.areas)
         device = inputs.device

@@ -172,7 +172,8 @@ class RISE(MaskedScoring, Explainer):
     ) -> None:
         super().__init__(model, score=score, runtime=runtime)
         self.n_masks, self.grid_size, self.p = _check_grid(n_masks, grid_size, p)
-        self.seed = check_integer("seed", seed)
+        # torch.Generator.manual_seed takes 0 .. 2^64 − 1
+        self.seed = check_integer("seed", seed, low=0, high=2**64 - 1)
         self.set_masking_options(baseline=baseline)
 
     def mask_source(self, inputs: Tensor) -> RandomGridMasks:
