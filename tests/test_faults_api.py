@@ -421,3 +421,14 @@ def test_every_numeric_option_is_checked(method, option, value, small_cnn):
 
     with pytest.raises(SiseError, match=rf"^{option} must be"):
         make_explainer(method, small_cnn, **{option: value})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("channels", "message"), [(1, r"expand\(-1, 3"), (4, r"inputs\[:, :3\]")])
+def test_the_real_model_names_the_channels_it_takes(demo, channels, message):
+    """timm's EfficientNet pads its input before its first convolution ("same" padding), so torch
+    names a 225 x 225 tensor: still the inputs, still their message."""
+    from sise import GradCAM
+
+    with pytest.raises(SiseError, match=rf"takes 3-channel images but the inputs have .*{message}"):
+        GradCAM(demo.model)(torch.randn(1, channels, 224, 224))

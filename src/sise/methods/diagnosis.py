@@ -38,16 +38,18 @@ def input_shape_problem(model: nn.Module, inputs: Tensor, error: RuntimeError) -
     (an error inside the model that is not about the inputs is the model's own, and is left as
     it is).
 
-    A channel error counts only when the tensor torch names has the inputs' channels and size
-    (a masked batch of them included): a mismatch deeper in the model is a bug of the model.
+    A channel error counts only when the tensor torch names has the inputs' channels and at
+    least their size (a masked batch of them, or them padded): a mismatch deeper in the model,
+    on a smaller map or another number of channels, is a bug of the model.
     """
     text = str(error)
     found = _CHANNELS.search(text)
     if found:
         shape = tuple(int(part) for part in found["shape"].split(","))
-        if shape[1:] != tuple(inputs.shape[1:]):
-            return None
         expected, got = int(found["expected"]), int(found["got"])
+        # the inputs, or the inputs padded ("same" padding: timm's EfficientNets)
+        if len(shape) != 4 or got != inputs.shape[1] or shape[2:] < tuple(inputs.shape[2:]):
+            return None
         if got == 1 and expected == 3:
             advice = (
                 "repeat a grayscale image's channel with inputs.expand(-1, 3, -1, -1), or read "
