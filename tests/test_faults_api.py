@@ -432,3 +432,16 @@ def test_the_real_model_names_the_channels_it_takes(demo, channels, message):
 
     with pytest.raises(SiseError, match=rf"takes 3-channel images but the inputs have .*{message}"):
         GradCAM(demo.model)(torch.randn(1, channels, 224, 224))
+
+
+def test_the_smallest_size_is_not_guessed_for_a_fixed_size_model():
+    """A model that takes one size only (a Linear after Flatten) fails above the tiny size for
+    another reason: the message then gives no minimum, and no other error replaces it."""
+    from sise import GradCAM
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 15 * 15, 2)
+    ).eval()
+    assert GradCAM(model, layer="1")(torch.randn(1, 3, 32, 32)).maps.shape == (1, 32, 32)
+    with pytest.raises(SiseError, match=r"inputs of 3x3 px are too small .*give larger images"):
+        GradCAM(model, layer="1")(torch.randn(1, 3, 3, 3))

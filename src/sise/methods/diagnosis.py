@@ -84,11 +84,15 @@ def input_shape_problem(model: nn.Module, inputs: Tensor, error: RuntimeError) -
 
 def smallest_square_input(model: nn.Module, inputs: Tensor) -> int | None:
     """The smallest square side the model runs on, above the inputs' size (``None``: none up to
-    :data:`_LARGEST_TRIED`): sides doubled until a forward pass works, then bisected.
+    :data:`_LARGEST_TRIED`, or the model fails for another reason): sides doubled until a
+    forward pass works, then bisected.
 
     Runs the model without gradients on zero images of one sample; the caller holds it in eval
     mode (:func:`sise.core.hooks.explaining`), so no batch-norm statistic changes.
     """
+
+    class Unknown(Exception):
+        """The model fails at a size for another reason (e.g. it takes one size only)."""
 
     def runs(side: int) -> bool:
         try:
@@ -97,26 +101,29 @@ def smallest_square_input(model: nn.Module, inputs: Tensor) -> int | None:
         except RuntimeError as error:
             if any(fragment in str(error) for fragment in _TOO_SMALL):
                 return False
-            raise
+            raise Unknown from error
         return True
 
     failing = max(int(inputs.shape[-2]), int(inputs.shape[-1]))
     working = None
-    side = failing
-    while side < _LARGEST_TRIED:
-        side = min(2 * side, _LARGEST_TRIED)
-        if runs(side):
-            working = side
-            break
-        failing = side
-    if working is None:
+    try:
+        side = failing
+        while side < _LARGEST_TRIED:
+            side = min(2 * side, _LARGEST_TRIED)
+            if runs(side):
+                working = side
+                break
+            failing = side
+        if working is None:
+            return None
+        while working - failing > 1:
+            middle = (working + failing) // 2
+            if runs(middle):
+                working = middle
+            else:
+                failing = middle
+    except Unknown:
         return None
-    while working - failing > 1:
-        middle = (working + failing) // 2
-        if runs(middle):
-            working = middle
-        else:
-            failing = middle
     return working
 
 
