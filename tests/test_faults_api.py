@@ -46,6 +46,18 @@ def huge_png_file(tmp: Path, model: nn.Module) -> object:
     return load_image(_huge_png(tmp / "huge.png"))
 
 
+def huge_png_never_decoded(tmp: Path, model: nn.Module) -> object:
+    from PIL import ImageFile
+
+    def refuse(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("the pixels were decoded")
+
+    path = _huge_png(tmp / "huge.png")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ImageFile.ImageFile, "load", refuse)
+        return load_image(path)
+
+
 def huge_png_upload(tmp: Path, model: nn.Module) -> object:
     return decode_image(_huge_png(tmp / "huge.png").read_bytes())
 
@@ -152,6 +164,7 @@ ERRORS: list[tuple[Callable[[Path, nn.Module], object], str]] = [
     # bad outcome 4: refused before decoding, naming the limit and both ways to raise it
     (huge_png_file, r"12000 × 12000 = 144.0 Mpx, more than the limit of 50,000,000 pixels"),
     (huge_png_file, r"SISE_MAX_PIXELS=144000000 \(in Python: max_pixels=144000000\)"),
+    (huge_png_never_decoded, r"12000 × 12000 = 144.0 Mpx, more than the limit"),
     (huge_png_upload, r"the uploaded image has 12000 × 12000 .* SISE_MAX_PIXELS="),
     (over_a_lowered_budget, r"100 × 100 = 0.0 Mpx, more than the limit of 9,999 pixels"),
     (bad_budget_variable, r"SISE_MAX_PIXELS='lots' is not a positive whole number"),

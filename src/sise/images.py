@@ -161,8 +161,9 @@ def _decode(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(source)
         with opened as image:
-            sideways = image.getexif().get(ExifTags.Base.Orientation, 1) in _SIDEWAYS
-            if min_size is not None:
+            if min_size is not None and image.format == "JPEG":
+                # a JPEG's EXIF is read with its header (a PNG's getexif decodes the pixels)
+                sideways = image.getexif().get(ExifTags.Base.Orientation, 1) in _SIDEWAYS
                 height, width = _min_size(min_size)
                 # the file's own axes: a photo stored on its side has them swapped
                 image.draft(None, (height, width) if sideways else (width, height))
