@@ -135,7 +135,7 @@ def warn_blank_maps(
     The reason named first is a saturated probability (the explained class's softmax or sigmoid
     rounds to 1 or 0 in floating point): its gradient then vanishes, and so do its changes under
     masking, so a gradient or masking method has nothing to show. The raw logit does not
-    saturate.
+    saturate. This costs one wait on the device per call (to learn whether a map is blank).
     """
     blank = maps.flatten(1).amax(dim=1) <= 0
     if not bool(blank.any()):
