@@ -67,16 +67,22 @@ class RandomGridMasks:
     ) -> None:
         n_masks, grid_size, p = _check_grid(n_masks, grid_size, p)
         device = torch.device(device)
-        # Before drawing: per mask, its grid is drawn as float32 (4 B a cell) and kept as a bool
-        # test (1 B) and a float32 copy (4 B); its two offsets (int64) are drawn and stacked
-        # (32 B); its owner is one int64 per image. (A billion masks of 7×7: ~250 GB.)
-        check_fits(
-            n_masks * (9 * grid_size * grid_size + 32 + 8 * n_images),
-            device,
-            f"RISE's {n_masks:,} random grids of {grid_size}x{grid_size} cells",
+        # Before drawing, per mask: on the CPU its grid is drawn as float32 (4 B a cell) and
+        # tested (1 B a cell), its two int64 offsets drawn and stacked (32 B); kept on the masks'
+        # device: the grid as float32 (4 B a cell), the offsets (16 B) and an int64 owner per
+        # image. A billion masks of 7×7 for one image: about 480 GB.
+        drawn = n_masks * (5 * grid_size * grid_size + 32)
+        kept = n_masks * (4 * grid_size * grid_size + 16 + 8 * n_images)
+        what = f"RISE's {n_masks:,} random grids of {grid_size}x{grid_size} cells"
+        advice = (
             "lower n_masks (the paper uses 4000 at 224 px; command line: --option "
-            "rise.n_masks=4000) or grid_size",
+            "rise.n_masks=4000) or grid_size"
         )
+        if device.type == "cpu":
+            check_fits(drawn + kept, device, what, advice)
+        else:
+            check_fits(drawn, "cpu", what, advice)
+            check_fits(kept, device, what, advice)
         generator = torch.Generator()
         generator.manual_seed(seed)
         height, width = size
