@@ -163,14 +163,15 @@ def _decode(
         with opened as image:
             if min_size is not None and image.format == "JPEG":
                 # a JPEG's EXIF is read with its header (a PNG's getexif decodes the pixels)
-                sideways = image.getexif().get(ExifTags.Base.Orientation, 1) in _SIDEWAYS
+                sideways = _orientation(image) in _SIDEWAYS
                 height, width = _min_size(min_size)
                 # the file's own axes: a photo stored on its side has them swapped
                 image.draft(None, (height, width) if sideways else (width, height))
             if image.size[0] * image.size[1] > max_pixels:
                 raise SiseError(_too_many_pixels(what, image.size, max_pixels, 0))
             image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
+            if _orientation(image) != 1:
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
             return to_rgb_array(image)
     except SiseError:  # our own messages (a SiseError is also a ValueError)
         raise
@@ -188,6 +189,16 @@ def _decode(
         raise SiseError(unreadable) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SiseError(f"{corrupt}: {error}") from error
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1: as stored); 1 also when the EXIF cannot be parsed (a broken tag
+    does not make the picture unreadable)."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # PIL's EXIF parser raises many types for a damaged block
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _min_size(min_size: MinSize) -> tuple[int, int]:
