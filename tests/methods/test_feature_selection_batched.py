@@ -160,7 +160,9 @@ def test_cuda_sise_syncs_do_not_grow_with_images_or_layers():
                     torch.cuda.set_sync_debug_mode(0)
             counts[(len(layers), n)] = sum("synchroniz" in str(w.message) for w in caught)
     assert len(set(counts.values())) == 1, counts
-    assert next(iter(counts.values())) <= 3, counts
+    # inputs finite, scores finite, SISE's kept and scored counts, and whether a map is blank
+    # (one wait each per call, whatever the number of images and layers)
+    assert next(iter(counts.values())) <= 4, counts
 
 
 @pytest.mark.parametrize(("selection", "mu"), [("adaptive", 0.0), ("fixed", 0.0), ("fixed", 0.4)])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +63,11 @@ def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> list[tuple[
     """
     if isinstance(layers, str | nn.Module):
         layers = [layers]
+    if not isinstance(layers, Iterable):
+        raise SiseError(
+            f"layers must be a list of layer names or modules, e.g. ['layer1', 'layer2'], got "
+            f"{layers!r} ({type(layers).__name__})"
+        )
     named = dict(model.named_modules())
     by_identity = {id(module): name for name, module in named.items()}
     resolved: list[tuple[str, nn.Module]] = []

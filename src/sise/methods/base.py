@@ -15,6 +15,7 @@ from sise.core.layers import LayerSpec, discover_layers, resolve_layers
 from sise.core.masks import BaselineSpec
 from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
+from sise.methods.diagnosis import input_shape_problem, warn_blank_maps
 from sise.runtime import ModelRuntime, Runtime
 from sise.targets import TargetSpec, names_to_indices
 
@@ -191,6 +192,14 @@ class Explainer(ABC):
         works: the methods need autograd, so they run with inference mode switched off, on a
         normal copy of inputs made in inference mode. The runtime wraps the call
         (:meth:`sise.runtime.ModelRuntime.call`: on a CPU, freed memory is reused).
+
+        Raises:
+            SiseError: bad inputs, including those the model itself refuses (channels it does
+                not take, a size its layers shrink to nothing).
+
+        Warns:
+            UserWarning: a map is all zero (it shows nothing), with the likely reason, e.g. a
+                saturated softmax.
         """
         targets = names_to_indices(self.model, targets)  # type: ignore[assignment]
         with torch.inference_mode(False):
@@ -198,7 +207,24 @@ class Explainer(ABC):
                 inputs = inputs.clone()
             inputs = check_inputs(self.model, inputs)
             with explaining(self.model), self.model_runtime.call(inputs):
-                return self._explain(inputs, targets)
+                try:
+                    explanation = self._explain(inputs, targets)
+                except RuntimeError as error:
+                    # the model's own message for inputs it cannot take, in the package's words;
+                    # any other error inside the model is the model's, and stays as it is
+                    problem = input_shape_problem(self.model, inputs, error)
+                    if problem is None:
+                        raise
+                    raise SiseError(problem) from error
+        warn_blank_maps(
+            type(self).__name__,
+            explanation.maps,
+            explanation.scores,
+            explanation.targets,
+            self.score,
+            stacklevel=3 if type(self).__call__ is not Explainer.__call__ else 2,
+        )
+        return explanation
 
     explain = __call__
 

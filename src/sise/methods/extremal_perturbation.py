@@ -21,7 +21,8 @@ from sise.core.postprocess import gaussian_blur, minmax_normalize
 from sise.core.scores import SCORE_KINDS, ScoreKind, check_score_kind
 from sise.errors import SiseError, check_flag, check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
-from sise.runtime import Runtime
+from sise.methods.diagnosis import warn_small_for_masks
+from sise.runtime import Runtime, check_fits
 from sise.targets import checked_scores
 
 #: TorchRay's ``imsmooth``: zero padding, taps out to ``±⌈4σ⌉``.
@@ -407,8 +408,22 @@ class ExtremalPerturbation(Explainer):
         """The mask generator for images of ``size`` (H, W)."""
         return SmoothMaskGenerator(size, self.step, self.sigma, self.temperature, device)
 
+    def check_sizes(self, inputs: Tensor) -> None:
+        """Warn when the images are too small for ``sigma``
+        (:func:`~sise.methods.diagnosis.warn_small_for_masks`); refuse a blur pyramid (two
+        copies of ``levels`` images per row) that does not fit in memory."""
+        n, _, height, width = inputs.shape
+        warn_small_for_masks(height, width, self.sigma, self.areas, stacklevel=4)
+        check_fits(
+            2 * self.levels * n * len(self.areas) * inputs[0].numel() * inputs.element_size(),
+            inputs.device,
+            f"Extremal Perturbation's blur pyramid of {self.levels:,} levels",
+            "lower levels (8 is the paper's) or the number of areas",
+        )
+
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         n, _, height, width = inputs.shape
+        self.check_sizes(inputs)
         target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
         n_areas = len(self.areas)
         device = inputs.device

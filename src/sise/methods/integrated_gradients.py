@@ -15,7 +15,7 @@ from sise.core.scores import ScoreKind
 from sise.errors import check_choice, check_integer
 from sise.extras import require
 from sise.methods.base import Explainer, Explanation, Targets, check_baseline
-from sise.runtime import Runtime
+from sise.runtime import Runtime, check_fits
 from sise.targets import checked_scores
 
 IGMethod = Literal[
@@ -113,17 +113,26 @@ class IntegratedGradients(Explainer):
             advance(x.shape[0])
             return checked_scores(target.rows(owners), self.model(x), x.shape[0])
 
+        # Captum needs room for at least one path point of every image (``batch_size`` never
+        # returns fewer than the images).
+        batch = self.model_runtime.batch_size(inputs, default=None, memory_fraction=0.2)
+        # Before Captum expands them: its path points (all n_steps x N of them at once without a
+        # batch size), their gradients and the scaled gradients, each the size of the inputs.
+        rows = min(batch or n * self.n_steps, n * self.n_steps)
+        check_fits(
+            3 * rows * inputs[0].numel() * inputs.element_size(),
+            inputs.device,
+            f"Integrated Gradients' {rows:,} path points per pass",
+            "lower n_steps (50 is Captum's default) or give a batch size (sise.Runtime("
+            "batch_size=...); command line: --option ig.batch_size=...)",
+        )
         attributions = CaptumIG(forward).attribute(
             inputs.detach(),
             baselines=baseline.detach(),
             additional_forward_args=(torch.arange(n, device=inputs.device),),
             n_steps=self.n_steps,
             method=self.method,
-            # Captum needs room for at least one path point of every image (``batch_size``
-            # never returns fewer than the images).
-            internal_batch_size=self.model_runtime.batch_size(
-                inputs, default=None, memory_fraction=0.2
-            ),
+            internal_batch_size=batch,
         )
         attributions = attributions.detach()
         bar.close()

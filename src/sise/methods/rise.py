@@ -20,7 +20,7 @@ from sise.core.scores import ScoreKind
 from sise.errors import check_integer, check_number
 from sise.methods.base import Explainer, Explanation, Targets
 from sise.methods.masked import MaskedScoring
-from sise.runtime import Runtime
+from sise.runtime import Runtime, check_fits
 
 
 def _check_grid(n_masks: object, grid_size: object, p: object) -> tuple[int, int, float]:
@@ -67,6 +67,22 @@ class RandomGridMasks:
     ) -> None:
         n_masks, grid_size, p = _check_grid(n_masks, grid_size, p)
         device = torch.device(device)
+        # Before drawing, per mask: on the CPU its grid is drawn as float32 (4 B a cell) and
+        # tested (1 B a cell), its two int64 offsets drawn and stacked (32 B); kept on the masks'
+        # device: the grid as float32 (4 B a cell), the offsets (16 B) and an int64 owner per
+        # image. A billion masks of 7×7 for one image: about 480 GB.
+        drawn = n_masks * (5 * grid_size * grid_size + 32)
+        kept = n_masks * (4 * grid_size * grid_size + 16 + 8 * n_images)
+        what = f"RISE's {n_masks:,} random grids of {grid_size}x{grid_size} cells"
+        advice = (
+            "lower n_masks (the paper uses 4000 at 224 px; command line: --option "
+            "rise.n_masks=4000) or grid_size"
+        )
+        if device.type == "cpu":
+            check_fits(drawn + kept, device, what, advice)
+        else:
+            check_fits(drawn, "cpu", what, advice)
+            check_fits(kept, device, what, advice)
         generator = torch.Generator()
         generator.manual_seed(seed)
         height, width = size
@@ -162,7 +178,8 @@ class RISE(MaskedScoring, Explainer):
     ) -> None:
         super().__init__(model, score=score, runtime=runtime)
         self.n_masks, self.grid_size, self.p = _check_grid(n_masks, grid_size, p)
-        self.seed = check_integer("seed", seed)
+        # torch.Generator.manual_seed takes 0 .. 2^64 − 1
+        self.seed = check_integer("seed", seed, low=0, high=2**64 - 1)
         self.set_masking_options(baseline=baseline)
 
     def mask_source(self, inputs: Tensor) -> RandomGridMasks:

@@ -3,6 +3,7 @@ whose error names what does not match (:func:`load_state_dict_checked`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -40,10 +41,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
-        raise SiseError(
-            f"could not read checkpoint {str(path)!r} as a PyTorch state dict (a truncated or "
-            f"interrupted download reads like this: fetch the file again): {error}"
-        ) from error
+        raise SiseError(_unreadable(path, error)) from error
     while isinstance(loaded, dict):
         inner = next(
             (loaded[k] for k in CHECKPOINT_WRAPPERS if isinstance(loaded.get(k), dict)), None
@@ -65,6 +63,64 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     if not state:
         raise SiseError(f"checkpoint {str(path)!r} holds no tensors")
     return state
+
+
+#: The first bytes of files often given by mistake, and what they are.
+_NOT_CHECKPOINTS = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a WebP image or other RIFF file"),
+    (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"<", "an HTML or XML page (a download link that gave a web page?)"),
+    (b"{", "a JSON file"),
+    (b"\x93NUMPY", "a NumPy array"),
+    (b"\x89HDF", "an HDF5 file (Keras?)"),
+)
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in the package's words.
+
+    torch's own text advises ``weights_only=False``, which runs any code the file holds: the
+    message never relays that advice (sise loads checkpoints as data only).
+    """
+    name = repr(str(path))
+    with path.open("rb") as file:
+        head = file.read(8)
+    if not head:
+        return f"checkpoint {name} is empty: fetch the file again"
+    for magic, kind in _NOT_CHECKPOINTS:
+        if head.startswith(magic):
+            return (
+                f"{name} is not a PyTorch checkpoint: it is {kind}. A checkpoint is a state dict "
+                "saved with torch.save(model.state_dict(), 'weights.pt')"
+            )
+    text = str(error)
+    if "Unsupported global" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" (such as {found.group(1)})" if found else ""
+        return (
+            f"checkpoint {name} is not a safe checkpoint: besides tensors it holds Python "
+            f"objects{what}, and loading those could run code from the file. sise loads only "
+            "tensors: save the weights alone with torch.save(model.state_dict(), 'weights.pt')"
+        )
+    unpickler = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    if unpickler or "weights_only" in text:
+        reason = f": {unpickler.group(1).strip()}" if unpickler else ""
+        return (
+            f"could not read checkpoint {name}: it is not a PyTorch checkpoint (torch cannot read "
+            f"it as saved tensors{reason}). A checkpoint is a state dict saved with "
+            "torch.save(model.state_dict(), 'weights.pt'); a truncated or interrupted download "
+            "reads like this too: fetch the file again"
+        )
+    lines = text.strip().splitlines()
+    return (
+        f"could not read checkpoint {name} as a PyTorch state dict (a truncated or interrupted "
+        f"download reads like this: fetch the file again): {lines[0] if lines else type(error).__name__}"
+    )
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

@@ -10,6 +10,7 @@ and the CPU fast path (batch-norm folding, oneDNN prepacking, freed-memory reuse
 from sise.runtime.allocator import retained_freed_memory
 from sise.runtime.device import BatchSize, Compile, Precision, device_name, fidelity, synchronize
 from sise.runtime.engine import score_masked
+from sise.runtime.memory import available_bytes, check_fits
 from sise.runtime.model_runtime import ModelRuntime
 from sise.runtime.progress import progress_bar
 from sise.runtime.settings import FIELDS, Runtime, default_device
@@ -21,6 +22,8 @@ __all__ = [
     "ModelRuntime",
     "Precision",
     "Runtime",
+    "available_bytes",
+    "check_fits",
     "default_device",
     "device_name",
     "fidelity",
