@@ -167,7 +167,7 @@ TABLE = [
         json.dumps({"image": b64(BIG_HEADER), "size": 32}).encode(),
         {},
         400,
-        "12000 x 10000 = 120 Mpx, more than the page decodes (64 Mpx)",
+        "12000 x 10000 = 120 Mpx, more than the page decodes (50 Mpx)",
     ),
     ("an unknown HTTP method", "PUT", "/api/explain", b"{}", {}, 501, "Unsupported method"),
     (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -19,7 +18,14 @@ import numpy as np
 from PIL import Image
 
 from sise.errors import SiseError
-from sise.images import SAMPLE_IMAGES, decode_image, load_image, sample_image_path
+from sise.images import (
+    MAX_PIXELS_VARIABLE,
+    SAMPLE_IMAGES,
+    decode_image,
+    load_image,
+    pixel_budget,
+    sample_image_path,
+)
 from sise.methods.registry import METHODS
 from sise.models.loading import DEMO_MODEL
 
@@ -28,34 +34,16 @@ SIZE_RANGE = (32, 1024)
 
 REQUEST_KEYS = frozenset({"image", "sample", "model", "method", "size", "selection", "target"})
 
-#: The environment variable that sets the largest photo (in pixels) the page decodes.
-MAX_PIXELS_VARIABLE = "SISE_MAX_PIXELS"
-#: Its default: 64 Mpx (a 48 Mpx phone photo passes; decoding one takes about 1 GB at most).
-DEFAULT_MAX_PIXELS = 64_000_000
-
-
-def max_pixels() -> int:
-    """The pixel budget of an uploaded photo: ``$SISE_MAX_PIXELS``, or 64 million.
-
-    Raises:
-        SiseError: the variable is set but is not a positive whole number.
-    """
-    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip().replace("_", "")
-    if not text:
-        return DEFAULT_MAX_PIXELS
-    if not text.isdigit() or int(text) == 0:
-        raise SiseError(f"{MAX_PIXELS_VARIABLE}={text!r} is not a positive whole number of pixels")
-    return int(text)
-
 
 def check_upload_size(data: bytes) -> None:
-    """Refuse an uploaded photo whose header gives more pixels than :func:`max_pixels`, without
+    """Refuse an uploaded photo whose header gives more pixels than
+    :func:`sise.images.pixel_budget` (the one budget of files and uploads), without
     decoding it (an unreadable header is left for :func:`sise.images.decode_image` to name).
 
     Raises:
         SiseError: the photo is larger than the budget; the message says how to raise it.
     """
-    limit = max_pixels()
+    limit = pixel_budget()
     try:
         with warnings.catch_warnings():  # PIL's bomb warning: the budget below decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
