@@ -278,8 +278,7 @@ def load_model(
     if own_names is not None:
         out_features = len(own_names)
     else:
-        with torch.no_grad():
-            out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
+        out_features = _output_size(model, name, input_size, device)
     if class_names is None:
         names = own_names or (
             imagenet_class_names()
@@ -291,6 +290,25 @@ def load_model(
         if len(names) != out_features:
             raise SiseError(f"got {len(names)} class names for a model with {out_features} outputs")
     return LoadedModel(model, names, input_size, tuple(mean), tuple(std), name, resize)
+
+
+def _output_size(
+    model: nn.Module, name: str, input_size: tuple[int, int], device: str | torch.device
+) -> int:
+    """The model's number of outputs, from one forward pass at ``input_size``; a model built
+    for one input size (a ViT's position embeddings, Swin's windows) refuses others clearly."""
+    try:
+        with torch.no_grad():
+            return int(model(torch.zeros(1, 3, *input_size, device=device)).shape[1])
+    except (AssertionError, RuntimeError, ValueError) as error:
+        config = dict(getattr(model, "pretrained_cfg", {}) or {})
+        native = config.get("input_size")
+        hint = f" (its own size is {native[1]}x{native[2]} px)" if native else ""
+        raise SiseError(
+            f"model {name!r} does not take {input_size[0]}x{input_size[1]} px inputs{hint}: "
+            f"{type(error).__name__}: {str(error)[:200]}. Transformers are built for one size; "
+            "choose the model's own size"
+        ) from error
 
 
 def _timm_model(timm: Any, arch: str, pretrained: bool, classes: int) -> nn.Module:
