@@ -18,6 +18,15 @@ table per architecture, :func:`discover_layers` finds them from one traced forwa
 4. When the model pools functionally (``x.mean((2, 3))`` in ``forward``), the last 4-D map is
    added if the first flat layer consumes exactly its channels.
 
+Resolutions are read in every layout (:mod:`sise.core.feature_layout`): a (N, C, h, w) map, a
+channels-last (N, h, w, C) grid (Swin) or a token sequence (N, P + h·w, C) (ViT, PVT), so Swin's,
+ConvNeXt's, PVT's and MaxViT's stages are found like a CNN's, each layer with the layout its
+maps are read in (:func:`discover_with_layouts`). An adaptive pooling to a fixed grid larger
+than 1×1 (VGG16's 7×7 pool, on a non-square input) is not a stage: it resizes the map for a
+classifier that reads its pixels. A model with no down-sampling stage but a run of identical
+blocks (a plain ViT: every block at the patch grid's resolution) gets evenly spaced blocks
+(:func:`plain_block_indices`).
+
 This gives ``features.3, 8, 15, 22, 29`` for torchvision VGG16 and ``relu, layer1..layer4`` for
 ResNet-50 (the tests check both), and works for timm and user CNNs.
 
