@@ -242,3 +242,27 @@ def test_plain_token_model_gets_evenly_spaced_blocks_with_their_layout():
         result = SISE(model)(torch.randn(1, 3, 32, 32), 0)
     assert result.layer_names == ["blocks.1", "blocks.3", "blocks.5", "blocks.6"]
     assert (result.kept_maps > 0).all()
+
+
+def test_fixed_size_cnn_with_as_many_channels_as_rows_keeps_its_layout():
+    """(1, 8, 8, 8) reads as (N, C, h, w) and (N, h, w, C), and a flatten into a Linear leaves
+    no second input size to tell: the convolution's output is (N, C, h, w) by construction,
+    the ReLU after it keeps its input's layout and the Sequential returns the ReLU's map."""
+    from sise.core.feature_layout import FeatureLayout
+    from sise.core.layers import discover_with_layouts
+
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
+        nn.MaxPool2d(2),
+        nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 2),
+    ).eval()
+    found = discover_with_layouts(model, torch.zeros(1, 3, 16, 16))
+    # "3": the last pooled map, which the flatten reads (as test_fixed_size_model_is_still_traced)
+    assert found == [
+        ("0", FeatureLayout("nchw", 16, 16)),
+        ("2", FeatureLayout("nchw", 8, 8)),
+        ("3", FeatureLayout("nchw", 4, 4)),
+    ]

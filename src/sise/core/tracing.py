@@ -168,7 +168,11 @@ def traced_calls(model: nn.Module, example: Tensor) -> tuple[list[Call], list[Ca
                 call.channels_first,
             )
             inherited = settled.get(call.in_id) if call.in_id is not None else None
-            if len(found_out) > 1 and inherited is not None and call.in_shape == call.out_shape:
+            made_inside = settled.get(call.out_id) if call.out_id is not None else None
+            if len(found_out) > 1 and made_inside is not None:
+                # A container returns what its last child made: that child's layout.
+                found_out = [made_inside]
+            elif len(found_out) > 1 and inherited is not None and call.in_shape == call.out_shape:
                 # A shape-keeping module (an activation after a convolution) keeps its input's
                 # layout where the shape alone cannot tell (C equals a side).
                 found_out = [inherited]

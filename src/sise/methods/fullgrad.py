@@ -157,6 +157,16 @@ class FullGrad(Explainer):
     photos. On the real Lite0 and Lite2, whose ReLU6 makes the decomposition inexact anyway,
     this changed the maps little (r = 0.996-0.999 to the maps taken after the activation).
 
+    Transformers: a linear layer adds its bias along its output's last dimension, and its
+    terms on token sequences (N, P + h·w, C) and channels-last grids (N, h, w, C) become maps
+    like any layer's (:func:`term_maps`, :mod:`sise.core.feature_layout`); a term that is no
+    map of the image (a Swin window attention's (N·windows, tokens, C)) counts in the sum only.
+    The decomposition is not exact there: attention's softmax, LayerNorm's division by the
+    token's spread and GELU are not piecewise linear, and the class token and position
+    embeddings are constants that are no layer's bias; the map is FullGrad's saliency form,
+    not a complete decomposition (it is exact for a ReLU network of linear layers on tokens,
+    which the tests pin).
+
     Layers with a bias are found once per input shape; a layer called several times per forward
     pass adds its bias at each call and contributes one term per call (``"name@k"``), so the
     decomposition stays exact.

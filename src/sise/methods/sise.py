@@ -91,7 +91,9 @@ class SISE(MaskedScoring, Explainer):
         layers: layers to visualise, shallow to deep, as names or modules; ``None`` discovers
             them from a traced forward pass (:func:`sise.core.layers.discover_layers`), once per input
             shape. A module that runs several times per forward pass is named with the call to
-            use, ``"name@k"`` (:func:`sise.core.layers.split_call`).
+            use, ``"name@k"`` (:func:`sise.core.layers.split_call`). Transformers: the stages
+            of Swin, PVT, MaxViT and ConvNeXt are found like a CNN's; a plain ViT, which has no
+            stage, gets 4 evenly spaced blocks (:func:`sise.core.layers.plain_block_indices`).
         mu: feature-map selection threshold ``α_k > μ·β`` (fixed selection), in [0, 1).
         selection: ``"fixed"`` (paper) or ``"adaptive"`` (Ada-SISE, fewer masked forwards).
         score: explained score ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logit"``.
