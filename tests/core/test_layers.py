@@ -185,3 +185,84 @@ def test_inputs_too_small_for_the_deepest_stage_warn(small_cnn):
     with pytest.warns(UserWarning, match="4x4 px are too small.*'features.6' shrinks to 1x1"):
         names = discover_layers(small_cnn, torch.zeros(1, 3, 4, 4))
     assert names == ["features.2", "features.5"]
+
+
+def test_plain_vit_block_choice():
+    from sise.core.layers import plain_block_indices
+
+    # ends of the first three quarters, then the input of the last block (the second-to-last)
+    assert plain_block_indices(12) == [2, 5, 8, 10]
+    assert plain_block_indices(24) == [5, 11, 17, 22]
+    assert plain_block_indices(4) == [0, 1, 2]
+    assert plain_block_indices(2) == [0]
+    assert plain_block_indices(1) == []
+
+
+class _TokenBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.fc(x))
+
+
+class _PlainTokenNet(nn.Module):
+    """Patch embedding, a class token, 8 blocks at one resolution, the tokens' mean to a head:
+    no stage, so evenly spaced blocks are SISE's layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 8))
+        self.blocks = nn.ModuleList(_TokenBlock(8) for _ in range(8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.head(tokens.mean(dim=1))
+
+
+def test_plain_token_model_gets_evenly_spaced_blocks_with_their_layout():
+    from sise.core.feature_layout import FeatureLayout
+    from sise.core.layers import discover_with_layouts
+
+    torch.manual_seed(0)
+    model = _PlainTokenNet().eval()
+    found = discover_with_layouts(model, torch.zeros(1, 3, 32, 32))
+    # 8 blocks: 1, 3, 5 end the quarters, 6 is the last block's input; 1 + 8 × 8 tokens, and
+    # the trace at 64 px (1 + 16 × 16) gives the one prefix token exactly
+    layout = FeatureLayout("tokens", 8, 8, 1)
+    assert found == [(f"blocks.{i}", layout) for i in (1, 3, 5, 6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer keeps maps: the gradients reach the grid
+        result = SISE(model)(torch.randn(1, 3, 32, 32), 0)
+    assert result.layer_names == ["blocks.1", "blocks.3", "blocks.5", "blocks.6"]
+    assert (result.kept_maps > 0).all()
+
+
+def test_fixed_size_cnn_with_as_many_channels_as_rows_keeps_its_layout():
+    """(1, 8, 8, 8) reads as (N, C, h, w) and (N, h, w, C), and a flatten into a Linear leaves
+    no second input size to tell: the convolution's output is (N, C, h, w) by construction,
+    the ReLU after it keeps its input's layout and the Sequential returns the ReLU's map."""
+    from sise.core.feature_layout import FeatureLayout
+    from sise.core.layers import discover_with_layouts
+
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
+        nn.MaxPool2d(2),
+        nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 2),
+    ).eval()
+    found = discover_with_layouts(model, torch.zeros(1, 3, 16, 16))
+    # "3": the last pooled map, which the flatten reads (as test_fixed_size_model_is_still_traced)
+    assert found == [
+        ("0", FeatureLayout("nchw", 16, 16)),
+        ("2", FeatureLayout("nchw", 8, 8)),
+        ("3", FeatureLayout("nchw", 4, 4)),
+    ]

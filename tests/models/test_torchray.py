@@ -179,12 +179,9 @@ def test_layer_discovery_gives_the_papers_layers(arch: str) -> None:
         assert discover_layers(model, torch.zeros(1, 3, 224, 336)) == PAPER_LAYERS[arch]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discover_layers counts VGG16's adaptive 7 × 7 average pool as a stage when the last "
-    "map is not 7 × 7 (7 × 11 for TorchRay's input of a 451 × 300 photo) and adds 'features'",
-)
 def test_vgg16_layer_discovery_on_a_non_square_input() -> None:
+    """VGG16's adaptive 7 × 7 average pool resizes a 7 × 11 map (TorchRay's input of a
+    451 × 300 photo) to the fixed grid its classifier reads: not a stage, no sixth layer."""
     model = _with_zero_weights("vgg16")
     assert discover_layers(model, torch.zeros(1, 3, 224, 336)) == PAPER_LAYERS["vgg16"]
 

@@ -18,6 +18,15 @@ table per architecture, :func:`discover_layers` finds them from one traced forwa
 4. When the model pools functionally (``x.mean((2, 3))`` in ``forward``), the last 4-D map is
    added if the first flat layer consumes exactly its channels.
 
+Resolutions are read in every layout (:mod:`sise.core.feature_layout`): a (N, C, h, w) map, a
+channels-last (N, h, w, C) grid (Swin) or a token sequence (N, P + h·w, C) (ViT, PVT), so Swin's,
+ConvNeXt's, PVT's and MaxViT's stages are found like a CNN's, each layer with the layout its
+maps are read in (:func:`discover_with_layouts`). An adaptive pooling to a fixed grid larger
+than 1×1 (VGG16's 7×7 pool, on a non-square input) is not a stage: it resizes the map for a
+classifier that reads its pixels. A model with no down-sampling stage but a run of identical
+blocks (a plain ViT: every block at the patch grid's resolution) gets evenly spaced blocks
+(:func:`plain_block_indices`).
+
 This gives ``features.3, 8, 15, 22, 29`` for torchvision VGG16 and ``relu, layer1..layer4`` for
 ResNet-50 (the tests check both), and works for timm and user CNNs.
 
@@ -29,13 +38,15 @@ feature map shrinks to 1×1 get a warning: the stages after it have no spatial m
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
+from sise.core.feature_layout import FeatureLayout, Reshape, custom_layout, settled_layout
+from sise.core.tracing import Call, traced_calls
 from sise.errors import SiseError
 
 LayerSpec = str | nn.Module
@@ -96,131 +107,7 @@ def resolve_layers(model: nn.Module, layers: Sequence[LayerSpec]) -> list[tuple[
     return resolved
 
 
-@dataclass
-class _Call:
-    order: int
-    name: str
-    in_area: int | None  # spatial area of a 4-D input, None if the input is not spatial
-    out_area: int | None  # spatial area of a 4-D output, 0 for a flat one, None for no tensor
-    in_id: int | None
-    out_id: int | None
-    in_shape: tuple[int, ...] | None
-    out_shape: tuple[int, ...] | None
-    # It handed back its input untouched (nn.Identity, a zero "same" padding): it returned the
-    # tensor but did not make it. An in-place ReLU returns its input too, but changed.
-    passes_through: bool = False
-
-
-def _first_tensor(args: object) -> Tensor | None:
-    if isinstance(args, Tensor):
-        return args
-    if isinstance(args, tuple | list):
-        for arg in args:
-            if isinstance(arg, Tensor):
-                return arg
-    return None
-
-
-def _trace_calls(model: nn.Module, example: Tensor) -> tuple[list[_Call], list[Tensor]]:
-    """Every module call of one forward pass, in the order the calls finish."""
-    calls: list[_Call] = []
-    keep_alive: list[Tensor] = []  # ids are only unique while the tensors live
-    handles = []
-    entry_versions: dict[str, list[int | None]] = {}  # a stack per module: calls can nest
-
-    def pre_hook_for(name: str):
-        def pre_hook(module: nn.Module, args: object) -> None:
-            x = _first_tensor(args)
-            entry_versions.setdefault(name, []).append(x._version if x is not None else None)
-
-        return pre_hook
-
-    def hook_for(name: str):
-        def hook(module: nn.Module, args: object, output: object) -> None:
-            x = _first_tensor(args)
-            y = output if isinstance(output, Tensor) else None
-            keep_alive.extend(t for t in (x, y) if t is not None)
-            stack = entry_versions.get(name)
-            version = stack.pop() if stack else None
-            untouched = y is not None and y is x and version is not None and y._version == version
-            calls.append(
-                _Call(
-                    order=len(calls),
-                    name=name,
-                    in_area=None,
-                    out_area=None,
-                    in_id=id(x) if x is not None else None,
-                    out_id=id(y) if y is not None else None,
-                    in_shape=tuple(x.shape) if x is not None else None,
-                    out_shape=tuple(y.shape) if y is not None else None,
-                    passes_through=untouched,
-                )
-            )
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(pre_hook_for(name)))
-            handles.append(module.register_forward_hook(hook_for(name)))
-        # Outside inference mode: its tensors keep no version counter.
-        with torch.inference_mode(False), torch.no_grad():
-            model(example.clone() if example.is_inference() else example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls, keep_alive
-
-
-def _spatial_area(shape: tuple[int, ...] | None, other: tuple[int, ...] | None) -> int | None:
-    """Area of a 4-D shape's spatial dims: those that change when the input size changes.
-
-    Comparing two traces at different input sizes tells NCHW from NHWC (ConvNeXt's blocks, say)
-    without guessing. With no second trace, the layout is taken to be NCHW.
-    """
-    if shape is None:
-        return None
-    if len(shape) != 4:
-        return 0
-    if other is None or len(other) != 4 or other == shape:
-        return shape[2] * shape[3]
-    area = 1
-    for dim in range(1, 4):
-        if shape[dim] != other[dim]:
-            area *= shape[dim]
-    return area
-
-
-def _traced_calls(
-    model: nn.Module, example: Tensor
-) -> tuple[list[_Call], list[_Call], list[Tensor]]:
-    """The calls on ``example`` and, when the model takes it, on ``example`` at twice the size.
-
-    The second list is empty for a model that only takes its own input size. Both lists get
-    their spatial areas (:func:`_spatial_area`, each trace compared with the other).
-    """
-    calls, keep_alive = _trace_calls(model, example)
-    larger = torch.nn.functional.interpolate(example, scale_factor=2.0, mode="nearest")
-    try:
-        other_calls, other_alive = _trace_calls(model, larger)
-    except (RuntimeError, ValueError, AssertionError):
-        # What a model that takes one input size raises for another: torch's shape mismatch
-        # (a flatten into a Linear) or the model's own size check. Any other error is a fault
-        # of the model and propagates. Without a second trace the layout is taken to be NCHW.
-        other_calls, other_alive = [], []
-    if [c.name for c in other_calls] != [c.name for c in calls]:
-        other_calls = []
-    for mine, theirs in ((calls, other_calls), (other_calls, calls)):
-        for index, call in enumerate(mine):
-            other = theirs[index] if theirs else None
-            call.in_area = _spatial_area(call.in_shape, other.in_shape if other else None)
-            if call.in_area == 0:
-                call.in_area = None
-            call.out_area = _spatial_area(call.out_shape, other.out_shape if other else None)
-    return calls, other_calls, keep_alive + other_alive
-
-
-def _is_spatial_map(call: _Call) -> bool:
+def _is_spatial_map(call: Call) -> bool:
     """Whether a call outputs a feature map of the network's path: more than 1x1, and not a
     padded copy of its input (TF-style "same" padding modules enlarge the map a little)."""
     if call.out_area is None or call.out_area <= 1:
@@ -228,14 +115,21 @@ def _is_spatial_map(call: _Call) -> bool:
     return call.in_area is None or call.out_area <= call.in_area
 
 
+def _channels(call: Call) -> int | None:
+    """How many channels a call's output map has, in its own layout."""
+    if not call.out_shape or not call.out_layouts:
+        return None
+    return call.out_shape[1] if call.out_layouts[0].kind == "nchw" else call.out_shape[-1]
+
+
 @dataclass
 class _Found:
-    call: _Call
+    call: Call
     name: str  # "module" or "module@k" for one call of a module that runs several times
     enters_stage: bool  # it enters a down-sampling stage that keeps a spatial map (not GAP)
 
 
-def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
+def _find_layers(model: nn.Module, calls: list[Call]) -> list[_Found]:
     """Steps 2-4 of the module docstring on one trace."""
     call_counts: dict[str, int] = {}
     call_number: dict[int, int] = {}  # call order -> which call of its module it is
@@ -248,15 +142,15 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
         if name:
             parent = name.rsplit(".", 1)[0] if "." in name else ""
             children.setdefault(parent, []).append(name)
-    by_module: dict[str, list[_Call]] = {}
+    by_module: dict[str, list[Call]] = {}
     for call in calls:
         by_module.setdefault(call.name, []).append(call)
 
-    def subtree_calls(name: str) -> list[_Call]:
+    def subtree_calls(name: str) -> list[Call]:
         prefix = name + "."
         return [c for c in calls if c.name == name or not name or c.name.startswith(prefix)]
 
-    stage_inputs: list[_Call] = []  # the stage calls whose input we want
+    stage_inputs: list[Call] = []  # the stage calls whose input we want
 
     def visit(name: str) -> None:
         own = by_module.get(name, [])
@@ -273,6 +167,10 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
             areas.discard(None)
             if len(areas) <= 1:
                 return
+            if own[0].out_fixed and (out_area or 0) > 1:
+                # An adaptive pooling to a fixed grid (VGG's 7x7 avgpool on a non-square input)
+                # resizes the map for a classifier that reads its pixels: not a stage.
+                return
             if len(areas) == 2 and out_area is not None and out_area < in_area:
                 # Pooling to 1x1 mid-network is squeeze-excitation, not the final global pooling.
                 if out_area > 1 or not any(
@@ -288,12 +186,12 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
     visit("")
 
     # The module that returned a tensor object: the last to finish with it, i.e. the outermost.
-    producer: dict[int, _Call] = {}
+    producer: dict[int, Call] = {}
     for call in calls:
         if call.out_id is not None and call.name and not call.passes_through:
             producer[call.out_id] = call
 
-    def layer_name(call: _Call) -> str:
+    def layer_name(call: Call) -> str:
         if call_counts[call.name] == 1:
             return call.name
         return f"{call.name}@{call_number[call.order]}"
@@ -307,6 +205,11 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
         found = selected.setdefault(made_by.order, _Found(made_by, layer_name(made_by), False))
         found.enters_stage |= enters
 
+    if not any(found.enters_stage for found in selected.values()):
+        blocks = _plain_blocks(model, children, by_module)
+        if blocks:
+            return [_Found(call, layer_name(call), True) for call in blocks]
+
     # A model that pools functionally: add the last 4-D map if the first flat layer reads
     # exactly its channels (global pooling) rather than its flattened pixels (VGG's classifier).
     spatial = [c for c in calls if _is_spatial_map(c) and c.name]
@@ -317,7 +220,7 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
         if last_producer is not None and all(
             last_producer.out_id != s.call.out_id for s in selected.values()
         ):
-            channels = last_producer.out_shape[1] if last_producer.out_shape else None
+            channels = _channels(last_producer)
             flat_after = [
                 c for c in calls if c.order > last.order and c.in_area is None and c.in_shape
             ]
@@ -328,8 +231,76 @@ def _find_layers(model: nn.Module, calls: list[_Call]) -> list[_Found]:
     return [selected[order] for order in sorted(selected)]
 
 
+#: How many blocks SISE visualises in a transformer without down-sampling stages (a plain ViT).
+PLAIN_BLOCKS = 4
+
+
+def plain_block_indices(count: int) -> list[int]:
+    """The blocks of a plain ViT that SISE visualises: the ends of the first three quarters of
+    the ``count`` blocks and the input of the last block (``count`` = 12: 2, 5, 8, 10).
+
+    The last block's *output* is left out: in a class-token ViT the head reads the class token
+    only, which the last block's attention computes from its input, so the patch tokens of the
+    last output reach nothing and their gradient is zero (the reason pytorch-grad-cam's
+    tutorial explains ``blocks[-1].norm1``).
+    """
+    if count < 2:
+        return []
+    last = count - 2
+    quarters = {min(math.ceil(j * count / PLAIN_BLOCKS) - 1, last) for j in range(1, PLAIN_BLOCKS)}
+    return sorted(quarters | {last})
+
+
+def _plain_blocks(
+    model: nn.Module, children: dict[str, list[str]], by_module: dict[str, list[Call]]
+) -> list[Call]:
+    """The chosen blocks (:func:`plain_block_indices`) of the longest run of sibling blocks
+    (modules with children, of one class, each called once, in order, keeping one map shape):
+    a plain ViT's ``blocks``; ``[]`` if there is none."""
+    kinds = {name: type(module) for name, module in model.named_modules()}
+
+    def block_call(name: str) -> Call | None:
+        own = by_module.get(name, [])
+        if len(own) != 1 or not children.get(name):
+            return None
+        call = own[0]
+        keeps_shape = call.in_shape == call.out_shape and (call.out_area or 0) > 1
+        return call if keeps_shape else None
+
+    best: list[Call] = []
+    for kids in children.values():
+        run: list[Call] = []
+        for kid in kids:
+            call = block_call(kid)
+            continues = (
+                call is not None
+                and bool(run)
+                and kinds[kid] is kinds[run[-1].name]
+                and call.out_shape == run[-1].out_shape
+                and call.order > run[-1].order
+            )
+            if not continues:
+                run = []
+            if call is not None:
+                run.append(call)
+            if len(run) > len(best):
+                best = list(run)
+    return [best[i] for i in plain_block_indices(len(best))] if len(best) >= 2 else []
+
+
 def discover_layers(model: nn.Module, example: Tensor, *, require_stage: bool = True) -> list[str]:
     """Names of SISE's layers for ``model``, shallow to deep, found by tracing ``example``.
+
+    The names of :func:`discover_with_layouts`; see there.
+    """
+    return [found.name for found in _discover(model, example, require_stage)]
+
+
+def discover_with_layouts(
+    model: nn.Module, example: Tensor, *, require_stage: bool = True
+) -> list[tuple[str, FeatureLayout]]:
+    """SISE's layers for ``model``, shallow to deep, found by tracing ``example``, each with
+    the layout of its feature maps (:mod:`sise.core.feature_layout`).
 
     Args:
         model: the CNN (run in whatever mode it is in; callers use eval mode).
@@ -339,18 +310,27 @@ def discover_layers(model: nn.Module, example: Tensor, *, require_stage: bool = 
             so it needs at least one; the one-layer methods (Grad-CAM) pass ``False``.
 
     Returns:
-        Module names; a module that runs several times per forward pass is named with the call
-        that produced the map, ``"name@k"`` (:func:`split_call`).
+        ``(name, layout)`` pairs; a module that runs several times per forward pass is named
+        with the call that produced the map, ``"name@k"`` (:func:`split_call`).
 
     Raises:
-        SiseError: if the model produces no spatial feature map that enters a down-sampling stage.
+        SiseError: if the model produces no spatial feature map that enters a down-sampling
+            stage, or a found layer's layout is ambiguous (pass ``layers=`` and ``reshape=``).
 
     Warns:
         UserWarning: if a feature map shrinks to 1×1 at this input size but not at twice the
             size: the input is too small for the model's deepest stages, which SISE then leaves
             out.
     """
-    calls, larger, _keep_alive = _traced_calls(model, example)
+    return [
+        (f.name, settled_layout(f.name, f.call.out_shape or (), list(f.call.out_layouts)))
+        for f in _discover(model, example, require_stage)
+    ]
+
+
+def _discover(model: nn.Module, example: Tensor, require_stage: bool) -> list[_Found]:
+    """The layers of :func:`discover_with_layouts`, their layouts not yet settled."""
+    calls, larger, _keep_alive = traced_calls(model, example)
     found = _find_layers(model, calls)
     if not found:
         raise SiseError(
@@ -379,7 +359,41 @@ def discover_layers(model: nn.Module, example: Tensor, *, require_stage: bool = 
             "was trained at).",
             stacklevel=2,
         )
-    return [f.name for f in found]
+    return found
+
+
+def layer_layouts(
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    example: Tensor,
+    reshape: Reshape | None = None,
+) -> list[FeatureLayout]:
+    """The layout of each of ``layers`` (names from :func:`resolve_layers`) on inputs like
+    ``example``: the user's ``reshape`` for every layer if given, else read from a traced
+    forward pass (:func:`sise.core.feature_layout.candidate_layouts`).
+
+    Raises:
+        SiseError: a layer the forward pass does not run, a call ``@k`` it does not make, an
+            output that is not a feature map, or one whose layout is ambiguous.
+    """
+    if reshape is not None:
+        return [custom_layout(reshape)] * len(layers)
+    calls, _, _keep_alive = traced_calls(model, example)
+    layouts = []
+    for name, _ in layers:
+        module_name, index = split_call(name)
+        own = [call for call in calls if call.name == module_name]
+        if not own:
+            raise SiseError(f"layer {name!r} was not run by the model's forward pass")
+        call_index = len(own) - 1 if index is None else index
+        if not -len(own) <= call_index < len(own):
+            raise SiseError(
+                f"layer {name!r} selects call {index}, but {module_name!r} ran {len(own)} "
+                f"time(s) in the forward pass: use {module_name}@0..{module_name}@{len(own) - 1}"
+            )
+        call = own[call_index]
+        layouts.append(settled_layout(name, call.out_shape or (), list(call.out_layouts)))
+    return layouts
 
 
 def check_feature_map(name: str, activation: Tensor) -> None:

@@ -39,11 +39,21 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from sise.core.feature_layout import FeatureLayout, Reshape, custom_layout
 from sise.core.hooks import LayerCapture, forward_scores, gradient_pass
-from sise.core.layers import check_feature_map
+from sise.core.layers import (
+    LayerSpec,
+    check_feature_map,
+    discover_layers,
+    discover_with_layouts,
+    layer_layouts,
+    resolve_layers,
+)
 from sise.core.postprocess import minmax_normalize, upsample
+from sise.core.scores import ScoreKind
 from sise.errors import SiseError
 from sise.methods.base import Explanation, LayerExplainer, Targets
+from sise.runtime import Runtime
 from sise.targets import Target
 
 
@@ -114,22 +124,66 @@ class CAMExplainer(LayerExplainer):
     the input size (``align_corners=False``) and min-max normalised. ``extras`` holds ``layer``,
     ``weights``, ``cam`` (``L`` before up-sampling) and what the subclass adds.
 
+    Transformers: a layer whose output is a token sequence (N, P + h·w, C) (ViT, DeiT) or a
+    channels-last grid (N, h, w, C) (Swin) is read as (N, C, h, w) maps, activations and
+    gradients alike (:mod:`sise.core.feature_layout`); ``reshape=`` gives the conversion where
+    it cannot be read from the shapes. The default layer of a plain ViT is the input of its last
+    block (:func:`sise.core.layers.plain_block_indices`).
+
     Args:
-        model: a CNN returning (N, K) class scores.
+        model: a CNN or vision transformer returning (N, K) class scores.
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``.
+        reshape: a function from the layer's output to its (N, C, h, w) maps (as
+            pytorch-grad-cam's ``reshape_transform``), applied to activations and gradients;
+            ``None``: read the layout from the traced shapes.
     """
 
     #: Whether :meth:`channel_weights` needs ``context.gradient``.
     uses_gradients: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec | None = None,
+        *,
+        score: ScoreKind | None = None,
+        runtime: Runtime | None = None,
+        reshape: Reshape | None = None,
+    ) -> None:
+        super().__init__(model, layer, score=score, runtime=runtime)
+        self.reshape = reshape
+        if reshape is not None:
+            custom_layout(reshape)  # checked now, not at the first call
+
+    def layer_for(self, inputs: Tensor) -> tuple[str, nn.Module]:
+        """The ``(name, module)`` explained for inputs of this shape."""
+        name, module, _ = self.layer_and_layout(inputs)
+        return name, module
+
+    def layer_and_layout(self, inputs: Tensor) -> tuple[str, nn.Module, FeatureLayout]:
+        """The explained layer for inputs of this shape and the layout of its maps, found
+        once per input shape."""
+
+        def choose(example: Tensor) -> tuple[str, nn.Module, FeatureLayout]:
+            if self.layer is not None:
+                layout = layer_layouts(self.model, [self.layer], example, self.reshape)[0]
+                return (*self.layer, layout)
+            if self.reshape is not None:
+                name = discover_layers(self.model, example, require_stage=False)[-1]
+                return (*resolve_layers(self.model, [name])[0], custom_layout(self.reshape))
+            name, layout = discover_with_layouts(self.model, example, require_stage=False)[-1]
+            return (*resolve_layers(self.model, [name])[0], layout)
+
+        return self.per_input_shape(inputs, choose)
 
     @abstractmethod
     def channel_weights(self, context: CAMContext) -> ChannelWeights:
         """The (N, K) weights of the maps ``context.activation``."""
 
     def _explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        name, module = self.layer_for(inputs)
-        context = self._capture(name, module, inputs, targets)
+        name, module, layout = self.layer_and_layout(inputs)
+        context = self._capture(name, module, layout, inputs, targets)
         result = self.channel_weights(context)
         n, channels = context.activation.shape[:2]
         weights = result.weights
@@ -157,18 +211,25 @@ class CAMExplainer(LayerExplainer):
         )
 
     def _capture(
-        self, name: str, module: nn.Module, inputs: Tensor, targets: Targets
+        self,
+        name: str,
+        module: nn.Module,
+        layout: FeatureLayout,
+        inputs: Tensor,
+        targets: Targets,
     ) -> CAMContext:
         gradient: Tensor | None = None
         if self.uses_gradients:
             grad = gradient_pass(self.model, [(name, module)], inputs, targets, self.score)
-            activation, gradient = grad.activations[0].float(), grad.gradients[0].float()
+            # captured in the layer's own layout, both converted the same way
+            activation = layout.to_maps(grad.activations[0], name).float()
+            gradient = layout.to_maps(grad.gradients[0], name).float()
             resolved, scores, target = grad.targets, grad.scores, grad.target
         else:
             with LayerCapture([(name, module)]) as capture:
                 target, resolved, scores = forward_scores(self.model, inputs, targets, self.score)
             if name not in capture.outputs:
                 raise SiseError(f"layer {name!r} was not run by the model's forward pass")
-            activation = capture.outputs[name].detach().float()
+            activation = layout.to_maps(capture.outputs[name].detach(), name).float()
         check_feature_map(name, activation)
         return CAMContext(name, inputs, activation, resolved, scores, gradient, target)

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sise.core.feature_layout import candidate_layouts, is_channels_first, model_prefix_tokens
 from sise.core.hooks import LayerCapture, gradient_pass
 from sise.core.layers import norm_act_parts, split_call
 from sise.core.postprocess import minmax_normalize, upsample
@@ -55,6 +56,33 @@ def biased_output(name: str, module: nn.Module) -> tuple[str, nn.Module]:
     child = next(child_name for child_name, child in module.named_children() if child is drop)
     base, call = split_call(name)
     return f"{base}.{child}" + ("" if call is None else f"@{call}"), drop
+
+
+def bias_term(module: nn.Module, gradient: Tensor, bias: Tensor) -> Tensor:
+    """``∂Ψ/∂y ⊙ b`` for a layer's output gradient: the bias broadcast along the channel
+    dimension, the second for convolutions and batch norms (N, C, ...) and the last for linear
+    layers, whose output is (N, C), (N, tokens, C) or (N, h, w, C) in a transformer."""
+    if isinstance(module, nn.Linear) or gradient.ndim == 2:
+        return gradient * bias.to(gradient.dtype)
+    shape = [1, -1] + [1] * (gradient.ndim - 2)
+    return gradient * bias.to(gradient.dtype).view(shape)
+
+
+def term_maps(
+    term: Tensor, module: nn.Module, size: tuple[int, int], n: int, prefix: int | None
+) -> Tensor | None:
+    """A bias term as (N, C, h, w) maps (:mod:`sise.core.feature_layout`: token sequences and
+    channels-last grids are converted), or ``None`` when it is no map of the image: a linear
+    layer's (N, C) output, or the (N·windows, tokens, C) of a Swin window attention, whose
+    term counts in the decomposition but not in the saliency map."""
+    layouts = candidate_layouts(
+        tuple(term.shape),
+        size,
+        batch=n,
+        prefix=prefix,
+        channels_first=is_channels_first(module),
+    )
+    return layouts[0].to_maps(term) if len(layouts) == 1 else None
 
 
 def _postprocess_sum(
@@ -128,6 +156,16 @@ class FullGrad(Explainer):
     it correlates with ``normalization="channel"`` at r = 0.22 and 0.39 on the two packaged
     photos. On the real Lite0 and Lite2, whose ReLU6 makes the decomposition inexact anyway,
     this changed the maps little (r = 0.996-0.999 to the maps taken after the activation).
+
+    Transformers: a linear layer adds its bias along its output's last dimension, and its
+    terms on token sequences (N, P + h·w, C) and channels-last grids (N, h, w, C) become maps
+    like any layer's (:func:`term_maps`, :mod:`sise.core.feature_layout`); a term that is no
+    map of the image (a Swin window attention's (N·windows, tokens, C)) counts in the sum only.
+    The decomposition is not exact there: attention's softmax, LayerNorm's division by the
+    token's spread and GELU are not piecewise linear, and the class token and position
+    embeddings are constants that are no layer's bias; the map is FullGrad's saliency form,
+    not a complete decomposition (it is exact for a ReLU network of linear layers on tokens,
+    which the tests pin).
 
     Layers with a bias are found once per input shape; a layer called several times per forward
     pass adds its bias at each call and contributes one term per call (``"name@k"``), so the
@@ -227,14 +265,16 @@ class FullGrad(Explainer):
         input_term = (grad.input_gradient * inputs.detach()).float()
         saliency = _postprocess_sum(input_term, (height, width), self.normalization)
         total = input_term.flatten(1).sum(dim=1)
+        prefix = model_prefix_tokens(self.model)
         for (_, module), gradient in zip(layers, grad.gradients, strict=True):
             bias = effective_bias(module)
             assert bias is not None
-            shape = [1, -1] + [1] * (gradient.ndim - 2)
-            term = (gradient * bias.to(gradient.dtype).view(shape)).float()
-            total = total + term.flatten(1).sum(dim=1)
-            if term.ndim == 4:
-                saliency = saliency + _postprocess_sum(term, (height, width), self.normalization)
+            term = bias_term(module, gradient, bias).float()
+            # (N·windows, ...) for a window attention: each image's windows are consecutive
+            total = total + term.reshape(n, -1).sum(dim=1)
+            maps = term_maps(term, module, (height, width), n, prefix)
+            if maps is not None:
+                saliency = saliency + _postprocess_sum(maps, (height, width), self.normalization)
         return Explanation(
             maps=minmax_normalize(saliency),
             targets=grad.targets,

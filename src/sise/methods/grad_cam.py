@@ -22,6 +22,8 @@ class GradCAM(CAMExplainer):
         layer: the explained layer (name or module); ``None``: the last spatial feature map.
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
             (the paper's ``y^c`` before the softmax, as pytorch-grad-cam and torch-cam).
+        reshape: a function from the layer's output to (N, C, h, w) maps, for a transformer
+            layer whose layout cannot be read from its shape (:class:`CAMExplainer`).
 
     Example:
         >>> import torch

@@ -8,6 +8,7 @@ from typing import Literal, cast, get_args
 import torch
 from torch import Tensor, nn
 
+from sise.core.feature_layout import Reshape
 from sise.core.layers import LayerSpec
 from sise.core.scores import ScoreKind
 from sise.errors import SiseError, check_choice
@@ -99,6 +100,8 @@ class GradCAMPlusPlus(CAMExplainer):
         score: explained score ``"softmax"``, ``"sigmoid"`` or ``"logit"``; default: the logit
             (the paper's ``S^c``, as pytorch-grad-cam and torch-cam).
         denominator: ``"paper"`` (Eq. 10) or ``"summed"`` (torch-cam's ``Σ_ab A_ab g_ab³``).
+        reshape: a function from the layer's output to (N, C, h, w) maps, for a transformer
+            layer whose layout cannot be read from its shape (:class:`CAMExplainer`).
 
     Example:
         >>> import torch
@@ -126,8 +129,9 @@ class GradCAMPlusPlus(CAMExplainer):
         score: ScoreKind | None = None,
         denominator: Denominator = "paper",
         runtime: Runtime | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, score=score, runtime=runtime)
+        super().__init__(model, layer, score=score, runtime=runtime, reshape=reshape)
         self.denominator: Denominator = cast(
             Denominator, check_choice("denominator", denominator, get_args(Denominator))
         )

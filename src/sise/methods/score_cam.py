@@ -8,6 +8,7 @@ from typing import Literal, cast, get_args
 import torch
 from torch import nn
 
+from sise.core.feature_layout import Reshape
 from sise.core.layers import LayerSpec
 from sise.core.masks import BaselineSpec, ConcatMasks, MaskSource, TensorMasks, UpsampledMaps
 from sise.core.postprocess import is_constant
@@ -114,6 +115,8 @@ class ScoreCAM(MaskedScoring, CAMExplainer):
         baseline: what masked-out pixels become: ``"zero"`` (paper), ``"blur"`` or a tensor.
         runtime: how the masked forwards run (batch size, precision, progress bar:
             :class:`sise.Runtime`); ``None``: the defaults.
+        reshape: a function from the layer's output to (N, C, h, w) maps, for a transformer
+            layer whose layout cannot be read from its shape (:class:`CAMExplainer`).
 
     Example:
         >>> import torch
@@ -143,8 +146,9 @@ class ScoreCAM(MaskedScoring, CAMExplainer):
         weights: ScoreCamWeights = "score",
         baseline: BaselineSpec = "zero",
         runtime: Runtime | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, score=score, runtime=runtime)
+        super().__init__(model, layer, score=score, runtime=runtime, reshape=reshape)
         self.weights: ScoreCamWeights = cast(
             ScoreCamWeights, check_choice("weights", weights, get_args(ScoreCamWeights))
         )

