@@ -7,11 +7,12 @@ import threading
 import time
 
 from PIL import Image
+from torch import nn
 
 from sise.images import load_image, sample_image_path
 from sise.methods.registry import METHODS, make_explainer
 from sise.models.loading import LoadedModel
-from sise.web.explorer import Explorer
+from sise.web.explorer import Explorer, _ModelEntry
 from sise.web.request import ExplainRequest
 
 
@@ -76,3 +77,27 @@ def test_one_explanation_at_a_time(monkeypatch):
         "images_scored": 0,
         "waiting": 0,
     }
+
+
+def test_the_page_runs_the_quick_budget_on_a_cpu_and_the_papers_on_a_gpu(monkeypatch):
+    """As ``sise explain`` chooses: the published RISE (4,000 masks) takes minutes on a CPU."""
+    seen: dict[str, dict[str, object]] = {}
+
+    def record(method, model, **options):
+        seen[method] = options
+        return make_explainer(method, model, **options)
+
+    monkeypatch.setattr("sise.web.explorer.make_explainer", record)
+    names = ["ant", "bee", "cat", "dog", "eel"]
+    loaded = LoadedModel(
+        nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        names,
+        (32, 32),
+        (0.5,) * 3,
+        (0.5,) * 3,
+        "tiny",
+    )
+    explorer = Explorer("cpu")
+    rise = explorer._explainer(_ModelEntry(loaded), "rise", "fixed")
+    assert seen["rise"]["budget"] == "quick" and rise.n_masks == 1000  # type: ignore[attr-defined]
+    assert Explorer("cuda").budget == "paper"  # no GPU needed: only the choice is made

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from sise.errors import SiseError
 from sise.methods.base import Explainer, Explanation
-from sise.methods.registry import DISPLAY_NAMES, make_explainer
+from sise.methods.registry import DISPLAY_NAMES, Budget, make_explainer
 from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
 from sise.runtime import Runtime
 from sise.web.main_thread import Cancelled, MainThreadCalls
@@ -79,6 +79,10 @@ class Explorer:
         self.device = str(device)
         #: How the page's explanations run: on its device, each method's own batch size.
         self.runtime = Runtime(device=self.device)
+        #: The methods' budget (:func:`sise.methods.registry.budget_options`): the published
+        #: settings on a CUDA GPU, the quick ones elsewhere, as ``sise explain`` chooses (on a CPU
+        #: the published RISE and Extremal Perturbation take minutes).
+        self.budget: Budget = "paper" if torch.device(self.device).type == "cuda" else "quick"
         self.calls: MainThreadCalls | None = None
         #: Requests that may wait for the running explanation before another is refused.
         self.max_waiting = MAX_WAITING
@@ -194,7 +198,7 @@ class Explorer:
         key = (method, selection if method == "sise" else "")
         if key not in entry.explainers:
             # each method explains its own default score (the logit for the gradient methods)
-            options: dict[str, object] = {"runtime": self.runtime}
+            options: dict[str, object] = {"runtime": self.runtime, "budget": self.budget}
             if method == "sise":
                 options.update(selection=selection)
             try:
