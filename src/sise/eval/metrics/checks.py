@@ -8,7 +8,13 @@ from torch import Tensor
 
 from sise.errors import SiseError
 
-__all__ = ["check_ground_truth", "check_maps", "check_model_inputs", "check_unit_maps"]
+__all__ = [
+    "check_ground_truth",
+    "check_maps",
+    "check_maps_fit_inputs",
+    "check_model_inputs",
+    "check_unit_maps",
+]
 
 
 def check_maps(maps: Tensor, name: str = "maps") -> None:
@@ -41,13 +47,23 @@ def check_ground_truth(maps: Tensor, gt_mask: Tensor) -> None:
         )
 
 
-def check_unit_maps(maps: Tensor, height: int, width: int, n: int) -> None:
+def check_maps_fit_inputs(maps: Tensor, inputs: Tensor) -> None:
+    """Maps are finite (N, H, W) tensors, one per (N, C, H, W) input, at the input's size."""
+    n, _c, height, width = inputs.shape
+    _check_map_shape(maps, n, height, width)
+
+
+def _check_map_shape(maps: Tensor, n: int, height: int, width: int) -> None:
     check_maps(maps)
     if maps.shape != (n, height, width):
         raise SiseError(
             f"maps must be (N, H, W) = {(n, height, width)} to match the inputs, got "
             f"{tuple(maps.shape)}; up-sample them to the input size first"
         )
+
+
+def check_unit_maps(maps: Tensor, height: int, width: int, n: int) -> None:
+    _check_map_shape(maps, n, height, width)
     if bool((maps < 0).any()) or bool((maps > 1).any()):
         raise SiseError(
             "model-truth metrics multiply the input by the map, so maps must lie in [0, 1]; "

@@ -14,7 +14,11 @@ from sise.core.masks import TensorMasks
 from sise.core.postprocess import gaussian_blur
 from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
-from sise.eval.metrics.checks import check_maps, check_model_inputs, check_unit_maps
+from sise.eval.metrics.checks import (
+    check_maps_fit_inputs,
+    check_model_inputs,
+    check_unit_maps,
+)
 from sise.runtime import BatchSize, score_masked
 
 __all__ = [
@@ -210,11 +214,7 @@ def causal_curve(
     """
     check_model_inputs(inputs, targets)
     n, _c, h, w = inputs.shape
-    check_maps(maps)
-    if maps.shape != (n, h, w):
-        raise SiseError(
-            f"maps must be (N, H, W) = {(n, h, w)} to match the inputs, got {tuple(maps.shape)}"
-        )
+    check_maps_fit_inputs(maps, inputs)
     if mode not in ("insertion", "deletion"):
         raise SiseError(f"mode must be 'insertion' or 'deletion', got {mode!r}")
     if steps < 1:

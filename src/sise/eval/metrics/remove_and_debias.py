@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from sise.core.masks import TensorMasks
 from sise.core.scores import ScoreKind, check_score_kind
 from sise.errors import SiseError
-from sise.eval.metrics.checks import check_maps, check_model_inputs
+from sise.eval.metrics.checks import check_maps_fit_inputs, check_model_inputs
 from sise.extras import require
 from sise.runtime import BatchSize, score_masked
 from sise.targets import ClassScore, Target
@@ -280,11 +280,7 @@ def road_curves(
     """
     check_model_inputs(inputs, targets)
     n, _c, h, w = inputs.shape
-    check_maps(maps)
-    if maps.shape != (n, h, w):
-        raise SiseError(
-            f"maps must be (N, H, W) = {(n, h, w)} to match the inputs, got {tuple(maps.shape)}"
-        )
+    check_maps_fit_inputs(maps, inputs)
     if order not in ("morf", "lerf"):
         raise SiseError(f"order must be 'morf' or 'lerf', got {order!r}")
     if not percentiles or not all(0 <= p <= 100 for p in percentiles):
