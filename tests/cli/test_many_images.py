@@ -130,3 +130,34 @@ def test_many_images_show_each_method_s_progress_and_one_line_when_all_done(
         "nothing to explain\n"
     )
     assert "image" not in captured.err
+
+
+def test_pack_with_photos_of_other_shapes(tiny_cli, tmp_path, monkeypatch, capsys):
+    """A model that keeps each photo's aspect ratio (TorchRay's shorter-side resize) gives two
+    shapes of input: --pack explains each run of one size together instead of failing on
+    torch.cat (which it did for every pack of mixed shapes)."""
+    import json
+
+    import torch
+
+    from sise.models.loading import LoadedModel
+
+    def keep_aspect(self, rgb):  # 32 px on the shorter side, as TorchRay's transform does
+        h, w = rgb.shape[:2]
+        size = (32, round(32 * w / h)) if h <= w else (round(32 * h / w), 32)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        return torch.nn.functional.interpolate(x, size=size, mode="bilinear")
+
+    monkeypatch.setattr(LoadedModel, "preprocess", keep_aspect)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in [("a.png", (40, 48)), ("b.png", (40, 48)), ("c.png", (64, 40))]:
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / name)
+    out = tmp_path / "results"
+    argv = ["explain", str(folder), "--out-dir", str(out), "--method", "gradcam", "--no-progress"]
+    assert main([*argv, "--pack", "3"]) == 0, capsys.readouterr().err
+    assert "3 image(s): 3 explained" in capsys.readouterr().out
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [line["image"].rsplit("/", 1)[1] for line in lines] == ["a.png", "b.png", "c.png"]
+    assert Image.open(out / "c_gradcam.png").size == (40, 64)  # the overlay keeps c's shape

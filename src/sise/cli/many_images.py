@@ -41,6 +41,9 @@ from sise.images import load_image
 from sise.methods.base import Explainer, Explanation
 from sise.models.loading import LoadedModel
 
+#: An image ready to explain: its file, its outputs, its pixels and its model input.
+_Ready = tuple[Path, "ImageOutputs", np.ndarray, torch.Tensor]
+
 #: File types a folder is scanned for.
 INPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 #: The metadata file in the output folder.
@@ -376,64 +379,77 @@ def _explain_images(
         print(f"{summary.skipped} image(s) already done in {log.path}: skipped")
     with tqdm(total=len(todo), unit="image", desc="sise explain", disable=not progress) as bar:
         for start in range(0, len(todo), pack):
-            ready = []
+            loaded_images = []
             for image, plan in todo[start : start + pack]:
                 try:
                     rgb = load_image(image)
-                    ready.append((image, plan, rgb, loaded.preprocess(rgb)))
+                    loaded_images.append((image, plan, rgb, loaded.preprocess(rgb)))
                 except SiseError as error:
                     _report_failure(image, error)
                     summary.failed += 1
                     bar.update(1)
-            if not ready:
-                continue
-            inputs = torch.cat([x for *_, x in ready])
-            began = time.perf_counter()
-            try:
-                explanation = explainer(inputs, target)
-                if inputs.is_cuda:
-                    torch.cuda.synchronize(inputs.device)
-            except SiseError as error:
-                for image, *_ in ready:
-                    _report_failure(image, error)
-                summary.failed += len(ready)
-                bar.update(len(ready))
-                continue
-            seconds = (time.perf_counter() - began) / len(ready)
-            for index, (image, plan, rgb, _) in enumerate(ready):
+            for ready in _runs_of_one_size(loaded_images):
+                inputs = torch.cat([x for *_, x in ready])
+                began = time.perf_counter()
                 try:
-                    write_pictures(image, rgb, explanation, index, plan)
-                    if plan.maps is not None:
-                        save_maps(plan.maps, explanation, index)
-                    cls = int(explanation.targets[index])
-                    log.append(
-                        {
-                            "image": str(image.resolve()),
-                            "model": loaded.name,
-                            "method": explanation.method,
-                            "class_index": cls,
-                            "class_name": loaded.class_names[cls] if cls >= 0 else None,
-                            "score": round(float(explanation.scores[index]), 6),
-                            "score_kind": settings.get("score"),
-                            "forward_passes": int(explanation.forward_passes[index]),
-                            "seconds": round(seconds, 4),
-                            "overlay": _relative(plan.overlay, log.path.parent),
-                            "panel": _relative(plan.panel, log.path.parent),
-                            "maps": _relative(plan.maps, log.path.parent),
-                            "settings": settings,
-                            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                        }
-                    )
-                    summary.explained += 1
-                    tqdm.write(
-                        f"{image}: {loaded.class_names[cls] if cls >= 0 else 'target'} "
-                        f"({float(explanation.scores[index]):.3f}) -> {plan.overlay}"
-                    )
+                    explanation = explainer(inputs, target)
+                    if inputs.is_cuda:
+                        torch.cuda.synchronize(inputs.device)
                 except SiseError as error:
-                    _report_failure(image, error)
-                    summary.failed += 1
-                bar.update(1)
+                    for image, *_ in ready:
+                        _report_failure(image, error)
+                    summary.failed += len(ready)
+                    bar.update(len(ready))
+                    continue
+                seconds = (time.perf_counter() - began) / len(ready)
+                for index, (image, plan, rgb, _) in enumerate(ready):
+                    try:
+                        write_pictures(image, rgb, explanation, index, plan)
+                        if plan.maps is not None:
+                            save_maps(plan.maps, explanation, index)
+                        cls = int(explanation.targets[index])
+                        log.append(
+                            {
+                                "image": str(image.resolve()),
+                                "model": loaded.name,
+                                "method": explanation.method,
+                                "class_index": cls,
+                                "class_name": loaded.class_names[cls] if cls >= 0 else None,
+                                "score": round(float(explanation.scores[index]), 6),
+                                "score_kind": settings.get("score"),
+                                "forward_passes": int(explanation.forward_passes[index]),
+                                "seconds": round(seconds, 4),
+                                "overlay": _relative(plan.overlay, log.path.parent),
+                                "panel": _relative(plan.panel, log.path.parent),
+                                "maps": _relative(plan.maps, log.path.parent),
+                                "settings": settings,
+                                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                            }
+                        )
+                        summary.explained += 1
+                        tqdm.write(
+                            f"{image}: {loaded.class_names[cls] if cls >= 0 else 'target'} "
+                            f"({float(explanation.scores[index]):.3f}) -> {plan.overlay}"
+                        )
+                    except SiseError as error:
+                        _report_failure(image, error)
+                        summary.failed += 1
+                    bar.update(1)
     return summary
+
+
+def _runs_of_one_size(ready: list[_Ready]) -> Iterator[list[_Ready]]:
+    """The loaded images in runs whose inputs share one size: a model that keeps each photo's
+    aspect ratio (TorchRay's, shorter side resized) gives photos of other shapes inputs of other
+    sizes, which cannot share a batch."""
+    run: list[_Ready] = []
+    for item in ready:
+        if run and item[-1].shape != run[-1][-1].shape:
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
 
 
 def _relative(path: Path | None, folder: Path) -> str | None:
