@@ -176,6 +176,17 @@ def passes(explainer: Explainer, inputs: Tensor) -> tuple[int, int, bool]:
     return 0, 1, True
 
 
+#: Fewer passes than this are not worth an estimate: timing the model (about 40 passes) would
+#: cost more than the explanation (Grad-CAM, Grad-CAM++ and FullGrad make one).
+WORTH_AN_ESTIMATE = 50
+
+
+def worth_estimating(explainer: Explainer, inputs: Tensor) -> bool:
+    """Whether ``explainer`` makes enough passes on ``inputs`` for an estimate to help."""
+    forwards, gradients, _ = passes(explainer, inputs)
+    return forwards + gradients > WORTH_AN_ESTIMATE
+
+
 def estimate(explainer: Explainer, inputs: Tensor, cost: PassCost) -> Estimate:
     """How long ``explainer`` will take on ``inputs`` (all of them) at ``cost``."""
     forwards, gradients, at_most = passes(explainer, inputs)

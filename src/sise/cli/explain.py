@@ -118,7 +118,7 @@ def _write_pictures(loaded: LoadedModel):
 
 
 def command_explain(args: argparse.Namespace) -> int:
-    from sise.cli.estimate import PassCost, estimate, passes_text
+    from sise.cli.estimate import PassCost, estimate, passes_text, worth_estimating
     from sise.cli.inputs import load_model_from_args, print_predictions
     from sise.cli.many_images import (
         RESULTS_FILE,
@@ -207,7 +207,7 @@ def command_explain(args: argparse.Namespace) -> int:
     rgb = load_image(images[0])
     inputs = loaded.preprocess(rgb)
     print_predictions(loaded, inputs, args.score)
-    if not args.no_progress:
+    if not args.no_progress and worth_estimating(explainer, inputs):
         expected = estimate(explainer, inputs, PassCost.measure(loaded.model, inputs))
         print(f"{label}: {expected.describe()}", flush=True)
     start = time.perf_counter()

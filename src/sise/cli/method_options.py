@@ -20,6 +20,8 @@ from sise.methods.registry import (
     METHODS,
     Budget,
     budget_options,
+    device_budget,
+    display_name,
     make_explainer,
 )
 from sise.options import method_key, parse_option
@@ -107,28 +109,18 @@ def apply_flags(
             options[method][parameter] = value
 
 
-def display_name(method: str, options: dict[str, object]) -> str:
-    """The method's name in figures and messages: ``"Ada-SISE"`` for SISE with the adaptive
-    selection (``--adaptive`` or ``--option sise.selection=adaptive``)."""
-    if method == "sise" and options.get("selection") == "adaptive":
-        return "Ada-SISE"
-    return DISPLAY_NAMES.get(method, method)
-
-
 def file_name(method: str, options: dict[str, object]) -> str:
     """The method's part of an output file name (``cat_sise.png``, ``cat_ada-sise.png``)."""
     return "ada-sise" if display_name(method, options) == "Ada-SISE" else method
 
 
 def choose_budget(budget: str | None, device: torch.device) -> Budget:
-    """``--budget``, or where it is not given the budget that suits the device: the published
-    settings on a CUDA GPU, the quick ones elsewhere (a CPU takes minutes per method on the
-    published ones)."""
+    """``--budget``, or where it is not given :func:`~sise.methods.registry.device_budget`."""
     if budget is not None:
         if budget not in BUDGETS:
             raise SiseError(f"unknown --budget {budget!r}: use {' or '.join(BUDGETS)}")
         return budget  # type: ignore[return-value]
-    return "paper" if device.type == "cuda" else "quick"
+    return device_budget(device)
 
 
 def _value_text(value: object) -> str:

@@ -48,7 +48,11 @@ def input_shape_problem(model: nn.Module, inputs: Tensor, error: RuntimeError) -
         shape = tuple(int(part) for part in found["shape"].split(","))
         expected, got = int(found["expected"]), int(found["got"])
         # the inputs, or the inputs padded ("same" padding: timm's EfficientNets)
-        if len(shape) != 4 or got != inputs.shape[1] or shape[2:] < tuple(inputs.shape[2:]):
+        if (
+            len(shape) != 4
+            or got != inputs.shape[1]
+            or any(a < b for a, b in zip(shape[2:], inputs.shape[2:], strict=True))
+        ):
             return None
         if got == 1 and expected == 3:
             advice = (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
+import torch
 from torch import nn
 
 from sise.errors import SiseError
@@ -78,6 +80,20 @@ BUDGETS: tuple[str, ...] = get_args(Budget)
 #: weight with ``g = 1.0035^(800/300)``, so the area is enforced as firmly at the end.
 _QUICK_EXTREMAL_ITERATIONS = 300
 _QUICK_AREA_WEIGHT_GROWTH = 1.0035 ** (800 / _QUICK_EXTREMAL_ITERATIONS)
+
+
+def device_budget(device: str | torch.device) -> Budget:
+    """The budget that suits ``device``: the published settings on a CUDA GPU, the quick ones
+    elsewhere (a CPU takes minutes per method on the published ones)."""
+    return "paper" if torch.device(device).type == "cuda" else "quick"
+
+
+def display_name(method: str, options: Mapping[str, object]) -> str:
+    """The method's name in figures and messages: ``"Ada-SISE"`` for SISE with the adaptive
+    selection (``--adaptive`` or ``--option sise.selection=adaptive``)."""
+    if method == "sise" and options.get("selection") == "adaptive":
+        return "Ada-SISE"
+    return DISPLAY_NAMES.get(method, method)
 
 
 def budget_options(method: str, budget: Budget, model: nn.Module | None = None) -> dict[str, Any]:

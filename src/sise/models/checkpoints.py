@@ -88,8 +88,11 @@ def _unreadable(path: Path, error: Exception) -> str:
     message never relays that advice (sise loads checkpoints as data only).
     """
     name = repr(str(path))
-    with path.open("rb") as file:
-        head = file.read(8)
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+    except OSError as os_error:  # unreadable (permissions, a vanished file): say that
+        return f"cannot read checkpoint {name}: {os_error.strerror or os_error}"
     if not head:
         return f"checkpoint {name} is empty: fetch the file again"
     for magic, kind in _NOT_CHECKPOINTS:

@@ -50,7 +50,7 @@ from sise.models.torchray import (
     torchray_architecture,
     torchray_layout,
 )
-from sise.targets.resolve import close_class_names
+from sise.targets.class_names import class_index
 
 DEMO_MODEL = "efficientnet_lite0"
 OFFLINE_MODELS: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
@@ -113,22 +113,9 @@ class LoadedModel:
         return self.transform(rgb).to(self.device)
 
     def class_index(self, target: str | int) -> int:
-        """A class given as an index (``"281"``, 281) or a name (``"tabby"``), as an index."""
-        if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
-            index = int(target)
-            if not 0 <= index < len(self.class_names):
-                raise SiseError(
-                    f"class index {index} is out of range: {self.name} has "
-                    f"{len(self.class_names)} classes (0..{len(self.class_names) - 1})"
-                )
-            return index
-        wanted = target.strip().lower()
-        lowered = [name.lower() for name in self.class_names]
-        if wanted in lowered:
-            return lowered.index(wanted)
-        close = close_class_names(wanted, self.class_names)
-        hint = f"; close names: {', '.join(repr(name) for name in close)}"
-        raise SiseError(f"{self.name} has no class named {target!r}" + (hint if close else ""))
+        """A class given as an index (``"281"``, 281) or a name (``"tabby"``), as an index
+        (:func:`sise.targets.class_names.class_index`, the one lookup with its suggestions)."""
+        return class_index(str(target), self.class_names, self.name)
 
 
 def offline_efficientnet_lite(name: str = DEMO_MODEL) -> nn.Module:

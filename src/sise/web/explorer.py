@@ -27,7 +27,13 @@ from torch import Tensor, nn
 
 from sise.errors import SiseError
 from sise.methods.base import Explainer, Explanation
-from sise.methods.registry import DISPLAY_NAMES, Budget, make_explainer
+from sise.methods.registry import (
+    DISPLAY_NAMES,
+    Budget,
+    device_budget,
+    display_name,
+    make_explainer,
+)
 from sise.models.loading import DEMO_MODEL, LoadedModel, load_model
 from sise.runtime import Runtime
 from sise.web.main_thread import Cancelled, MainThreadCalls
@@ -82,7 +88,7 @@ class Explorer:
         #: The methods' budget (:func:`sise.methods.registry.budget_options`): the published
         #: settings on a CUDA GPU, the quick ones elsewhere, as ``sise explain`` chooses (on a CPU
         #: the published RISE and Extremal Perturbation take minutes).
-        self.budget: Budget = "paper" if torch.device(self.device).type == "cuda" else "quick"
+        self.budget: Budget = device_budget(self.device)
         self.calls: MainThreadCalls | None = None
         #: Requests that may wait for the running explanation before another is refused.
         self.max_waiting = MAX_WAITING
@@ -241,7 +247,7 @@ class Explorer:
             "id": result_id,
             "model": loaded.name,
             "method": request.method,
-            "method_name": DISPLAY_NAMES.get(request.method, request.method),
+            "method_name": display_name(request.method, {"selection": request.selection}),
             "size": request.size,
             "photo": request.photo,
             "device": str(loaded.device),

@@ -7,7 +7,7 @@ settings. :data:`METRICS` lists them in the table's row order: the paper's rows 
 Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
 AUC, this project's distractor energy, TorchRay's pointing-game protocol (``pointing_all``,
 ``pointing_difficult``: the numbers TorchRay publishes, computed on the original image; asked
-for by name, see :data:`DEFAULT_METRICS`), and the model-truth metrics the field reports now (ROAD,
+for by name, not in :data:`DEFAULT_METRICS`), and the model-truth metrics the field reports now (ROAD,
 ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`, asked for
 by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
 
@@ -238,12 +238,12 @@ METRICS: dict[str, Metric] = {
         *FIELD_METRICS,
     )
 }
-#: The metrics a run computes when none are named: all but TorchRay's pointing-game protocol,
-#: which is asked for by name (``--metrics ...,pointing_all,pointing_difficult``): it decodes each
-#: pair's region at the original size, its difficult subset needs TorchRay's file, and adding a
-#: metric to the default would have every earlier run compute all its pairs again; and but ROAD,
+#: The metrics a run computes when none are named. Left out, and asked for by name: TorchRay's
+#: pointing-game protocol (``--metrics ...,pointing_all,pointing_difficult``: it decodes each
+#: pair's region at the original size and its difficult subset needs TorchRay's file), and ROAD,
 #: ADCC and the randomisation row, which cost far more than the others
-#: (:mod:`~sise.eval.benchmark.field_metrics`).
+#: (:mod:`~sise.eval.benchmark.field_metrics`). A new default metric would also have every earlier
+#: run compute all its pairs again.
 DEFAULT_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
 
 
