@@ -274,7 +274,9 @@ def test_page_in_a_real_browser(server):
         )
         predictions = browser.find_elements(By.CSS_SELECTOR, "#prediction li")
         assert len(predictions) == 5 and predictions[0].text.startswith("Egyptian cat")
-        assert browser.find_element(By.ID, "map-title").text == "SISE: Egyptian cat"
+        assert (
+            browser.find_element(By.ID, "map-title").text == "Ada-SISE: Egyptian cat"
+        )  # adaptive chosen above
         notes = [p.text for p in browser.find_elements(By.CSS_SELECTOR, ".layer p")]
         assert len(notes) == 5
         assert all(re.match(r"\d+ feature maps? kept · ", note) for note in notes), notes
