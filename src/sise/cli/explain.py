@@ -183,19 +183,23 @@ def command_explain(args: argparse.Namespace) -> int:
         # several images per call fill a GPU; a CPU gains little and holds them all in memory
         default_pack = 8 if loaded.device.type == "cuda" else 1
         pack = args.pack if args.pack is not None else default_pack
-        summary = explain_images(
-            explainer,
-            loaded,
-            images,
-            plans,
-            target=target,
-            log=ResultsLog(out_dir / RESULTS_FILE),
-            settings=_explain_settings(args, method, options[method], loaded.name, explainer.score),
-            pack=pack,
-            # the method's own bars (masks, iterations) show under the bar over the images
-            progress=not args.no_progress,
-            write_pictures=write,
-        )
+        log = ResultsLog(out_dir / RESULTS_FILE)
+        with log.locked():  # one run per output folder at a time
+            summary = explain_images(
+                explainer,
+                loaded,
+                images,
+                plans,
+                target=target,
+                log=log,
+                settings=_explain_settings(
+                    args, method, options[method], loaded.name, explainer.score
+                ),
+                pack=pack,
+                # the method's own bars (masks, iterations) show under the bar over the images
+                progress=not args.no_progress,
+                write_pictures=write,
+            )
         if summary.skipped == len(images):
             return 0  # explain_images said, in one line, that every image was already done
         print(

@@ -312,9 +312,9 @@ def explain_images(
     progress: bool = True,
     write_pictures: Callable[[Path, np.ndarray, Explanation, int, ImageOutputs], None],
 ) -> RunSummary:
-    """Explain every image that is not done yet, ``pack`` images per method call, holding the
-    output folder's lock (:meth:`ResultsLog.locked`): a second run into the same folder at the
-    same time is refused, not left to explain every image again.
+    """Explain every image that is not done yet, ``pack`` images per method call. Call it holding
+    the output folder's lock (``with log.locked():``, :meth:`ResultsLog.locked`), so a second run
+    into the same folder at the same time is refused, not left to explain every image again.
 
     A file that cannot be read, an explanation that fails with a :class:`SiseError` and an
     output that cannot be written are reported on stderr, one line each, and the run goes on.
@@ -331,35 +331,6 @@ def explain_images(
         progress: draw one progress bar over the images.
         write_pictures: writes an image's pictures (overlay, panel).
     """
-    with log.locked():
-        return _explain_images(
-            explainer,
-            loaded,
-            images,
-            plans,
-            target=target,
-            log=log,
-            settings=settings,
-            pack=pack,
-            progress=progress,
-            write_pictures=write_pictures,
-        )
-
-
-def _explain_images(
-    explainer: Explainer,
-    loaded: LoadedModel,
-    images: Sequence[Path],
-    plans: Sequence[ImageOutputs],
-    *,
-    target: int | None,
-    log: ResultsLog,
-    settings: dict[str, object],
-    pack: int = 1,
-    progress: bool = True,
-    write_pictures: Callable[[Path, np.ndarray, Explanation, int, ImageOutputs], None],
-) -> RunSummary:
-    """The work of :func:`explain_images`, under the output folder's lock."""
     from tqdm.auto import tqdm
 
     summary = RunSummary()
