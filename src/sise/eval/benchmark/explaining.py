@@ -25,6 +25,7 @@ from sise.images import load_image
 from sise.methods.base import Explainer
 from sise.methods.registry import make_explainer
 from sise.models.loading import LoadedModel
+from sise.options import OptionValue
 
 __all__ = ["PairResults", "evaluate_pack", "evaluate_pair"]
 
@@ -42,6 +43,19 @@ _RANDOMISED: weakref.WeakKeyDictionary[nn.Module, dict[object, object]] = (
 )
 
 
+def build_explainer(
+    method: str, model: nn.Module, config: BenchmarkConfig, options: dict[str, OptionValue]
+) -> Explainer:
+    """``method`` on ``model`` as a run builds it: the run's runtime and score, then the
+    method's options."""
+    try:
+        return make_explainer(
+            method, model, runtime=config.runtime(), **{"score": config.score, **options}
+        )
+    except TypeError as error:
+        raise SiseError(f"cannot build {method} with options {options}: {error}") from error
+
+
 def _randomised_explainer(
     loaded: LoadedModel, method: str, config: BenchmarkConfig, example: Tensor
 ) -> Explainer:
@@ -56,9 +70,7 @@ def _randomised_explainer(
         options = method_options(config, method, loaded.input_size)
         model = cache[config.seed]
         assert isinstance(model, nn.Module)
-        cache[key] = make_explainer(
-            method, model, runtime=config.runtime(), **{"score": config.score, **options}
-        )
+        cache[key] = build_explainer(method, model, config, options)
     explainer = cache[key]
     assert isinstance(explainer, Explainer)
     return explainer

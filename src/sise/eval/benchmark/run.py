@@ -49,7 +49,7 @@ from sise.eval.benchmark.distributed import (
     spawn_local,
 )
 from sise.eval.benchmark.distributed import distributed as spread_over_ranks
-from sise.eval.benchmark.explaining import evaluate_pack
+from sise.eval.benchmark.explaining import build_explainer, evaluate_pack
 from sise.eval.benchmark.loader import pair_loader, resolve_pack
 from sise.eval.benchmark.models import load_benchmark_model
 from sise.eval.benchmark.paper import PaperComparison, compare_run
@@ -67,9 +67,8 @@ from sise.eval.data.datasets import NEEDS_MODEL, Dataset, dataset_kind, load_dat
 from sise.eval.data.difficult_subset import read_difficult_subset
 from sise.eval.data.pairs import EvalPair
 from sise.methods.base import Explainer
-from sise.methods.registry import make_explainer
 from sise.models.loading import LoadedModel, load_model
-from sise.options import OptionValue, result_options
+from sise.options import result_options
 from sise.runtime import retained_freed_memory
 
 __all__ = ["BenchmarkResult", "check_database", "run_benchmark", "run_benchmark_local"]
@@ -92,17 +91,6 @@ class BenchmarkResult:
     # the paper's setting the run is in, and per method and metric the paper's value beside ours
     paper_setting: tuple[str, str] | None = None
     paper: dict[str, dict[str, PaperComparison]] = field(default_factory=dict)
-
-
-def _build_explainer(
-    method: str, loaded: LoadedModel, config: BenchmarkConfig, options: dict[str, OptionValue]
-) -> Explainer:
-    try:
-        return make_explainer(
-            method, loaded.model, runtime=config.runtime(), **{"score": config.score, **options}
-        )
-    except TypeError as error:
-        raise SiseError(f"cannot build {method} with options {options}: {error}") from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,7 +181,7 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
             ]
             # a pair no metric applies to (outside pointing_difficult's subset) has nothing to do
             todo = [(p, m) for p, m in todo if m and required[(p.image_id, p.class_index)]]
-            explainers = {m: _build_explainer(m, loaded, config, options[m]) for m in methods}
+            explainers = {m: build_explainer(m, loaded.model, config, options[m]) for m in methods}
             _work(config, loaded, todo, explainers, config_ids, metrics, configs, pairs, db, ranks)
         ranks.barrier()
         if ranks.rank != 0:
