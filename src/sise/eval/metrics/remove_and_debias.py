@@ -27,7 +27,7 @@ still its top-1 class on ``x`` ("prediction kept").
 
 **Equal to pytorch-grad-cam** (``pytorch_grad_cam.metrics.road``, tested on the real
 EfficientNet-Lite0 and the bundled photos, per image within 1e-4): the same threshold rule, the
-same system (built vectorised with ``scipy.sparse`` and solved by ``spsolve``), the same noise
+same system (built vectorised with ``scipy.sparse``), the same noise
 draws (``generators=None`` draws them from torch's global generator in pytorch-grad-cam's order:
 per percentile, image by image, ``randn_like`` of the transposed ``(removed pixels, channels)``
 solution; with
@@ -38,6 +38,8 @@ solution; with
   pixel to lean on and is singular: pytorch-grad-cam's ``spsolve`` returns NaN there. Here the
   removed image is the noise alone around the model's input-space zero (the normalisation
   mean, the baseline of Drop%), so every value is finite;
+* the system is factored by SuperLU with a symmetric ordering and no pivoting (it is symmetric
+  positive definite), about twice as fast as ``spsolve``'s default; the solutions agree to ~1e-14;
 * the masked forward passes go through :func:`sise.runtime.score_masked`, one batched forward per
   percentile for all images (pytorch-grad-cam: one per percentile, unbatched imputation alike);
   the CPU fast path (batch-norm folding) changes scores by ~1e-6;
@@ -165,7 +167,16 @@ def noisy_linear_imputation(
             (np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))),
             shape=(m, m),
         ).tocsc()
-        solved = np.asarray(linalg.spsolve(system, rhs)).reshape(m, channels)
+        # −system is symmetric positive definite (a grid Laplacian with every component of removed
+        # pixels touching a kept one), so a symmetric ordering and no pivoting factor it ~2× faster
+        # than spsolve's default (COLAMD, partial pivoting); the solution agrees to ~1e-14
+        factor = linalg.splu(
+            -system,
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+        solved = -np.asarray(factor.solve(rhs)).reshape(m, channels)
         solution = torch.tensor(solved, dtype=torch.float)
     if noise:
         # pytorch-grad-cam adds noise * randn_like(res.t()); normal_ on a tensor of the same
