@@ -6,8 +6,9 @@ The names below are imported on first use (PEP 562), so that ``import sise`` (an
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from sise.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from sise.core.layers import discover_layers, resolve_layers
@@ -76,15 +77,4 @@ __all__ = [
 ]  # the keys of _EXPORTS, written out for type checkers and linters
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name on first use, and keep it in the package's namespace."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sise' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

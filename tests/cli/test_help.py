@@ -23,7 +23,7 @@ print("IMPORTED", sorted(m for m in ("torch", "torchvision", "numpy", "matplotli
 """
 
 
-@pytest.mark.parametrize("command", [[], ["explain"], ["compare"], ["app"]])
+@pytest.mark.parametrize("command", [[], ["explain"], ["compare"], ["app"], ["benchmark"]])
 def test_help_imports_no_torch(command):
     env = {
         **os.environ,

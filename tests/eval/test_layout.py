@@ -35,7 +35,7 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
 
 #: The architecture, bottom to top: a module imports only from its own layer or below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("sise.errors", "sise.extras"),
+    ("sise.errors", "sise.extras", "sise.lazy_exports"),
     ("sise.core", "sise.targets", "sise.images", "sise.viz"),
     ("sise.runtime",),
     ("sise.methods", "sise.models", "sise.options"),

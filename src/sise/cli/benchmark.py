@@ -16,7 +16,8 @@ BENCHMARK_HELP = "the paper's benchmark: every (image, class) pair, every method
 
 def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     """Add ``sise benchmark`` to the command line's sub-commands."""
-    from sise.eval.benchmark.scoring import DEFAULT_METRICS, METRICS, MetricSettings
+    from sise.eval.benchmark.metric_names import DEFAULT_METRICS, OPT_IN_METRICS
+    from sise.eval.benchmark.metric_settings import MetricSettings
 
     bench = commands.add_parser(
         "benchmark",
@@ -40,12 +41,11 @@ def add_benchmark_command(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--checkpoint", help="weights for a torchvision / timm model")
     bench.add_argument("--methods", help="comma-separated (default: all registered methods)")
-    optional = [m for m in METRICS if m not in DEFAULT_METRICS]
     bench.add_argument(
         "--metrics",
         default=",".join(DEFAULT_METRICS),
         help=f"comma-separated (default: {', '.join(DEFAULT_METRICS)}; "
-        f"opt-in, computed only when named: {', '.join(optional)})",
+        f"opt-in, computed only when named: {', '.join(OPT_IN_METRICS)})",
     )
     bench.add_argument("--limit", type=int, help="first N images of the split")
     bench.add_argument("--split", help="dataset split (default test; val2014 for COCO)")
@@ -129,7 +129,7 @@ def _setting_type(name: str) -> type:
     annotation, without ``| None``)."""
     import typing
 
-    from sise.eval.benchmark.scoring import MetricSettings
+    from sise.eval.benchmark.metric_settings import MetricSettings
 
     hint = typing.get_type_hints(MetricSettings)[name]
     types = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]

@@ -4,16 +4,39 @@ the pairs (:mod:`~sise.eval.benchmark.loader`), explaining and scoring them
 metric settings (:mod:`~sise.eval.benchmark.metric_settings`), the metrics' scoring and
 aggregation (:mod:`~sise.eval.benchmark.scoring`,
 :mod:`~sise.eval.benchmark.aggregation`), the results store, the report, and spreading a run over
-processes (:mod:`~sise.eval.benchmark.distributed`)."""
+processes (:mod:`~sise.eval.benchmark.distributed`).
 
-from sise.eval.benchmark.config import (
-    BenchmarkConfig,
-    configuration,
-    method_defaults,
-    method_options,
-)
-from sise.eval.benchmark.explaining import evaluate_pack, evaluate_pair
-from sise.eval.benchmark.run import BenchmarkResult, run_benchmark, run_benchmark_local
+The names are imported on first use (:mod:`sise.lazy_exports`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sise.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from sise.eval.benchmark.config import (
+        BenchmarkConfig,
+        configuration,
+        method_defaults,
+        method_options,
+    )
+    from sise.eval.benchmark.explaining import evaluate_pack, evaluate_pair
+    from sise.eval.benchmark.run import BenchmarkResult, run_benchmark, run_benchmark_local
+
+#: Public name -> the module it comes from.
+_EXPORTS: dict[str, str] = {
+    "BenchmarkConfig": "sise.eval.benchmark.config",
+    "BenchmarkResult": "sise.eval.benchmark.run",
+    "configuration": "sise.eval.benchmark.config",
+    "evaluate_pack": "sise.eval.benchmark.explaining",
+    "evaluate_pair": "sise.eval.benchmark.explaining",
+    "method_defaults": "sise.eval.benchmark.config",
+    "method_options": "sise.eval.benchmark.config",
+    "run_benchmark": "sise.eval.benchmark.run",
+    "run_benchmark_local": "sise.eval.benchmark.run",
+}
 
 __all__ = [
     "BenchmarkConfig",
@@ -25,4 +48,6 @@ __all__ = [
     "method_options",
     "run_benchmark",
     "run_benchmark_local",
-]
+]  # the keys of _EXPORTS, written out for type checkers and linters
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,8 +11,10 @@ for by name, not in :data:`DEFAULT_METRICS`), and the model-truth metrics the fi
 ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`, asked for
 by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
 
-**Adding a metric** is one entry in :data:`METRICS` (and, if it has a setting, one field of
-:class:`~sise.eval.benchmark.metric_settings.MetricSettings`): the runner computes and stores
+**Adding a metric** is one entry in :data:`METRICS` and its name in
+:data:`~sise.eval.benchmark.metric_names.METRIC_NAMES` (the command line's list, without torch;
+checked against :data:`METRICS` at import), and, if it has a setting, one field of
+:class:`~sise.eval.benchmark.metric_settings.MetricSettings`: the runner computes and stores
 it, resumes it, aggregates it (:mod:`~sise.eval.benchmark.aggregation`) and prints it from that
 entry alone. Per-pair computations shared by several metrics (Drop% and Increase% come from the
 same masked forwards) go through :meth:`ScoringBatch.shared`, so they run once.
@@ -33,6 +35,7 @@ from torch import Tensor
 from sise.errors import SiseError
 from sise.eval.benchmark.field_metrics import FIELD_METRICS, drop_increase
 from sise.eval.benchmark.metric_base import Metric, ScoringBatch, percent_flags
+from sise.eval.benchmark.metric_names import DEFAULT_METRICS, METRIC_NAMES
 from sise.eval.benchmark.metric_settings import MetricSettings
 from sise.eval.data.pairs import EvalPair, distractor_mask, pointing_region
 from sise.eval.metrics import (
@@ -238,13 +241,9 @@ METRICS: dict[str, Metric] = {
         *FIELD_METRICS,
     )
 }
-#: The metrics a run computes when none are named. Left out, and asked for by name: TorchRay's
-#: pointing-game protocol (``--metrics ...,pointing_all,pointing_difficult``: it decodes each
-#: pair's region at the original size and its difficult subset needs TorchRay's file), and ROAD,
-#: ADCC and the randomisation row, which cost far more than the others
-#: (:mod:`~sise.eval.benchmark.field_metrics`). A new default metric would also have every earlier
-#: run compute all its pairs again.
-DEFAULT_METRICS: tuple[str, ...] = tuple(name for name, metric in METRICS.items() if metric.default)
+if [(name, metric.default) for name, metric in METRICS.items()] != list(METRIC_NAMES.items()):
+    # metric_names lists them for the command line without torch; the two must agree
+    raise RuntimeError("sise.eval.benchmark.metric_names.METRIC_NAMES differs from METRICS")
 
 
 def check_metrics(metrics: Sequence[str], score: str) -> list[str]:
