@@ -50,3 +50,33 @@ def test_ig_blur_baseline(small_cnn):
     assert blur.extras["baseline_scores"].item() != pytest.approx(
         zero.extras["baseline_scores"].item()
     )
+
+
+def test_ig_batches_path_points_on_a_cpu(small_cnn, monkeypatch):
+    """Without a batch size, a CPU run passes CPU_PATH_POINTS path points at a time (one pass
+    over all of them is twice as slow there), with the same attributions as one pass."""
+    from captum.attr import IntegratedGradients as CaptumIG
+
+    from sise import Runtime
+    from sise.methods.integrated_gradients import CPU_PATH_POINTS
+
+    seen: list[int | None] = []
+    attribute = CaptumIG.attribute
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("internal_batch_size"))
+        return attribute(self, *args, **kwargs)
+
+    monkeypatch.setattr(CaptumIG, "attribute", spy)
+    x = torch.randn(2, 3, 32, 32)
+    batched = IntegratedGradients(small_cnn, n_steps=40)(x, targets=[1, 3])
+    whole = IntegratedGradients(small_cnn, n_steps=40, runtime=Runtime(batch_size=80))(
+        x, targets=[1, 3]
+    )
+    assert seen == [CPU_PATH_POINTS, 80]
+    torch.testing.assert_close(
+        batched.extras["attributions"], whole.extras["attributions"], rtol=1e-5, atol=1e-6
+    )
+    many = torch.randn(CPU_PATH_POINTS + 3, 3, 32, 32)
+    IntegratedGradients(small_cnn, n_steps=2)(many, targets=[0] * len(many))
+    assert seen[-1] == CPU_PATH_POINTS + 3  # never fewer points than images
