@@ -133,3 +133,29 @@ def test_maps_that_give_equal_masks_are_scored_once(hand_model, x):
     assert explanation.forward_passes.tolist() == [5]  # 1 gradient pass + 2 masks per layer
     np.testing.assert_allclose(explanation.layer_maps[0, 0].numpy(), v1, atol=1e-6)
     np.testing.assert_allclose(explanation.layer_maps[0, 1].numpy(), v2, atol=1e-6)
+
+
+def test_a_layer_that_keeps_no_map_is_named_at_the_callers_line():
+    """A layer whose every channel has a negative average gradient keeps no map: SISE says so,
+    and the warning points at the line that called SISE, not inside the package."""
+    import warnings
+
+    from torch import nn
+
+    class Opposed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pooled = self.relu(self.conv(x)).mean(dim=(2, 3)).sum(dim=1, keepdim=True)
+            return torch.cat([-pooled, pooled], dim=1)  # class 0 falls as the layer rises
+
+    model = Opposed().eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SISE(model, layers=["relu"], score="logit")(torch.rand(1, 3, 16, 16), targets=0)
+    named = [w for w in caught if "kept no feature map" in str(w.message)]
+    assert len(named) == 1 and "'relu'" in str(named[0].message)
+    assert named[0].filename == __file__

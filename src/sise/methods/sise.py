@@ -272,7 +272,7 @@ class SISE(MaskedScoring, Explainer):
                 warnings.warn(
                     f"SISE: layer {name!r} kept no feature map for some inputs; it contributes "
                     "nothing to their fused map",
-                    stacklevel=3,
+                    stacklevel=4,  # the caller of SISE.__call__ (→ Explainer.__call__ → _explain)
                 )
         fused = fuse(layer_maps, present, self.gate, self.soft_gate_sharpness, self.smoothing)
         return SISEExplanation(
