@@ -41,7 +41,7 @@ class Runtime:
         batch_size: masked or interpolated inputs per forward pass: an integer, ``"auto"`` (on a
             GPU as many as fit in free memory, probed once; 32 on a CPU), or ``None``: each
             method's own default (``"auto"`` for SISE, Score-CAM and RISE; all path points at
-            once for Integrated Gradients).
+            once for Integrated Gradients on a GPU, 16 at a time on a CPU).
         precision: ``"fp32"`` (default, the reference maps), ``"fp16"`` or ``"bf16"``: the masked
             forwards under autocast. fp32 is the default because SISE's fused map is sensitive:
             its binary Otsu gates flip where a layer map sits near its threshold. On the real
