@@ -156,27 +156,27 @@ def noisy_linear_imputation(
             where = np.flatnonzero(inside)
             neighbour = y[inside] * width + x[inside]
             known = kept_flat[neighbour]
-            rhs[where[known]] -= weight * values[:, neighbour[known]].T
+            rhs[where[known]] += weight * values[:, neighbour[known]].T
             a_rows.append(where[~known])
             a_cols.append(variable[neighbour[~known]])
-            a_vals.append(np.full(int((~known).sum()), weight))
+            a_vals.append(np.full(int((~known).sum()), -weight))
         a_rows.append(np.arange(m))
         a_cols.append(np.arange(m))
-        a_vals.append(-weight_sum)
+        a_vals.append(weight_sum)
         system = sparse.coo_matrix(
             (np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))),
             shape=(m, m),
         ).tocsc()
-        # −system is symmetric positive definite (a grid Laplacian with every component of removed
-        # pixels touching a kept one), so a symmetric ordering and no pivoting factor it ~2× faster
-        # than spsolve's default (COLAMD, partial pivoting); the solution agrees to ~1e-14
+        # the system is symmetric positive definite (a grid Laplacian in which every component of
+        # removed pixels touches a kept one), so a symmetric ordering without pivoting factors it
+        # about twice as fast as spsolve's default (COLAMD, partial pivoting), the same solution
         factor = linalg.splu(
-            -system,
+            system,
             permc_spec="MMD_AT_PLUS_A",
             diag_pivot_thresh=0.0,
             options={"SymmetricMode": True},
         )
-        solved = -np.asarray(factor.solve(rhs)).reshape(m, channels)
+        solved = np.asarray(factor.solve(rhs)).reshape(m, channels)
         solution = torch.tensor(solved, dtype=torch.float)
     if noise:
         # pytorch-grad-cam adds noise * randn_like(res.t()); normal_ on a tensor of the same
