@@ -56,9 +56,9 @@ class IntegratedGradients(Explainer):
         runtime: its ``batch_size`` is Captum's ``internal_batch_size`` (path points per
             forward); ``None`` (default): all ``n_steps × N`` at once on a GPU, and
             :data:`CPU_PATH_POINTS` per pass on a CPU (at least N), where one pass over all 50
-            points of a 224 px image was measured twice as slow; ``"auto"``: sized from free memory with a third of the masked forwards'
-            share (a forward *and backward* pass holds about three times the memory of a
-            forward pass), 32 on a CPU.
+            points of a 224 px image was measured twice as slow; ``"auto"``: sized from free
+            memory with a third of the masked forwards' share (a forward *and backward* pass
+            holds about three times the memory of a forward pass), 32 on a CPU.
 
     Example:
         >>> import torch
