@@ -175,7 +175,6 @@ def _road_metric(
         higher,
         lambda b: value(*b.shared(_road)).double(),
         describe=_describe_road,
-        default=False,
     )
 
 
@@ -187,7 +186,6 @@ def _adcc_metric(name: str, label: str, higher: bool, part: int) -> Metric:
         lambda b: 100.0 * b.shared(_adcc_parts)[part].double(),
         needs_positive_score=True,
         describe=_describe_adcc,
-        default=False,
     )
 
 
@@ -224,7 +222,6 @@ FIELD_METRICS: tuple[Metric, ...] = (
         lambda b: 100.0 * _adcc(b).double(),
         needs_positive_score=True,
         describe=_describe_adcc,
-        default=False,
     ),
     _adcc_metric("adcc_coherency", "ADCC coherency (%) ↑", True, 0),
     _adcc_metric("adcc_complexity", "ADCC complexity (%) ↓", False, 1),
@@ -236,6 +233,5 @@ FIELD_METRICS: tuple[Metric, ...] = (
         _randomisation,
         applies=in_randomisation_subset,
         describe=_describe_randomisation,
-        default=False,
     ),
 )

@@ -11,6 +11,7 @@ from typing import TypeVar
 from torch import Tensor, nn
 
 from sise.core.scores import ScoreKind
+from sise.eval.benchmark.metric_names import METRIC_NAMES
 from sise.eval.benchmark.metric_settings import MetricSettings
 from sise.eval.data.pairs import EvalPair
 from sise.eval.metrics import standard_error
@@ -106,7 +107,8 @@ class Metric:
             left out, and the table says over how many pairs the row is.
         needs_positive_score: a relative change of the score: not with ``--score logit``.
         describe: the settings line it adds under the table's title (None: nothing to say).
-        default: computed when no metrics are named (:data:`DEFAULT_METRICS`).
+    Whether a metric is computed when none are named is written once, in
+    :data:`~sise.eval.benchmark.metric_names.METRIC_NAMES` (:attr:`default`).
     """
 
     name: str
@@ -119,7 +121,12 @@ class Metric:
     applies: Callable[[EvalPair], bool] = _always
     needs_positive_score: bool = False
     describe: Callable[[MetricSettings, tuple[int, int]], str] | None = None
-    default: bool = True
+
+    @property
+    def default(self) -> bool:
+        """Computed when no metrics are named
+        (:data:`~sise.eval.benchmark.metric_names.DEFAULT_METRICS`)."""
+        return METRIC_NAMES[self.name]
 
     def standard_error(self, values: Tensor, class_indices: Tensor) -> float:
         """The standard error of ``aggregate(values, class_indices)``, or of the difference of

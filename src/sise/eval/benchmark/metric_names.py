@@ -2,7 +2,7 @@
 ``sise benchmark --help``, which should not wait seconds for torch to load.
 
 :data:`sise.eval.benchmark.scoring.METRICS` defines the metrics themselves, in this order, and
-checks at import that its names and defaults are these.
+checks at import that its names are these; whether a metric is a default is written only here.
 """
 
 from __future__ import annotations

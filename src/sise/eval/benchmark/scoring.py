@@ -7,17 +7,18 @@ settings. :data:`METRICS` lists them in the table's row order: the paper's rows 
 Bbox, Drop%, Increase%; SPEC section 3), then the pointing game, RISE's insertion and deletion
 AUC, this project's distractor energy, TorchRay's pointing-game protocol (``pointing_all``,
 ``pointing_difficult``: the numbers TorchRay publishes, computed on the original image; asked
-for by name, not in :data:`DEFAULT_METRICS`), and the model-truth metrics the field reports now (ROAD,
-ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`, asked for
-by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
+for by name, not in :data:`DEFAULT_METRICS`), and the model-truth metrics the field reports
+now (ROAD, ADCC and its parts, the randomisation row: :mod:`~sise.eval.benchmark.field_metrics`,
+asked for by name too). The types are :mod:`~sise.eval.benchmark.metric_base`'s.
 
 **Adding a metric** is one entry in :data:`METRICS` and its name in
-:data:`~sise.eval.benchmark.metric_names.METRIC_NAMES` (the command line's list, without torch;
-checked against :data:`METRICS` at import), and, if it has a setting, one field of
-:class:`~sise.eval.benchmark.metric_settings.MetricSettings`: the runner computes and stores
-it, resumes it, aggregates it (:mod:`~sise.eval.benchmark.aggregation`) and prints it from that
-entry alone. Per-pair computations shared by several metrics (Drop% and Increase% come from the
-same masked forwards) go through :meth:`ScoringBatch.shared`, so they run once.
+:data:`~sise.eval.benchmark.metric_names.METRIC_NAMES` (the command line's list, without torch,
+with whether it is computed by default; checked against :data:`METRICS` at import), and, if it
+has a setting, one field of :class:`~sise.eval.benchmark.metric_settings.MetricSettings`: the
+runner computes and stores it, resumes it, aggregates it
+(:mod:`~sise.eval.benchmark.aggregation`) and prints it from that entry alone. Per-pair
+computations shared by several metrics (Drop% and Increase% come from the same masked forwards)
+go through :meth:`ScoringBatch.shared`, so they run once.
 
 The metric *settings* (:mod:`~sise.eval.benchmark.metric_settings`, imported from here too:
 every metric reads them) change the stored values, so a run's configuration holds them and
@@ -224,7 +225,6 @@ METRICS: dict[str, Metric] = {
             terms=percent_flags,
             by_class=True,
             describe=_describe_original,
-            default=False,
         ),
         Metric(
             "pointing_difficult",
@@ -236,13 +236,12 @@ METRICS: dict[str, Metric] = {
             by_class=True,
             applies=lambda pair: pair.in_difficult_subset is True,
             describe=_describe_original,
-            default=False,
         ),
         *FIELD_METRICS,
     )
 }
-if [(name, metric.default) for name, metric in METRICS.items()] != list(METRIC_NAMES.items()):
-    # metric_names lists them for the command line without torch; the two must agree
+if list(METRICS) != list(METRIC_NAMES):
+    # metric_names lists them, with their defaults, for the command line without torch
     raise RuntimeError("sise.eval.benchmark.metric_names.METRIC_NAMES differs from METRICS")
 
 
