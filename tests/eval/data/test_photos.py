@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sise.eval.data.photos import (
     PHOTO_OBJECTS,
     PHOTO_SET,
     PhotoSetSpec,
+    cache,
     make_photo_voc,
     objects,
     photo_dataset,
@@ -178,6 +180,27 @@ def test_photo_set_cache_reuses_checks_and_regenerates(tmp_path):
     (stray / folder.name).mkdir(parents=True)
     with pytest.raises(SiseError, match="no finished photo set"):
         photo_set(stray, spec)
+
+
+def test_a_set_folder_named_directly_is_used_as_it_is(tmp_path, monkeypatch):
+    spec = PhotoSetSpec(n_images=3)
+    folder = photo_set(tmp_path / "made", spec)
+    copy = tmp_path / "copied"
+    shutil.copytree(folder, copy)
+    # another machine's package versions give another key; the copy is still used, unchanged
+    monkeypatch.setattr(cache, "_generator_key", lambda spec: "f" * 64)
+    assert photo_set(copy, spec) == copy
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in folder.iterdir())
+    with pytest.raises(SiseError, match="other settings"):
+        photo_set(copy, PhotoSetSpec(n_images=4))
+    image = copy / "VOC2007" / "JPEGImages" / "000001.jpg"
+    image.write_bytes(image.read_bytes()[:-100])
+    with pytest.raises(SiseError, match="no longer match"):
+        photo_set(copy, spec)
+    assert (
+        image.stat().st_size
+        == (folder / "VOC2007" / "JPEGImages" / "000001.jpg").stat().st_size - 100
+    )
 
 
 def test_photo_dataset_rejects_a_model_without_imagenet_outputs(tmp_path):

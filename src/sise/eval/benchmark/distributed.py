@@ -7,8 +7,11 @@ files are never written by two processes at once. Rank 0 merges the shards into 
 (:func:`merge_shards`) and writes the table. Nothing is lost if a rank dies: its shard stays on
 disk and the next run's rank 0 merges it before work is shared out.
 
-Ranks talk only at the start and the end (``gloo`` on CPUs, ``nccl`` on GPUs), so the slowest
-shard may take hours: the process group's timeout is a week.
+Ranks talk only at the start and the end (``nccl`` when every local rank has a GPU of its own,
+else ``gloo``), so the slowest shard may take hours: the process group's timeout is a week.
+More ranks than GPUs is allowed and often worth it: they share the GPUs round-robin, and the
+CPU-side work of the metrics (ROAD's sparse solves, above all) then runs on several cores while
+the GPU explains for another rank.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "glob_escape",
     "merge_shards",
     "my_share",
+    "process_group_backend",
     "shard_path",
     "spawn_local",
 ]
@@ -58,10 +62,18 @@ class Ranks:
             dist.barrier()
 
     def device(self, device: str) -> str:
-        """The device this rank runs on: ``cuda:LOCAL_RANK`` in a distributed CUDA run."""
+        """The device this rank runs on: in a distributed CUDA run, ``cuda:LOCAL_RANK`` modulo
+        the GPUs there are (ranks beyond the GPU count share them)."""
         if self.initialised and device.startswith("cuda"):
-            return f"cuda:{self.local_rank}"
+            return f"cuda:{self.local_rank % max(torch.cuda.device_count(), 1)}"
         return device
+
+
+def process_group_backend(gpus: int, local_ranks: int) -> str:
+    """``nccl`` when each of a machine's ``local_ranks`` ranks has a GPU of its own, else
+    ``gloo``: NCCL refuses two ranks on one GPU, and the run's only collective, a barrier, needs
+    nothing of NCCL."""
+    return "nccl" if gpus >= local_ranks > 0 else "gloo"
 
 
 @contextlib.contextmanager
@@ -85,9 +97,11 @@ def distributed(device: str, required: bool) -> Iterator[Ranks]:
 
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    backend = process_group_backend(gpus, local_world)
+    if gpus:
+        torch.cuda.set_device(local_rank % gpus)
     dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
     try:
         yield Ranks(rank, world, local_rank, True)
@@ -96,7 +110,8 @@ def distributed(device: str, required: bool) -> Iterator[Ranks]:
 
 
 def my_share(items: Sequence[_T], ranks: Ranks) -> list[_T]:
-    """The items of this rank: every ``world``-th, from the ``rank``-th."""
+    """The items of this rank: every ``world``-th, from the ``rank``-th (every rank must pass
+    the same sequence)."""
     return [item for i, item in enumerate(items) if i % ranks.world == ranks.rank]
 
 
@@ -133,6 +148,7 @@ def _as_rank(rank: int, world: int, port: int, work: Callable[..., None], args: 
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )

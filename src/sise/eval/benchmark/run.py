@@ -177,10 +177,12 @@ def run_benchmark(config: BenchmarkConfig, *, distributed: bool = False) -> Benc
                 done = store.completed(config_ids, required)
             todo = [
                 (p, [m for m in methods if (p.image_id, p.class_index, m) not in done])
-                for p in my_share(pairs, ranks)
+                for p in pairs
             ]
-            # a pair no metric applies to (outside pointing_difficult's subset) has nothing to do
+            # a pair no metric applies to (outside pointing_difficult's subset) has nothing to do;
+            # what is left is shared out, so a resumed run keeps every rank equally busy
             todo = [(p, m) for p, m in todo if m and required[(p.image_id, p.class_index)]]
+            todo = my_share(todo, ranks)
             explainers = {m: build_explainer(m, loaded.model, config, options[m]) for m in methods}
             _work(config, loaded, todo, explainers, config_ids, metrics, configs, pairs, db, ranks)
         ranks.barrier()

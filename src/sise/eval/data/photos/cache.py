@@ -66,12 +66,25 @@ def photo_set(
     ranks) and interrupted runs never see half a set. A folder whose files no longer match the
     digest recorded at generation time is regenerated.
 
+    ``root`` may also be one set's own folder (it holds ``photoset.json``), such as a copy made
+    on another machine: it is used as it is, after its files are checked against its recorded
+    digest, whatever package versions made it. That is how two machines whose Pillow or NumPy
+    differ (and so would encode other bytes) benchmark the same images and share one results
+    file.
+
     Args:
-        root: where to keep sets (default: ``$SISE_CACHE/photos`` or ``~/.cache/sise/photos``).
+        root: where to keep sets (default: ``$SISE_CACHE/photos`` or ``~/.cache/sise/photos``),
+            or one set's folder.
         spec: the generator's settings.
         progress: when the set is generated, say so on stderr and draw a bar over its images
             (about a minute on a CPU, once).
+
+    Raises:
+        SiseError: a set's own folder was given whose files no longer match its digest, or that
+            was made with other settings than ``spec``.
     """
+    if root is not None and (Path(root) / _MANIFEST).is_file():
+        return _given_set(Path(root), spec)
     parent = Path(root) if root is not None else _default_root()
     key = _generator_key(spec)
     folder = parent / f"photos-{key[:16]}"
@@ -108,6 +121,23 @@ def photo_set(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+    return folder
+
+
+def _given_set(folder: Path, spec: PhotoSetSpec) -> Path:
+    """A set folder named directly: checked, never regenerated (it may not be ours to rewrite)."""
+    recorded = json.loads((folder / _MANIFEST).read_text())
+    if recorded.get("spec") != dataclasses.asdict(spec):
+        raise SiseError(
+            f"the photo set in {folder} was made with other settings ({recorded.get('spec')}) "
+            f"than asked for ({dataclasses.asdict(spec)}): point photos: at its parent folder "
+            "to generate the set asked for"
+        )
+    if recorded.get("content") != _content_digest(folder / "VOC2007"):
+        raise SiseError(
+            f"the files of the photo set in {folder} no longer match the digest recorded when it "
+            "was made: copy it again, or point photos: at its parent folder to regenerate it"
+        )
     return folder
 
 
