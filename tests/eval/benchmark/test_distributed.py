@@ -4,7 +4,12 @@ resumed run shares out what is left (the two-process run itself: test_run.py).""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +86,57 @@ def test_a_resumed_run_shares_out_only_what_is_left(
     assert [len(s) for s in shares.values()] == [2, 2]
     left = set(shares[0]) | set(shares[1])
     assert len(left) == 4 and not left & done
+
+
+def _ranks_of(parent: int) -> list[int]:
+    """The spawned ranks whose parent is ``parent`` (read from Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_killing_the_launcher_ends_its_ranks() -> None:
+    script = (
+        "import time\n"
+        "from sise.eval.benchmark.distributed import spawn_local\n"
+        "spawn_local(2, time.sleep, 300)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, "-c", script], env=env)
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ranks = _ranks_of(launcher.pid)
+        assert len(ranks) == 2, "the two ranks did not start"
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) != 0
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in ranks), "ranks outlived their launcher"
+    finally:
+        launcher.kill()
+        for pid in ranks:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

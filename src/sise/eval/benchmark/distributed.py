@@ -20,7 +20,9 @@ import contextlib
 import datetime
 import os
 import re
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,16 +157,40 @@ def _as_rank(rank: int, world: int, port: int, work: Callable[..., None], args: 
     work(*args)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def spawn_local(nproc: int, work: Callable[..., None], *args: object) -> None:
     """Run ``work(*args)`` in ``nproc`` new local processes set up as torchrun's ranks would be
-    (``work`` must be importable: a module-level function)."""
+    (``work`` must be importable: a module-level function).
+
+    The ranks end with this process: a ``kill`` (SIGTERM) or an exception here terminates them,
+    where spawned processes would otherwise run on, orphaned, writing their shards. (Ctrl-C
+    already reaches them: it signals the whole foreground process group.)
+    """
     import torch.multiprocessing as mp
 
     if nproc < 2:
         raise SiseError(f"--nproc must be at least 2 to spread a run, got {nproc}")
-    mp.start_processes(
+    context = mp.start_processes(
         _as_rank,
         args=(nproc, _free_port(), work, args),
         nprocs=nproc,
         start_method="spawn",
+        join=False,
     )
+    assert context is not None
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    try:
+        while not context.join():
+            pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in context.processes:
+            process.join(timeout=30)
