@@ -37,6 +37,7 @@ import math
 import sqlite3
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,15 @@ from sise.methods.registry import DISPLAY_NAMES
 RIVALS = ("RISE", "Score-CAM", "Grad-CAM", "Extremal Perturbation")
 #: metric → higher is better
 CRITERIA = {"ebpg": True, "distractor": False, "road": True, "adcc": True}
+#: metric → (row name, higher is better): the rows the rank table shows
+RANKED = {
+    "ebpg": ("EBPG", True),
+    "distractor": ("distractor", False),
+    "road_morf": ("ROAD MoRF", False),
+    "road_lerf": ("ROAD LeRF", True),
+    "road": ("ROAD combined", True),
+    "adcc": ("ADCC", True),
+}
 Pair = tuple[str, int]
 # model → setting → pair → metric → value
 Data = dict[str, dict[str, dict[Pair, dict[str, float]]]]
@@ -144,6 +154,67 @@ def checks(
     return out
 
 
+def rank(
+    rows: dict[str, dict[Pair, dict[str, float]]],
+    setting: str,
+    rivals: list[str],
+    metric: str,
+) -> tuple[float, int, str, float, int] | None:
+    """``setting``'s mean on ``metric`` over the pairs it and every rival have, its rank among
+    them (1 = best), the best rival and its mean, and the number of pairs; None without pairs."""
+    higher = RANKED[metric][1]
+    named = [setting, *rivals]
+    pairs = [p for p in rows[setting] if all(metric in rows[name].get(p, {}) for name in named)]
+    if not pairs:
+        return None
+    means = {name: sum(rows[name][p][metric] for p in pairs) / len(pairs) for name in named}
+    sign = 1.0 if higher else -1.0
+    ahead = sum(sign * means[r] > sign * means[setting] for r in rivals)
+    best = max(rivals, key=lambda r: sign * means[r])
+    return means[setting], 1 + ahead, best, means[best], len(pairs)
+
+
+def rank_table(
+    data: Data, sigmas: dict[str, dict[str, float]], wanted: tuple[str, ...]
+) -> list[str]:
+    """Per model, each SISE setting's mean and rank among itself and the rivals, all pairs."""
+    lines: list[str] = []
+    for model, rows in data.items():
+        rivals = _rivals(rows, sigmas[model], wanted)
+        if not rivals:
+            continue
+        settings = sorted(sigmas[model], key=lambda s: sigmas[model][s])
+        lines += [
+            "",
+            f"## {model}: each SISE setting's rank among itself and {len(rivals)} rivals",
+            "",
+            "| setting | pairs | "
+            + " | ".join(f"{name} {'↑' if higher else '↓'}" for name, higher in RANKED.values())
+            + " |",
+            "|---|---|" + "---|" * len(RANKED),
+        ]
+        for setting in settings:
+            cells, counts = [], set()
+            for metric in RANKED:
+                found = rank(rows, setting, rivals, metric)
+                if found is None:
+                    cells.append("–")
+                    continue
+                mean, place, best, best_mean, n = found
+                counts.add(n)
+                cells.append(f"{mean:.2f}, {place} of {len(rivals) + 1} ({best} {best_mean:.2f})")
+            used = "/".join(str(n) for n in sorted(counts)) or "0"
+            lines.append(f"| {setting} | {used} | " + " | ".join(cells) + " |")
+    if lines:
+        lines += [
+            "",
+            "Each cell: the setting's mean over the pairs it and every rival have, its place "
+            "(1 = best), and the best rival's mean on the same pairs. Pairs: the numbers of "
+            "pairs the rows use (the distractor row has only the images with another class).",
+        ]
+    return lines
+
+
 def subsets(rows: dict[str, dict[Pair, dict[str, float]]]) -> dict[str, list[Pair]]:
     pairs = sorted(set().union(*(set(r) for r in rows.values())))
     return {
@@ -153,7 +224,9 @@ def subsets(rows: dict[str, dict[Pair, dict[str, float]]]) -> dict[str, list[Pai
     }
 
 
-def _rivals(rows: dict[str, object], sise: dict[str, float], wanted: tuple[str, ...]) -> list[str]:
+def _rivals(
+    rows: Mapping[str, object], sise: dict[str, float], wanted: tuple[str, ...]
+) -> list[str]:
     return [s for s in rows if s not in sise and s in wanted]
 
 
@@ -222,6 +295,7 @@ def report(
         "that + means the setting is ahead). EBPG / distractor: first means ahead of every "
         f"rival; ROAD / ADCC: near best means behind no rival by more than {NEAR_BEST:g} SE.",
     ]
+    lines += rank_table(data, sigmas, wanted)
     return "\n".join(lines) + "\n"
 
 

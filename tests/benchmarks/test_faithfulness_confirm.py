@@ -4,6 +4,7 @@ benchmark database, confirmed on the other half and the other model."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def test_chooses_the_smallest_passing_sigma_and_confirms_it(confirm, tmp_path):
     text = confirm.main([str(first), str(second), "--out", str(tmp_path / "out.md")])
     assert "Chosen on half 0 of efficientnet_lite0 on photos" in text
     assert "**SISE smoothing=0.1**" in text
-    lines = [line for line in text.splitlines() if line.startswith("| SISE smoothing=0.1 |")]
+    criteria = text.split("\n## ")[0]  # the rank tables follow
+    lines = [line for line in criteria.splitlines() if line.startswith("| SISE smoothing=0.1 |")]
     # both halves of the choosing model (chosen on, confirmed on), then all pairs and both
     # halves of the other
     assert len(lines) == 5
@@ -94,7 +96,8 @@ def test_says_so_when_no_setting_passes(confirm, tmp_path):
     del data[model]["SISE smoothing=0.1"], sigmas[model]["SISE smoothing=0.1"]
     text = confirm.report(data, sigmas, model)
     assert "No SISE setting passes every criterion" in text
-    paper = [line for line in text.splitlines() if line.startswith("| SISE |")]
+    criteria = text.split("\n## ")[0]
+    paper = [line for line in criteria.splitlines() if line.startswith("| SISE |")]
     assert paper and all("NO (" in line for line in paper)
     assert all(line.split(" | ")[4].startswith("yes") for line in paper)  # still first on EBPG
 
@@ -123,3 +126,43 @@ def test_only_the_named_rivals_count(confirm, tmp_path):
     assert "Rivals: RISE." in text and "vs Score-CAM" not in text
     with pytest.raises(SystemExit, match="none of the rivals"):
         confirm.report(data, sigmas, model, ("FullGrad",))
+
+
+def test_rank_places_a_setting_among_the_rivals_on_shared_pairs(confirm):
+    rows = {
+        "SISE": {("a", 1): {"road": 10.0, "road_morf": -50.0}, ("b", 1): {"road": 20.0}},
+        "RISE": {("a", 1): {"road": 14.0, "road_morf": -40.0}, ("b", 1): {"road": 0.0}},
+        "Grad-CAM": {("a", 1): {"road": 12.0, "road_morf": -60.0}, ("b", 1): {"road": 30.0}},
+    }
+    # ROAD combined (higher is better) on both pairs: SISE 15, RISE 7, Grad-CAM 21
+    assert confirm.rank(rows, "SISE", ["RISE", "Grad-CAM"], "road") == (
+        15.0,
+        2,
+        "Grad-CAM",
+        21.0,
+        2,
+    )
+    # MoRF (lower is better) only on the pair all three have: SISE -50 is behind Grad-CAM -60
+    assert confirm.rank(rows, "SISE", ["RISE", "Grad-CAM"], "road_morf") == (
+        -50.0,
+        2,
+        "Grad-CAM",
+        -60.0,
+        1,
+    )
+    assert confirm.rank(rows, "SISE", ["RISE"], "road_morf")[1] == 1
+    assert confirm.rank(rows, "SISE", ["RISE"], "adcc") is None
+
+
+def test_the_report_ends_with_each_settings_rank(confirm, tmp_path):
+    db = _database(tmp_path / "one.sqlite", "efficientnet_lite0")
+    data, sigmas = confirm.load([db])
+    text = confirm.report(data, sigmas, next(iter(data)))
+    table = text.split("each SISE setting's rank among itself and 2 rivals")[1]
+    paper = next(line for line in table.splitlines() if line.startswith("| SISE |"))
+    cells = paper.split(" | ")
+    # EBPG 95 first of three, Score-CAM's 70 next; ROAD combined 10 last, RISE's 20 best (the
+    # per-setting jitter moves a mean over 24 pairs by under 0.1); no ROAD MoRF in this database
+    assert re.fullmatch(r"95\.00, 1 of 3 \(Score-CAM (69\.9\d|70\.0\d)\)", cells[2])
+    assert re.fullmatch(r"10\.00, 3 of 3 \(RISE (19\.9\d|20\.0\d)\)", cells[6])
+    assert cells[4] == "–"
