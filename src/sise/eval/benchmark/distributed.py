@@ -100,13 +100,14 @@ def distributed(device: str, required: bool) -> Iterator[Ranks]:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    ranks = Ranks(rank, world, local_rank, True)
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     backend = process_group_backend(gpus, local_world)
     if gpus:
-        torch.cuda.set_device(local_rank % gpus)
+        torch.cuda.set_device(ranks.device("cuda"))
     dist.init_process_group(backend, timeout=datetime.timedelta(days=7))
     try:
-        yield Ranks(rank, world, local_rank, True)
+        yield ranks
     finally:
         dist.destroy_process_group()
 
