@@ -33,7 +33,7 @@ def fuse(
     boundary; :func:`sise.core.smoothing.gaussian_smooth`), then min-max normalised again. The gates'
     step edges become ramps about ``2.56 σ`` wide (10 % to 90 %) and the shallow layers' speckle
     is averaged out, so the map multiplied into the photo looks more like a natural image. On
-    real photos (README, "Two kinds of faithfulness") ``smoothing=0.1``
+    real photos (docs/benchmark/faithfulness.md) ``smoothing=0.1``
     (:data:`sise.core.smoothing.RECOMMENDED_SMOOTHING`) stays first on EBPG and distractor energy and
     ties Score-CAM on Drop% and Increase%, for 7-12 points of EBPG; RISE stays far ahead on
     those two. ``smoothing=0`` (default) is the paper's fusion, bit for bit.
