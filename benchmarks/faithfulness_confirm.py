@@ -49,8 +49,6 @@ from sise.methods.registry import DISPLAY_NAMES
 
 #: The methods SISE is ranked against (the issue's), those of them a database holds.
 RIVALS = ("RISE", "Score-CAM", "Grad-CAM", "Extremal Perturbation")
-#: metric → higher is better
-CRITERIA = {"ebpg": True, "distractor": False, "road": True, "adcc": True}
 #: metric → (row name, higher is better): the rows the rank table shows
 RANKED = {
     "ebpg": ("EBPG", True),
@@ -60,6 +58,8 @@ RANKED = {
     "road": ("ROAD combined", True),
     "adcc": ("ADCC", True),
 }
+#: metric → higher is better: the rows a setting must pass
+CRITERIA = {m: RANKED[m][1] for m in ("ebpg", "distractor", "road", "adcc")}
 Pair = tuple[str, int]
 # model → setting → pair → metric → value
 Data = dict[str, dict[str, dict[Pair, dict[str, float]]]]
@@ -183,7 +183,7 @@ def rank_table(
         rivals = _rivals(rows, sigmas[model], wanted)
         if not rivals:
             continue
-        settings = sorted(sigmas[model], key=lambda s: sigmas[model][s])
+        settings = _by_sigma(sigmas[model])
         lines += [
             "",
             f"## {model}: each SISE setting's rank among itself and {len(rivals)} rivals",
@@ -224,6 +224,11 @@ def subsets(rows: dict[str, dict[Pair, dict[str, float]]]) -> dict[str, list[Pai
     }
 
 
+def _by_sigma(settings: dict[str, float]) -> list[str]:
+    """SISE's settings, the paper's fusion (σ = 0) first."""
+    return sorted(settings, key=lambda s: settings[s])
+
+
 def _rivals(
     rows: Mapping[str, object], sise: dict[str, float], wanted: tuple[str, ...]
 ) -> list[str]:
@@ -239,7 +244,7 @@ def report(
     if choosing not in data:
         raise SystemExit(f"no model {choosing!r} in the databases: {', '.join(data)}")
     rows = data[choosing]
-    settings = sorted(sigmas[choosing], key=lambda s: sigmas[choosing][s])
+    settings = _by_sigma(sigmas[choosing])
     if not settings:
         raise SystemExit(f"no SISE run for {choosing}")
     rivals = _rivals(rows, sigmas[choosing], wanted)

@@ -18,7 +18,12 @@ import torch
 
 from sise.eval.benchmark import BenchmarkConfig, run_benchmark
 from sise.eval.benchmark import run as running
-from sise.eval.benchmark.distributed import Ranks, my_share, process_group_backend
+from sise.eval.benchmark.distributed import (
+    Ranks,
+    distributed,
+    my_share,
+    process_group_backend,
+)
 from sise.eval.benchmark.scoring import MetricSettings
 
 
@@ -37,6 +42,30 @@ def test_ranks_share_the_gpus_round_robin(monkeypatch: pytest.MonkeyPatch) -> No
     assert {Ranks(r, 3, r, True).device("cuda") for r in range(3)} == {"cuda:0"}
     assert Ranks(1, 3, 1, True).device("cpu") == "cpu"
     assert Ranks().device("cuda:1") == "cuda:1"  # one process: the device asked for
+
+
+def test_joining_the_group_selects_the_ranks_shared_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local rank 2 of 3 on a 2-GPU machine: cuda:0, and gloo since two ranks share it (no GPU
+    here: torch's CUDA and process-group calls are recorded instead)."""
+    import torch.distributed as dist
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "init_process_group", lambda b, **_: calls.append(("init", b)))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy", None)))
+    for name, value in {"WORLD_SIZE": "3", "RANK": "2", "LOCAL_RANK": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    with distributed("cuda", required=True) as ranks:
+        assert (ranks.rank, ranks.world, ranks.local_rank) == (2, 3, 2)
+        assert ranks.device("cuda") == "cuda:0"
+    assert [c[0] for c in calls] == ["set_device", "init", "destroy"]
+    assert torch.cuda._get_device_index(calls[0][1]) == 0 and calls[1][1] == "gloo"
+    calls.clear()
+    with distributed("cpu", required=True) as ranks:  # a CPU run never touches CUDA
+        assert ranks.device("cpu") == "cpu"
+    assert calls == [("init", "gloo"), ("destroy", None)]
 
 
 def test_my_share_splits_without_overlap() -> None:
