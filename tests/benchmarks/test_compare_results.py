@@ -3,24 +3,16 @@ results files, on the rows they share."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from sise.eval.benchmark.store import ResultRow, ResultStore
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_results.py"
-
 
 @pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("compare_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_results"] = module
-    spec.loader.exec_module(module)
-    return module
+def compare(benchmark_script):
+    return benchmark_script("compare_results")
 
 
 def _store(path: Path, values: dict[tuple[str, str, str], float]) -> Path:

@@ -3,25 +3,17 @@ benchmark database, confirmed on the other half and the other model."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from sise.eval.benchmark.store import ResultRow, ResultStore, config_id
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "faithfulness_confirm.py"
-
 
 @pytest.fixture(scope="module")
-def confirm():
-    spec = importlib.util.spec_from_file_location("faithfulness_confirm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["faithfulness_confirm"] = module
-    spec.loader.exec_module(module)
-    return module
+def confirm(benchmark_script):
+    return benchmark_script("faithfulness_confirm")
 
 
 # per setting: (EBPG, distractor, ROAD combined, ADCC)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fusion_confirm.py"
 FIELDS = [
     "ebpg",
     "bbox",
@@ -22,12 +20,8 @@ FIELDS = [
 
 
 @pytest.fixture(scope="module")
-def confirm():
-    spec = importlib.util.spec_from_file_location("fusion_confirm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fusion_confirm"] = module
-    spec.loader.exec_module(module)
-    return module
+def confirm(benchmark_script):
+    return benchmark_script("fusion_confirm")
 
 
 def _write(path: Path, settings: dict[str, tuple[float, float, float, float]], n: int = 8) -> Path:
